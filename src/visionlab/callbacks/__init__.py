@@ -1,0 +1,1 @@
+"""Lightning callbacks that log images and figures."""

@@ -1,0 +1,62 @@
+"""Log the first training batch, after augmentation, as a labelled image grid."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+log = logging.getLogger(__name__)
+
+
+def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int = 8) -> Image.Image:
+    """A PIL grid of ``images`` (N, C, H, W) in [0, 1], each tile captioned with its label."""
+    tiles = []
+    for img, label in zip(images, labels):
+        tile = Image.fromarray(img.expand(3, -1, -1).mul(255).byte().permute(1, 2, 0).numpy())
+        tile = tile.resize((max(64, tile.width), max(64, tile.height)), Image.NEAREST)
+        draw = ImageDraw.Draw(tile)
+        draw.rectangle((0, 0, tile.width, 11), fill=(0, 0, 0))
+        draw.text((2, 0), label[:16], fill=(255, 255, 255))
+        tiles.append(torch.from_numpy(np.array(tile)).permute(2, 0, 1))
+    grid = make_grid(torch.stack(tiles), nrow=nrow, padding=2)
+    return Image.fromarray(grid.permute(1, 2, 0).numpy())
+
+
+class AugmentedBatchGrid(L.Callback):
+    """At fit start, show what the model really sees: one augmented training batch.
+
+    The batch is un-normalised with the datamodule's mean/std, captioned with class names,
+    written to ``<run dir>/augmented_batch.png`` and logged to TensorBoard as
+    ``data/augmented_batch``.
+    """
+
+    def __init__(self, max_images: int = 32) -> None:
+        self.max_images = max_images
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Draw the grid once, on the main process only."""
+        dm = trainer.datamodule
+        if not trainer.is_global_zero or dm is None or getattr(dm, "train_set", None) is None:
+            return
+        images, targets = next(iter(dm.train_dataloader()))
+        images = images[: self.max_images].float()
+        mean = torch.tensor(dm.data_config.mean).view(1, -1, 1, 1)
+        std = torch.tensor(dm.data_config.std).view(1, -1, 1, 1)
+        images = (images * std + mean).clamp(0, 1)
+        names = [dm.class_names[int(t)] for t in targets[: self.max_images]]
+        grid = labelled_grid(images, names)
+        out = Path(trainer.default_root_dir) / "augmented_batch.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(out)
+        for logger in trainer.loggers:
+            add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
+            if add_image is not None:
+                add_image("data/augmented_batch", torch.from_numpy(np.array(grid)),
+                          0, dataformats="HWC")
+        log.info("augmented training batch written to %s", out)

@@ -1,0 +1,1 @@
+"""Data: LightningDataModules, transform presets and the embedded synthetic dataset."""

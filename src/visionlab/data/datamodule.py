@@ -1,0 +1,78 @@
+"""The LightningDataModule base every image-classification dataset shares."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from visionlab.data.transforms import AugmentFactory
+from visionlab.models.backbone import DataConfig
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Owns the train/val/test datasets and their loaders; subclasses only find the data.
+
+    Subclasses implement ``_build(train_transform, eval_transform)`` returning
+    ``(train, val, test_or_None, class_names)``. ``data_config`` (input size, channels,
+    normalisation) comes from the backbone, so resizing always matches the model.
+    """
+
+    def __init__(
+        self,
+        data_config: DataConfig,
+        augment: AugmentFactory | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.data_config = data_config
+        self.augment = augment
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.class_names: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes found in the data (valid after ``setup``)."""
+        return len(self.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets once; later calls (fit, then test) reuse them."""
+        if self.train_set is not None:
+            return
+        from visionlab.data.transforms import eval_transform, train_transform
+
+        self.train_set, self.val_set, self.test_set, self.class_names = self._build(
+            train_transform(self.data_config, self.augment), eval_transform(self.data_config)
+        )
+
+    def _build(self, train_tf, eval_tf):
+        raise NotImplementedError
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            from visionlab.errors import UserError
+
+            raise UserError(f"{type(self).__name__} has no such split: call setup() first, "
+                            "or this dataset has no test split")
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented training batches."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in a fixed order, never augmented."""
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches (the validation set when the data has no test split)."""
+        return self._loader(self.test_set if self.test_set is not None else self.val_set, False)

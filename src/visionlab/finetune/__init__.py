@@ -1,0 +1,1 @@
+"""Fine-tuning: freeze plans, the callback that applies them, optimizer parameter groups."""

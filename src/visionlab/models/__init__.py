@@ -1,0 +1,1 @@
+"""Networks: backbones from every source, the classifier head and the LightningModules."""

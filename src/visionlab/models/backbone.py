@@ -1,0 +1,150 @@
+"""The one interface every feature extractor (timm, torchvision, custom) is wrapped in.
+
+A :class:`Backbone` answers the questions the rest of visionlab asks of a network:
+what features it returns, how wide they are, which named stages it is made of
+(input side first, the unit freeze plans work with) and what input it expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The input a backbone expects: channels and size, and the normalisation stats."""
+
+    in_chans: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named, ordered group of the backbone's submodules that is frozen or trained as one.
+
+    ``modules`` are qualified submodule names relative to ``Backbone.body``.
+    """
+
+    name: str
+    modules: tuple[str, ...]
+
+
+class Backbone(nn.Module):
+    """A feature network with a uniform interface, whatever library it comes from.
+
+    ``forward_features(x)`` returns the last feature map ``(N, C, H, W)`` (or tokens
+    ``(N, L, C)`` for transformers); ``forward(x)`` returns pooled features
+    ``(N, num_features)``. ``stages(granularity)`` lists the named stages, input side
+    first: ``coarse`` is the model's natural blocks (``layer3``, ``block5``), ``fine`` its
+    individual layers or residual blocks. Every parameter of ``body`` belongs to exactly
+    one stage of each granularity.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        *,
+        name: str,
+        source: str,
+        num_features: int,
+        data_config: DataConfig,
+        coarse_stages: list[Stage],
+        fine_stages: list[Stage],
+        features_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+        layer_aliases: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.name = name
+        self.source = source
+        self.num_features = num_features
+        self.data_config = data_config
+        self._stages = {"coarse": list(coarse_stages), "fine": list(fine_stages)}
+        self._features_fn = features_fn
+        self.layer_aliases = dict(layer_aliases or {})
+        self.frozen_norm_modules: set[str] = set()
+        for granularity, stages in self._stages.items():
+            _check_stage_cover(body, stages, f"{name} ({granularity})")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled features: ``(N, C, H, W)`` for CNNs, ``(N, L, C)`` for transformers."""
+        if self._features_fn is not None:
+            return self._features_fn(self.body, x)
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(N, num_features)``: global average over space or tokens."""
+        return pool_features(self.forward_features(x), "avg")
+
+    def stages(self, granularity: str = "coarse") -> list[Stage]:
+        """The ordered stages (input side first) at ``coarse`` or ``fine`` granularity."""
+        if granularity not in self._stages:
+            from visionlab.errors import UserError
+
+            raise UserError(
+                f"stage granularity '{granularity}' is not one of: {', '.join(self._stages)}"
+            )
+        return list(self._stages[granularity])
+
+    def stage_parameters(self, stage: Stage) -> list[nn.Parameter]:
+        """The parameters that belong to ``stage`` (no duplicates)."""
+        seen: dict[int, nn.Parameter] = {}
+        for module_name in stage.modules:
+            for p in self.body.get_submodule(module_name).parameters():
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def train(self, mode: bool = True) -> Backbone:
+        """Switch train/eval mode, keeping the normalisation layers of frozen stages in eval.
+
+        Lightning calls ``train()`` after every validation loop; without this override the
+        BatchNorm running statistics of frozen stages would drift.
+        """
+        super().train(mode)
+        for module_name in self.frozen_norm_modules:
+            self.body.get_submodule(module_name).eval()
+        return self
+
+
+def pool_features(features: torch.Tensor, kind: str) -> torch.Tensor:
+    """Pool ``(N, C, H, W)`` maps or ``(N, L, C)`` tokens to ``(N, D)``.
+
+    ``avg``/``max`` reduce over space (or tokens); ``flatten`` keeps everything. Features
+    that are already vectors ``(N, D)`` (a backbone ending in a dense layer) pass through.
+    """
+    if features.ndim == 2:
+        return features
+    if kind == "flatten":
+        return features.flatten(1)
+    dims = (2, 3) if features.ndim == 4 else (1,)
+    if kind == "avg":
+        return features.mean(dim=dims)
+    if kind == "max":
+        return features.amax(dim=dims)
+    from visionlab.errors import UserError
+
+    raise UserError(f"model.head.pool='{kind}' is not one of: avg, max, flatten")
+
+
+def _check_stage_cover(body: nn.Module, stages: list[Stage], what: str) -> None:
+    """Fail loudly (a programming error, not a user one) if stages miss or repeat parameters."""
+    owned: dict[int, str] = {}
+    for stage in stages:
+        for module_name in stage.modules:
+            for p in body.get_submodule(module_name).parameters():
+                if id(p) in owned and owned[id(p)] != stage.name:
+                    raise ValueError(f"{what}: a parameter is in stages {owned[id(p)]} and {stage.name}")
+                owned[id(p)] = stage.name
+    missing = [n for n, p in body.named_parameters() if id(p) not in owned]
+    if missing:
+        raise ValueError(f"{what}: parameters in no stage: {missing[:5]}")

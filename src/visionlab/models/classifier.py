@@ -1,0 +1,138 @@
+"""The image-classifier LightningModule: a backbone, a new head, metrics, optimizers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from visionlab.errors import UserError
+from visionlab.finetune.param_groups import build_param_groups
+from visionlab.finetune.plans import FreezePlan
+from visionlab.models.backbone import Backbone
+from visionlab.models.head import ClassifierHead
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class ClassifierModule(L.LightningModule):
+    """Backbone + :class:`ClassifierHead`, trained with cross-entropy.
+
+    Logs ``{train,val,test}/loss``, ``/acc`` (and ``val/f1``, ``test/f1``, macro-averaged).
+    ``optimizer`` and ``scheduler`` are partially applied constructors (Hydra
+    ``_partial_: true``) completed in :meth:`configure_optimizers` with one parameter group
+    per backbone stage, so freeze plans never add groups mid-run. A scheduler factory that
+    takes a ``total_steps`` argument is given the run's number of optimizer steps.
+    Only plain values are saved as hyperparameters, so checkpoints load with
+    ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        optimizer: OptimizerFactory,
+        class_names: Sequence[str] | None = None,
+        head: dict | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
+        label_smoothing: float = 0.0,
+        freeze_plan: FreezePlan | None = None,
+    ) -> None:
+        super().__init__()
+        head = dict(head or {})
+        self.save_hyperparameters(
+            {
+                "num_classes": num_classes,
+                "class_names": list(class_names or []),
+                "head": head,
+                "label_smoothing": label_smoothing,
+                "backbone": {"name": backbone.name, "source": backbone.source,
+                             "num_features": backbone.num_features},
+            }
+        )
+        self.backbone = backbone
+        self.head = ClassifierHead(self._head_in_features(backbone, head.get("pool", "avg")),
+                                   num_classes, **head)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
+        self.freeze_plan = freeze_plan or FreezePlan()
+        metrics = MetricCollection({
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        })
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    @staticmethod
+    def _head_in_features(backbone: Backbone, pool: str) -> int:
+        """Width of the pooled features; for ``flatten`` found with one dummy forward."""
+        if pool != "flatten":
+            return backbone.num_features
+        dc = backbone.data_config
+        with torch.no_grad():
+            was_training = backbone.training
+            backbone.eval()
+            shape = backbone.forward_features(torch.zeros(1, dc.in_chans, dc.input_size, dc.input_size)).shape
+            backbone.train(was_training)
+        return int(torch.tensor(shape[1:]).prod())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` for images ``(N, C, H, W)``."""
+        return self.head(self.backbone.forward_features(x))
+
+    def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        metrics.update(logits, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Cross-entropy on one batch; metrics accumulate over the epoch."""
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Validation loss and metrics, aggregated over the epoch."""
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        """Test loss and metrics, aggregated over the epoch."""
+        self._step(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Class probabilities ``(N, num_classes)``."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
+
+    def configure_optimizers(self):
+        """The optimizer over per-stage parameter groups, plus the scheduler if configured."""
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if base_lr is None:
+            raise UserError("the optimizer config has no lr: set optimizer.lr=<value>")
+        groups = build_param_groups(self.backbone, self.head, self.freeze_plan, base_lr)
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs = {}
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval,
+                             "monitor": self.scheduler_monitor},
+        }
