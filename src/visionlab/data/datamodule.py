@@ -15,6 +15,8 @@ class ClassificationDataModule(L.LightningDataModule):
     Subclasses implement ``_build(train_transform, eval_transform)`` returning
     ``(train, val, test_or_None, class_names)``. ``data_config`` (input size, channels,
     normalisation) comes from the backbone, so resizing always matches the model.
+    ``cache_features`` asks for training the head on cached backbone features (see
+    ``visionlab.finetune``); the flag lives here because it is a property of the data run.
     """
 
     def __init__(
@@ -24,6 +26,7 @@ class ClassificationDataModule(L.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
+        cache_features: bool = False,
     ) -> None:
         super().__init__()
         self.data_config = data_config
@@ -31,6 +34,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.cache_features = cache_features
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
