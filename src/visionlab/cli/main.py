@@ -1,0 +1,100 @@
+"""The ``visionlab`` command: ``train``, ``stages`` and ``shapes`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from visionlab.cli.errors import exit_on_user_error
+
+
+def find_conf_dir() -> Path:
+    """The project's ``conf/``: next to the current directory or the source checkout."""
+    from visionlab.errors import UserError
+
+    for candidate in (Path.cwd() / "conf", Path(__file__).resolve().parents[3] / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise UserError("no conf/train.yaml found: run visionlab from the project root "
+                    "(the folder with train.py and conf/)")
+
+
+def cmd_train(overrides: list[str]) -> None:
+    """Run a training job: the same as ``python train.py <overrides>``."""
+    import hydra
+    from omegaconf import DictConfig
+
+    conf_dir = find_conf_dir()
+
+    @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name="train")
+    def _main(cfg: DictConfig) -> float | None:
+        from visionlab.train import run
+
+        with exit_on_user_error():
+            return run(cfg)
+
+    sys.argv = ["visionlab train", *overrides]
+    _main()
+
+
+def cmd_stages(name: str, source: str, granularity: str) -> None:
+    """Print a backbone's stages (input side first) with parameter counts.
+
+    These are the names ``freeze.from_layer``, ``freeze.truncate_after`` and the staged
+    freeze plans accept.
+    """
+    from visionlab.models.factory import create_backbone
+
+    backbone = create_backbone(name, source=source, pretrained=False)
+    stages = backbone.stages(granularity)
+    print(f"{backbone.name} ({backbone.source}): {len(stages)} {granularity} stages, "
+          f"{backbone.num_features} features, input {backbone.data_config.input_size}px")
+    for index, stage in enumerate(stages):
+        count = sum(p.numel() for p in backbone.stage_parameters(stage))
+        print(f"  {index:3d}  {stage.name:<32} {count:>12,d} params")
+    for alias, target in backbone.layer_aliases.items():
+        print(f"  alias {alias} -> {target}")
+
+
+def cmd_shapes(variant: str, out: Path) -> None:
+    """Write a shapes dataset variant as an ImageFolder tree under ``out``."""
+    from visionlab.data.shapes import generate, spec_for
+
+    root = generate(spec_for(variant), out / variant)
+    print(f"{variant} written to {root}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-parser per subcommand."""
+    parser = argparse.ArgumentParser(prog="visionlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = sub.add_parser("train", help="train a model (Hydra overrides follow, as for train.py)")
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="e.g. backbone=resnet18 optimizer.lr=1e-4")
+    stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
+    stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
+    stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
+    stages.add_argument("--granularity", default="coarse", choices=("coarse", "fine"))
+    shapes = sub.add_parser("shapes", help="write a synthetic shapes dataset to a folder")
+    shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target"))
+    shapes.add_argument("--out", type=Path, default=Path("data/shapes"), help="parent folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``visionlab`` console script."""
+    args = build_parser().parse_args(argv)
+    with exit_on_user_error():
+        if args.command == "train":
+            cmd_train(args.overrides)
+        elif args.command == "stages":
+            from visionlab.models.custom import CUSTOM_BACKBONES
+
+            source = args.source or ("custom" if args.name in CUSTOM_BACKBONES else "timm")
+            cmd_stages(args.name, source, args.granularity)
+        elif args.command == "shapes":
+            cmd_shapes(args.variant, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Shared fixtures: composing the real Hydra config with test-sized overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+# Overrides that make any classifier run tiny: few images, few batches, no progress bar.
+TINY = [
+    "data.train_per_class=6",
+    "data.val_per_class=4",
+    "data.test_per_class=4",
+    "data.batch_size=8",
+    "trainer.max_epochs=2",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "callbacks.model_summary=null",
+    "logger=csv",
+]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One data directory for the whole session, so each shapes variant is generated once."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, data_dir):
+    """Compose ``conf/train.yaml`` with overrides, writing outputs under ``tmp_path``."""
+
+    def _make(*overrides: str, tiny: bool = True) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[*(TINY if tiny else []), *overrides])
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.data_dir = str(data_dir)
+        return cfg
+
+    return _make

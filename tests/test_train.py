@@ -1,0 +1,83 @@
+"""End-to-end behaviour of visionlab.train.run on tiny shapes data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from visionlab.errors import UserError
+from visionlab.train import run
+
+
+def _backbone_state(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("backbone.")}
+
+
+def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
+    cfg = make_cfg("backbone.pretrained=false")
+    value = run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert 0.0 <= value <= 1.0
+    last = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)  # plain values only
+    hp = checkpoint["hyper_parameters"]
+    assert hp["class_names"] == ["arrow", "chevron", "crescent", "diamond", "heart", "tshape"]
+    assert hp["num_classes"] == 6 and hp["head"]["pool"] == "avg"
+    assert checkpoint["epoch"] == 1
+    assert (run_dir / "csv" / "metrics.csv").read_text().count("val/acc") == 1
+    grid = run_dir / "augmented_batch.png"
+    assert grid.is_file() and grid.stat().st_size > 1000
+
+
+def test_resume_continues_at_the_next_epoch(make_cfg):
+    first = make_cfg("backbone.pretrained=false", "trainer.max_epochs=1", "test_after_fit=false",
+                     "optimized_metric=val/acc")
+    run(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = make_cfg("backbone.pretrained=false", "trainer.max_epochs=3", "test_after_fit=false",
+                       "optimized_metric=val/acc", f"ckpt_path={last}")
+    resumed.paths.output_dir = str(Path(first.paths.output_dir).parent / "resumed")
+    run(resumed)
+    checkpoint = torch.load(Path(resumed.paths.output_dir) / "checkpoints" / "last.ckpt",
+                            map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == 2  # epochs 1 and 2 ran after the restored epoch 0
+    assert checkpoint["global_step"] == 3 * 5  # 36 training images in batches of 8, 3 epochs
+
+
+def test_feature_extraction_leaves_backbone_bit_identical(make_cfg):
+    cfg = make_cfg("backbone.pretrained=false", "freeze=feature_extraction", "seed=3")
+    run(cfg)
+    ckpts = Path(cfg.paths.output_dir) / "checkpoints"
+    L.seed_everything(3, workers=True)  # run() seeds, then builds the backbone first
+    fresh = instantiate(cfg.backbone).state_dict()
+    trained = _backbone_state(ckpts / "last.ckpt")
+    assert set(trained) == {f"backbone.{k}" for k in fresh}
+    for key, value in fresh.items():
+        if "num_batches_tracked" in key:
+            continue
+        assert torch.equal(trained[f"backbone.{key}"], value), key
+
+
+def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
+    cfg = make_cfg("backbone.pretrained=false", "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
+                   "optimized_metric=val/loss")
+    loss = run(cfg)
+    assert math.isfinite(loss)
+
+
+def test_missing_optimized_metric_names_the_available_ones(make_cfg):
+    cfg = make_cfg("backbone.pretrained=false", "trainer.max_epochs=1", "optimized_metric=val/nope")
+    with pytest.raises(UserError, match=r"optimized_metric='val/nope'.*available: .*test/acc"):
+        run(cfg)
+
+
+def test_missing_ckpt_path_is_a_user_error(make_cfg, tmp_path):
+    cfg = make_cfg(f"ckpt_path={tmp_path / 'missing.ckpt'}")
+    with pytest.raises(UserError, match="missing.ckpt does not exist"):
+        run(cfg)
