@@ -1,0 +1,57 @@
+"""The command-line entry points: exit codes and one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visionlab.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VISIONLAB_DATA_DIR": str(cwd / "data"), "PROJECT_ROOT": str(cwd)}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_user_error_is_one_line_and_exit_code_2(tmp_path):
+    (tmp_path / "keep.txt").write_text("untouched")
+    result = _train(f"ckpt_path={tmp_path / 'nope.ckpt'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: ckpt_path={tmp_path / 'nope.ckpt'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "keep.txt").read_text() == "untouched"
+
+
+def test_unknown_group_option_gets_hydras_message(tmp_path):
+    result = _train("backbone=not_a_backbone", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "not_a_backbone" in result.stderr and "Available options" in result.stderr
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "stages", "shapes"):
+        assert command in out
+
+
+def test_stages_lists_names_freeze_plans_accept(capsys):
+    main(["stages", "shapes_net", "--granularity", "fine"])
+    out = capsys.readouterr().out
+    assert "7 fine stages" in out and "block4.conv1" in out
+
+
+def test_shapes_writes_an_image_folder(tmp_path, capsys):
+    main(["shapes", "shapes_target", "--out", str(tmp_path)])
+    classes = sorted(p.name for p in (tmp_path / "shapes_target" / "train").iterdir())
+    assert classes == ["arrow", "chevron", "crescent", "diamond", "heart", "tshape"]
+    assert len(list((tmp_path / "shapes_target" / "train" / "heart").glob("*.png"))) == 30
