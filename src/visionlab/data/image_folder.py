@@ -6,6 +6,7 @@ import logging
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -15,9 +16,10 @@ from visionlab.errors import UserError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 Sample = tuple[Path, int]
-LAYOUT_HINT = "expected <root>/<class>/<image> or <root>/{train,val[,test]}/<class>/<image>"
+Item = TypeVar("Item", bound=tuple[Any, int])
+LAYOUT_HINT = "expected <root>/<class>/<image> or <root>/train/<class>/<image> [+ val/, test/]"
+SPLIT_DIRS = ("train", "val", "test")
 
 
 class ImageFileDataset(Dataset):
@@ -45,33 +47,40 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
     """List the images under ``root/<class>/`` with integer labels in sorted class order.
 
     Every file is checked to be a readable image; a bad one is a ``UserError`` naming it,
-    or is skipped and counted when ``skip_corrupt``. Fewer than two classes, or an empty
-    class folder, is an error that shows the expected layout.
+    or is skipped and counted when ``skip_corrupt``. A missing ``root``, fewer than two
+    classes, or a class folder without (readable) images is an error showing the fix.
     """
     if not root.is_dir():
-        raise UserError(f"data directory {root} does not exist ({LAYOUT_HINT})")
+        raise UserError(f"data directory {root} does not exist: set data.root to your image "
+                        f"folder ({LAYOUT_HINT})")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
-        raise UserError(f"no class sub-folders in {root} ({LAYOUT_HINT})")
+        raise UserError(f"no class sub-folders in {root}: put each class's images in its own "
+                        f"sub-folder ({LAYOUT_HINT})")
     if len(class_dirs) < 2:
-        raise UserError(f"only one class ('{class_dirs[0].name}') in {root}: "
-                        f"a classifier needs at least two ({LAYOUT_HINT})")
+        raise UserError(f"only one class ('{class_dirs[0].name}') in {root}: a classifier "
+                        f"needs at least two class sub-folders ({LAYOUT_HINT})")
     samples: list[Sample] = []
     skipped: list[Path] = []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise UserError(f"class folder {class_dir} is empty: add images or remove the folder")
+        files = sorted(p for p in class_dir.rglob("*")
+                       if p.is_file() and not p.name.startswith("."))
+        readable = 0
         for path in files:
             if _is_readable_image(path):
                 samples.append((path, label))
+                readable += 1
             elif skip_corrupt:
                 skipped.append(path)
             else:
-                raise UserError(f"{path} is not a readable image (corrupt or not an image); "
-                                "fix or remove it, or set data.skip_corrupt=true to skip such files")
+                raise UserError(f"{path} is not a readable image (corrupt or not an image): fix "
+                                "or remove it, or set data.skip_corrupt=true to skip such files")
+        if not readable:
+            what = "has no readable images" if files else "is empty"
+            raise UserError(f"class folder {class_dir} {what}: add images or remove the folder")
     if skipped:
-        log.warning("skipped %d unreadable files under %s (first: %s)", len(skipped), root, skipped[0])
+        log.warning("skipped %d unreadable file(s) under %s (first: %s)",
+                    len(skipped), root, skipped[0])
     return samples, [d.name for d in class_dirs]
 
 
@@ -85,41 +94,55 @@ def _is_readable_image(path: Path) -> bool:
         return False
 
 
-def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Split each class separately so train and val keep the class proportions; seeded."""
+def stratified_split(items: list[Item], val_fraction: float,
+                     seed: int) -> tuple[list[Item], list[Item]]:
+    """Split ``(anything, label)`` items into train and val, class by class; seeded.
+
+    Each class contributes ``round(n * val_fraction)`` items to val, but at least one and
+    never all of them (a class of one image stays in train), so both splits keep the class
+    proportions. The same items, fraction and seed always give the same split.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"data.val_fraction={val_fraction} must be between 0 and 1 (exclusive)")
-    by_class: dict[int, list[Sample]] = {}
-    for sample in samples:
-        by_class.setdefault(sample[1], []).append(sample)
+    by_class: dict[int, list[Item]] = {}
+    for item in items:
+        by_class.setdefault(item[1], []).append(item)
     rng = random.Random(seed)
-    train, val = [], []
+    train: list[Item] = []
+    val: list[Item] = []
     for label in sorted(by_class):
-        items = list(by_class[label])
-        rng.shuffle(items)
-        n_val = max(1, round(len(items) * val_fraction)) if len(items) > 1 else 0
-        val += items[:n_val]
-        train += items[n_val:]
+        members = list(by_class[label])
+        rng.shuffle(members)
+        n_val = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
+        val += members[:n_val]
+        train += members[n_val:]
     return train, val
 
 
-def log_class_distribution(samples: list[Sample], class_names: list[str], split: str,
+def log_class_distribution(samples: list[tuple[Any, int]], class_names: list[str], split: str,
                            imbalance_ratio: float = 3.0) -> None:
-    """Print images per class (the "check the data distribution" step) and warn on imbalance."""
+    """Log images per class (the "check the data distribution" step); warn on imbalance.
+
+    A split is imbalanced when some class is missing or the largest class has more than
+    ``imbalance_ratio`` times the images of the smallest.
+    """
     counts = Counter(label for _, label in samples)
     summary = ", ".join(f"{name}={counts.get(i, 0)}" for i, name in enumerate(class_names))
     log.info("%s: %d images, %s", split, len(samples), summary)
     present = [counts.get(i, 0) for i in range(len(class_names))]
     if min(present) == 0 or max(present) / min(present) > imbalance_ratio:
         log.warning("%s split is imbalanced (largest/smallest class = %s/%s): consider class "
-                    "weights, resampling or macro-F1 as the monitored metric", split, max(present), min(present))
+                    "weights, resampling or macro-F1 as the monitored metric",
+                    split, max(present), min(present))
 
 
 class ImageFolderDataModule(ClassificationDataModule):
-    """A user's image folder: ``root/{train,val[,test]}/<class>/`` or ``root/<class>/``.
+    """A user's image folder: ``root/<class>/`` or ``root/train/<class>/`` [+ ``val/``, ``test/``].
 
-    With one root of class folders, ``val_fraction`` of each class (seeded, stratified)
-    becomes the validation set and there is no test split.
+    Without a ``val/`` folder, ``val_fraction`` of each training class (seeded by
+    ``split_seed``, stratified) becomes the validation set. Without ``test/`` there is no
+    test split (testing then uses the validation set). ``skip_corrupt`` skips unreadable
+    files with a warning instead of stopping.
     """
 
     def __init__(self, root: str, val_fraction: float = 0.2, split_seed: int = 0,
@@ -131,12 +154,19 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.skip_corrupt = skip_corrupt
 
     def _build(self, train_tf, eval_tf):
-        if (self.root / "train").is_dir():
+        present = [name for name in SPLIT_DIRS if (self.root / name).is_dir()]
+        if present and "train" not in present:
+            raise UserError(f"{self.root} has {'/, '.join(present)}/ but no train/ folder: "
+                            f"rename your training folder to train/ ({LAYOUT_HINT})")
+        if present:
             train, class_names = scan_class_folders(self.root / "train", self.skip_corrupt)
-            if not (self.root / "val").is_dir():
-                raise UserError(f"{self.root} has train/ but no val/ ({LAYOUT_HINT})")
-            val = self._scan_matching(self.root / "val", class_names)
-            test = self._scan_matching(self.root / "test", class_names) if (self.root / "test").is_dir() else None
+            test = self._scan_matching("test", class_names) if "test" in present else None
+            if "val" in present:
+                val = self._scan_matching("val", class_names)
+            else:
+                log.info("%s has no val/ folder: using %.0f%% of train/ for validation",
+                         self.root, 100 * self.val_fraction)
+                train, val = stratified_split(train, self.val_fraction, self.split_seed)
         else:
             samples, class_names = scan_class_folders(self.root, self.skip_corrupt)
             train, val = stratified_split(samples, self.val_fraction, self.split_seed)
@@ -147,10 +177,11 @@ class ImageFolderDataModule(ClassificationDataModule):
         return (ImageFileDataset(train, train_tf), ImageFileDataset(val, eval_tf),
                 ImageFileDataset(test, eval_tf) if test is not None else None, class_names)
 
-    def _scan_matching(self, split_dir: Path, class_names: list[str]) -> list[Sample]:
-        """Scan a val/test folder and check it has the same classes as train."""
+    def _scan_matching(self, split: str, class_names: list[str]) -> list[Sample]:
+        """Scan the ``split`` folder and check it has the same classes as train/."""
+        split_dir = self.root / split
         samples, names = scan_class_folders(split_dir, self.skip_corrupt)
         if names != class_names:
-            raise UserError(f"{split_dir} has classes {names} but train has {class_names}: "
+            raise UserError(f"{split_dir} has classes {names} but train/ has {class_names}: "
                             "every split needs the same class folders")
         return samples

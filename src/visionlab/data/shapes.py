@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from rich.progress import Progress
 
@@ -90,6 +91,12 @@ def _random_colour(rng: random.Random, lo: int = 0, hi: int = 255) -> tuple[int,
     return tuple(rng.randint(lo, hi) for _ in range(3))  # type: ignore[return-value]
 
 
+def _noise(rng: random.Random, size: int, sigma: float) -> Image.Image:
+    """Grey Gaussian noise around 128 drawn from ``rng`` (PIL's effect_noise is unseeded)."""
+    gen = np.random.default_rng(rng.getrandbits(64))
+    return Image.fromarray(gen.normal(128, sigma, (size, size)).clip(0, 255).astype(np.uint8), "L")
+
+
 def _background(rng: random.Random, size: int) -> Image.Image:
     """A noisy two-tone gradient with a few random lines and blobs as clutter."""
     img = Image.new("RGB", (size, size), _random_colour(rng, 40, 220))
@@ -102,7 +109,7 @@ def _background(rng: random.Random, size: int) -> Image.Image:
         else:
             r = rng.uniform(2, size / 8)
             draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=_random_colour(rng))
-    noise = Image.effect_noise((size, size), rng.uniform(10, 40)).convert("RGB")
+    noise = _noise(rng, size, rng.uniform(10, 40)).convert("RGB")
     return Image.blend(img, noise, rng.uniform(0.1, 0.3))
 
 

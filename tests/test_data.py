@@ -1,0 +1,194 @@
+"""Transforms, the shapes generator and torchvision datasets (offline, on tiny fake files)."""
+
+from __future__ import annotations
+
+import struct
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from visionlab.data.augment import keras
+from visionlab.data.shapes import generate, spec_for
+from visionlab.data.torchvision_datasets import SOURCES, TorchvisionDataModule, TransformedSubset
+from visionlab.data.transforms import MatchChannels, eval_transform, train_transform
+from visionlab.errors import UserError
+from visionlab.models.backbone import DataConfig
+
+RGB_32 = DataConfig(3, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def invert(image_size: int) -> list:
+    """An 'augmentation' that is easy to detect: invert every image."""
+    return [v2.RandomInvert(p=1.0)]
+
+
+# --- transforms ---------------------------------------------------------------------------
+
+
+def test_eval_transform_is_deterministic_and_never_augmented():
+    image = Image.effect_noise((40, 30), 60).convert("RGB")
+    evaluate = eval_transform(RGB_32)
+    assert torch.equal(evaluate(image), evaluate(image))
+    torch.manual_seed(0)
+    assert torch.equal(train_transform(RGB_32, None)(image), evaluate(image))
+    assert not torch.equal(train_transform(RGB_32, invert)(image), evaluate(image))
+
+
+@pytest.mark.parametrize(("mode", "in_chans"), [("L", 3), ("RGB", 1), ("L", 1), ("RGB", 3)])
+def test_channels_match_the_backbone(mode, in_chans):
+    config = DataConfig(in_chans, 16, (0.5,) * in_chans, (0.5,) * in_chans)
+    image = Image.effect_noise((20, 20), 60).convert(mode)
+    out = eval_transform(config)(image)
+    assert out.shape == (in_chans, 16, 16)
+    if mode == "L" and in_chans == 3:
+        assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+
+
+def test_match_channels_averages_rgb_to_gray():
+    rgb = torch.stack([torch.zeros(2, 2), torch.ones(2, 2), 2 * torch.ones(2, 2)])
+    assert torch.equal(MatchChannels(1)(rgb), torch.ones(1, 2, 2))
+
+
+# --- shapes -------------------------------------------------------------------------------
+
+
+def test_shapes_generation_is_deterministic(tmp_path):
+    spec = spec_for("shapes", classes=["circle", "star"], train_per_class=3, val_per_class=1,
+                    test_per_class=1, image_size=24)
+    first, second = generate(spec, tmp_path / "a", False), generate(spec, tmp_path / "b", False)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert len(files) == 2 * 5 + 1  # images + spec.json
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+
+
+def test_shapes_target_generates_quickly(tmp_path):
+    start = time.perf_counter()
+    generate(spec_for("shapes_target"), tmp_path / "shapes_target", show_progress=False)
+    assert time.perf_counter() - start < 20
+
+
+# --- torchvision datasets: offline behaviour ----------------------------------------------
+
+
+def make_module(name: str, root: Path, **kwargs) -> TorchvisionDataModule:
+    return TorchvisionDataModule(name=name, root=str(root), data_config=RGB_32, batch_size=4,
+                                 **kwargs)
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_missing_dataset_without_download_is_one_user_error(tmp_path, name):
+    module = make_module(name, tmp_path / name, download=False)
+    with pytest.raises(UserError) as info:
+        module.setup("fit")
+    message = str(info.value)
+    assert name in message and str(tmp_path / name) in message and "data.download=true" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_failed_download_is_one_user_error(tmp_path, monkeypatch, name):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    module = make_module(name, tmp_path / name, download=True)
+    with pytest.raises(UserError) as info:
+        module.prepare_data()
+    message = str(info.value)
+    assert f"could not download dataset {name} into {tmp_path / name}" in message
+    assert "internet" in message and "\n" not in message
+
+
+def test_bad_dataset_options_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="data.name='imagenet'.*mnist"):
+        make_module("imagenet", tmp_path)
+    with pytest.raises(UserError, match="data.binary=true is not supported by mnist.*oxford_pets"):
+        make_module("mnist", tmp_path, binary=True)
+
+
+# --- torchvision datasets: the real loading code on tiny fake files ------------------------
+
+
+def write_idx(path: Path, data: torch.Tensor) -> None:
+    """Write ``data`` (uint8) in the IDX format MNIST is distributed in."""
+    header = struct.pack(f">{1 + data.dim()}I", 0x0800 + data.dim(), *data.shape)
+    path.write_bytes(header + data.numpy().tobytes())
+
+
+def write_fake_mnist(raw: Path, per_class: int, test_per_class: int) -> None:
+    """A 10-class MNIST in torchvision's raw layout: class k's digits are all value 20k."""
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", per_class), ("t10k", test_per_class)):
+        labels = torch.arange(10, dtype=torch.uint8).repeat_interleave(n)
+        images = (labels * 20).view(-1, 1, 1).expand(-1, 28, 28).contiguous()
+        images[:, :, :14] += torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1) % 7
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+@pytest.mark.parametrize(("name", "folder"),
+                         [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_fake_mnist_end_to_end(tmp_path, name, folder):
+    write_fake_mnist(tmp_path / folder / "raw", per_class=5, test_per_class=2)
+    module = make_module(name, tmp_path, download=False, val_fraction=0.2, split_seed=3,
+                         augment=invert)
+    module.setup("fit")
+    assert module.num_classes == 10 and len(module.class_names) == 10
+    assert (len(module.train_set), len(module.val_set), len(module.test_set)) == (40, 10, 20)
+    # Stratified: one val image per class; train and val views never overlap.
+    val_labels = module.val_set.dataset.targets[module.val_set.indices].tolist()
+    assert sorted(val_labels) == list(range(10))
+    assert not set(module.train_set.indices) & set(module.val_set.indices)
+    # Grayscale expands to the backbone's 3 channels; only the train view is augmented.
+    images, labels = next(iter(module.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and labels.dtype == torch.int64
+    index = module.val_set.indices[0]
+    pil, _ = module.val_set.dataset[index]
+    plain = eval_transform(RGB_32)(pil)
+    assert torch.equal(module.val_set[0][0], plain)
+    train_view = TransformedSubset(module.train_set.dataset, [index], module.train_set.transform)
+    assert torch.allclose(train_view[0][0], -plain, atol=1e-6)  # inverted in [-1, 1]
+    # Same seed, same split.
+    again = make_module(name, tmp_path, download=False, val_fraction=0.2, split_seed=3)
+    again.setup("fit")
+    assert again.val_set.indices == module.val_set.indices
+
+
+def write_fake_pets(root: Path) -> None:
+    """Oxford-IIIT Pets in torchvision's layout: 2 cat breeds, 1 dog breed, tiny images."""
+    base = root / "oxford-iiit-pet"
+    images, annotations = base / "images", base / "annotations"
+    images.mkdir(parents=True)
+    annotations.mkdir()
+    breeds = [("Abyssinian", 1, 1), ("Bengal", 2, 1), ("beagle", 3, 2)]  # name, class id, species
+    for split, ids in (("trainval", range(1, 6)), ("test", range(6, 8))):
+        lines = []
+        for breed, class_id, species in breeds:
+            for i in ids:
+                image = Image.new("RGB", (12, 10), (40 * class_id, 0, 0))
+                image.save(images / f"{breed}_{i}.jpg", "JPEG")
+                lines.append(f"{breed}_{i} {class_id} {species} {class_id}")
+        (annotations / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(("binary", "classes"), [(False, ["Abyssinian", "Bengal", "Beagle"]),
+                                                 (True, ["Cat", "Dog"])])
+def test_fake_oxford_pets(tmp_path, binary, classes):
+    write_fake_pets(tmp_path)
+    module = make_module("oxford_pets", tmp_path, download=False, val_fraction=0.2, binary=binary,
+                         augment=keras)
+    module.setup("fit")
+    assert module.class_names == classes
+    assert (len(module.train_set), len(module.val_set), len(module.test_set)) == (12, 3, 6)
+    val_labels = sorted(module.val_set[i][1] for i in range(len(module.val_set)))
+    assert val_labels == ([0, 1, 2] if not binary else [0, 0, 1])
+    image, label = module.test_set[5]
+    assert image.shape == (3, 32, 32) and label == len(classes) - 1
+    assert torch.equal(module.val_set[0][0], module.val_set[0][0])  # keras never touches val

@@ -1,0 +1,181 @@
+"""User image folders: layouts, the stratified seeded split, the distribution log, bad input."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from visionlab.data.augment import keras
+from visionlab.data.image_folder import ImageFolderDataModule, scan_class_folders, stratified_split
+from visionlab.errors import UserError
+from visionlab.models.backbone import DataConfig
+
+RGB_16 = DataConfig(3, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def make_folder(root: Path, counts: dict[str, int], size: int = 12) -> Path:
+    """``root/<class>/<i>.png`` with ``counts[class]`` small images per class."""
+    for k, (name, n) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (size, size), (30 * k, 8 * i, 100)).save(root / name / f"{i}.png")
+    return root
+
+
+def module(root: Path, **kwargs) -> ImageFolderDataModule:
+    return ImageFolderDataModule(root=str(root), data_config=RGB_16, batch_size=4, **kwargs)
+
+
+# --- split --------------------------------------------------------------------------------
+
+
+def test_split_is_stratified_and_seeded():
+    items = [(f"a{i}", 0) for i in range(10)] + [(f"b{i}", 1) for i in range(20)]
+    items += [("c0", 2), ("c1", 2)]
+    train, val = stratified_split(items, 0.2, seed=7)
+    assert Counter(y for _, y in val) == {0: 2, 1: 4, 2: 1}  # proportional, every class in val
+    assert Counter(y for _, y in train) == {0: 8, 1: 16, 2: 1}
+    assert sorted(train + val) == sorted(items)
+    assert stratified_split(items, 0.2, seed=7) == (train, val)
+    assert stratified_split(items, 0.2, seed=8) != (train, val)
+
+
+def test_split_keeps_at_least_one_training_image_per_class():
+    train, val = stratified_split([("a", 0), ("b", 0), ("c", 1), ("d", 1), ("e", 1)], 0.9, seed=0)
+    assert Counter(y for _, y in train) == {0: 1, 1: 1}
+    assert Counter(y for _, y in val) == {0: 1, 1: 2}
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_bad_val_fraction_is_a_user_error(fraction):
+    with pytest.raises(UserError, match=f"data.val_fraction={fraction}"):
+        stratified_split([("a", 0), ("b", 1)], fraction, seed=0)
+
+
+# --- layouts ------------------------------------------------------------------------------
+
+
+def test_flat_layout_splits_off_val_and_val_is_not_augmented(tmp_path):
+    make_folder(tmp_path, {"cat": 10, "dog": 5})
+    dm = module(tmp_path, val_fraction=0.2, split_seed=1, augment=keras)
+    dm.setup("fit")
+    assert dm.class_names == ["cat", "dog"]
+    assert (len(dm.train_set), len(dm.val_set), dm.test_set) == (12, 3, None)
+    assert Counter(label for _, label in dm.val_set.samples) == {0: 2, 1: 1}
+    assert torch.equal(dm.val_set[0][0], dm.val_set[0][0])
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 16, 16)
+    assert len(list(dm.test_dataloader())) == 1  # no test/: testing uses val
+    again = module(tmp_path, val_fraction=0.2, split_seed=1)
+    again.setup("fit")
+    assert again.val_set.samples == dm.val_set.samples
+
+
+def test_train_val_test_layout(tmp_path):
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        make_folder(tmp_path / split, {"a": n, "b": n})
+    dm = module(tmp_path)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (8, 4, 6)
+    assert all(path.parts[-3] == "test" for path, _ in dm.test_set.samples)
+
+
+def test_train_without_val_splits_val_off_train(tmp_path):
+    make_folder(tmp_path / "train", {"a": 5, "b": 5})
+    make_folder(tmp_path / "test", {"a": 1, "b": 1})
+    dm = module(tmp_path, val_fraction=0.2)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (8, 2, 2)
+    assert all(path.parts[-3] == "train" for path, _ in dm.val_set.samples)
+
+
+def test_val_without_train_is_a_user_error(tmp_path):
+    make_folder(tmp_path / "val", {"a": 1, "b": 1})
+    with pytest.raises(UserError, match="no train/ folder"):
+        module(tmp_path).setup("fit")
+
+
+def test_splits_with_different_classes_are_a_user_error(tmp_path):
+    make_folder(tmp_path / "train", {"a": 2, "b": 2})
+    make_folder(tmp_path / "val", {"a": 1, "c": 1})
+    with pytest.raises(UserError, match=r"val has classes \['a', 'c'\] but train/ has \['a', 'b'"):
+        module(tmp_path).setup("fit")
+
+
+def test_class_distribution_is_logged_and_imbalance_warned(tmp_path, caplog):
+    make_folder(tmp_path, {"common": 20, "rare": 3})
+    with caplog.at_level(logging.INFO, logger="visionlab.data.image_folder"):
+        module(tmp_path, val_fraction=0.3).setup("fit")
+    assert "train: 16 images, common=14, rare=2" in caplog.text
+    assert "val: 7 images, common=6, rare=1" in caplog.text
+    assert "train split is imbalanced (largest/smallest class = 14/2)" in caplog.text
+
+
+def test_balanced_data_gives_no_imbalance_warning(tmp_path, caplog):
+    make_folder(tmp_path, {"a": 5, "b": 5})
+    with caplog.at_level(logging.INFO, logger="visionlab.data.image_folder"):
+        module(tmp_path).setup("fit")
+    assert "imbalanced" not in caplog.text
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def test_missing_data_dir(tmp_path):
+    missing = re.escape(str(tmp_path / "nope"))
+    with pytest.raises(UserError, match=f"data directory {missing} does not exist.*data.root"):
+        module(tmp_path / "nope").setup("fit")
+
+
+def test_no_class_folders(tmp_path):
+    (tmp_path / "loose.png").write_bytes(b"")
+    with pytest.raises(UserError, match=f"no class sub-folders in {re.escape(str(tmp_path))}"):
+        module(tmp_path).setup("fit")
+
+
+def test_only_one_class(tmp_path):
+    make_folder(tmp_path, {"cat": 3})
+    with pytest.raises(UserError, match="only one class \\('cat'\\).*at least two"):
+        module(tmp_path).setup("fit")
+
+
+def test_empty_class_folder(tmp_path):
+    make_folder(tmp_path, {"cat": 3})
+    (tmp_path / "dog").mkdir()
+    empty = re.escape(str(tmp_path / "dog"))
+    with pytest.raises(UserError, match=f"class folder {empty} is empty"):
+        module(tmp_path).setup("fit")
+
+
+@pytest.mark.parametrize(("name", "content"), [("broken.png", b"\x89PNG\r\n\x1a\n garbage"),
+                                               ("notes.txt", b"not an image")])
+def test_unreadable_file_is_named(tmp_path, name, content):
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    (tmp_path / "dog" / name).write_bytes(content)
+    path = re.escape(str(tmp_path / "dog" / name))
+    with pytest.raises(UserError, match=f"{path} is not a readable image.*skip_corrupt"):
+        module(tmp_path).setup("fit")
+
+
+def test_skip_corrupt_skips_and_counts(tmp_path, caplog):
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    (tmp_path / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (tmp_path / "cat" / "notes.txt").write_text("hello")
+    with caplog.at_level(logging.WARNING):
+        samples, names = scan_class_folders(tmp_path, skip_corrupt=True)
+    assert len(samples) == 6 and names == ["cat", "dog"]
+    assert "skipped 2 unreadable file(s)" in caplog.text
+
+
+def test_class_with_only_corrupt_files_is_an_error_even_when_skipping(tmp_path):
+    make_folder(tmp_path, {"cat": 3})
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "broken.png").write_bytes(b"junk")
+    with pytest.raises(UserError, match="dog has no readable images"):
+        scan_class_folders(tmp_path, skip_corrupt=True)
