@@ -32,7 +32,10 @@ class DataConfig:
 class Stage:
     """A named, ordered group of the backbone's submodules that is frozen or trained as one.
 
-    ``modules`` are qualified submodule names relative to ``Backbone.body``.
+    ``modules`` are qualified submodule names relative to ``Backbone.body``, or the
+    qualified name of a single parameter for parameters held directly by a module whose
+    other parameters belong elsewhere (a ViT's ``cls_token`` and ``pos_embed`` sit on the
+    model root). :func:`stage_entry_parameters` resolves either kind.
     """
 
     name: str
@@ -48,7 +51,14 @@ class Backbone(nn.Module):
     first: ``coarse`` is the model's natural blocks (``layer3``, ``block5``), ``fine`` its
     individual layers or residual blocks. Every parameter of ``body`` belongs to exactly
     one stage of each granularity.
+
+    ``head_prefixes`` names the source model's modules that are not part of ``body`` (its
+    classifier, pre-logits layers, auxiliary heads): weight files of the full model carry
+    their keys, and :func:`visionlab.models.weights.load_backbone_weights` sets them aside
+    as the old head instead of rejecting them. Builders assign it after construction.
     """
+
+    head_prefixes: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -99,8 +109,8 @@ class Backbone(nn.Module):
     def stage_parameters(self, stage: Stage) -> list[nn.Parameter]:
         """The parameters that belong to ``stage`` (no duplicates)."""
         seen: dict[int, nn.Parameter] = {}
-        for module_name in stage.modules:
-            for p in self.body.get_submodule(module_name).parameters():
+        for entry in stage.modules:
+            for p in stage_entry_parameters(self.body, entry):
                 seen.setdefault(id(p), p)
         return list(seen.values())
 
@@ -114,6 +124,58 @@ class Backbone(nn.Module):
         for module_name in self.frozen_norm_modules:
             self.body.get_submodule(module_name).eval()
         return self
+
+    def truncate(self, after_stage: str) -> Backbone:
+        """Keep the backbone only up to stage ``after_stage`` (either granularity); in place.
+
+        Early layers hold generic features (edges, textures) that transfer to data far from
+        the pretraining domain better than the late, task-specific ones. Every module of the
+        later stages is replaced by ``nn.Identity``, so their parameters leave the model;
+        the stage lists shrink and ``num_features`` is measured with one dummy forward.
+        This works for bodies that pass each stage's output on to the next (the custom,
+        torchvision and timm CNNs and ViTs); a body that cannot run without its later
+        stages, or an unknown stage name, is a UserError.
+        """
+        from visionlab.errors import UserError, closest
+
+        names = {g: [s.name for s in stages] for g, stages in self._stages.items()}
+        granularity = next((g for g, n in names.items() if after_stage in n), None)
+        if granularity is None:
+            known = list(dict.fromkeys(names["coarse"] + names["fine"]))
+            near = closest(after_stage, known) or known
+            raise UserError(f"freeze.truncate_after='{after_stage}' is not a stage of {self.name}; "
+                            f"nearest: {', '.join(near)}")
+        stages = self._stages[granularity]
+        for stage in stages[names[granularity].index(after_stage) + 1:]:
+            for entry in stage.modules:
+                try:
+                    self.body.get_submodule(entry)
+                except AttributeError:
+                    raise UserError(f"{self.name} cannot be truncated after '{after_stage}': stage "
+                                    f"'{stage.name}' holds the bare parameter '{entry}'") from None
+                self.body.set_submodule(entry, nn.Identity())
+        self._stages = {g: _surviving_stages(self.body, s) for g, s in self._stages.items()}
+        self.frozen_norm_modules = set()
+        self.num_features = self._measure_num_features(after_stage)
+        return self
+
+    def _measure_num_features(self, after_stage: str) -> int:
+        """Width of the pooled features, found with one forward pass of a blank image."""
+        from visionlab.errors import UserError
+
+        dc = self.data_config
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                features = self(torch.zeros(1, dc.in_chans, dc.input_size, dc.input_size))
+        except RuntimeError as err:
+            first_line = str(err).strip().splitlines()[0]
+            raise UserError(f"{self.name} cannot run truncated after '{after_stage}' ({first_line}); "
+                            "choose another freeze.truncate_after or remove it") from None
+        finally:
+            self.train(was_training)
+        return int(features.shape[-1])
 
 
 def pool_features(features: torch.Tensor, kind: str) -> torch.Tensor:
@@ -136,12 +198,36 @@ def pool_features(features: torch.Tensor, kind: str) -> torch.Tensor:
     raise UserError(f"model.head.pool='{kind}' is not one of: avg, max, flatten")
 
 
+def stage_entry_parameters(body: nn.Module, entry: str) -> list[nn.Parameter]:
+    """The parameters a ``Stage.modules`` entry names: all of a submodule's, or one parameter."""
+    try:
+        return list(body.get_submodule(entry).parameters())
+    except AttributeError:
+        return [body.get_parameter(entry)]
+
+
+def _surviving_stages(body: nn.Module, stages: list[Stage]) -> list[Stage]:
+    """``stages`` without the entries (and then stages) that truncation left without weights."""
+    kept = []
+    for stage in stages:
+        entries = []
+        for entry in stage.modules:
+            try:
+                if stage_entry_parameters(body, entry):
+                    entries.append(entry)
+            except AttributeError:  # inside a module that was replaced
+                continue
+        if entries:
+            kept.append(Stage(stage.name, tuple(entries)))
+    return kept
+
+
 def _check_stage_cover(body: nn.Module, stages: list[Stage], what: str) -> None:
     """Fail loudly (a programming error, not a user one) if stages miss or repeat parameters."""
     owned: dict[int, str] = {}
     for stage in stages:
-        for module_name in stage.modules:
-            for p in body.get_submodule(module_name).parameters():
+        for entry in stage.modules:
+            for p in stage_entry_parameters(body, entry):
                 if id(p) in owned and owned[id(p)] != stage.name:
                     raise ValueError(f"{what}: a parameter is in stages {owned[id(p)]} and {stage.name}")
                 owned[id(p)] = stage.name

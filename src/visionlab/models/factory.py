@@ -1,0 +1,101 @@
+"""``create_backbone``: the one entry point that builds a Backbone from config values."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from visionlab.errors import UserError, closest
+from visionlab.models.backbone import Backbone
+from visionlab.models.custom import CUSTOM_BACKBONES
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("timm", "torchvision", "custom")
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED_WEIGHTS = {"shapes_net": ASSETS / "shapes_net.safetensors"}
+
+
+def create_backbone(
+    name: str,
+    source: str = "timm",
+    pretrained: bool = False,
+    weights: str | None = None,
+    in_chans: int = 3,
+    input_size: int | None = None,
+    **kwargs,
+) -> Backbone:
+    """Build backbone ``name`` from ``source`` and optionally load weights.
+
+    ``pretrained`` fetches the library's published weights (hub cache; needs network the
+    first time); for the custom ``shapes_net`` it loads the weights shipped in the package.
+    ``weights`` loads a local file instead, and then nothing is downloaded. ``input_size``
+    overrides the size the model expects (``None``: the model's default). Extra keyword
+    arguments go to the model constructor (e.g. ``batchnorm`` for ``chollet_cnn``).
+    """
+    if source not in SOURCES:
+        raise UserError(f"backbone.source='{source}' is not one of: {', '.join(SOURCES)}")
+    if pretrained and weights is not None:
+        log.info("backbone.weights is set: loading %s instead of the published weights", weights)
+        pretrained = False
+    if source == "custom":
+        backbone = _custom_backbone(name, pretrained, in_chans, input_size, kwargs)
+    else:
+        _check_known(name, source)
+        if source == "timm":
+            from visionlab.models.timm_backbone import timm_backbone as build
+        else:
+            from visionlab.models.torchvision_backbone import torchvision_backbone as build
+        backbone = build(
+            name, pretrained=pretrained, in_chans=in_chans, input_size=input_size, **kwargs
+        )
+    if weights is not None:
+        from visionlab.models.weights import load_backbone_weights
+
+        load_backbone_weights(backbone, weights)
+    return backbone
+
+
+def _custom_backbone(
+    name: str, pretrained: bool, in_chans: int, input_size: int | None, kwargs: dict
+) -> Backbone:
+    """A net from :mod:`visionlab.models.custom`, with its shipped weights if ``pretrained``."""
+    if name not in CUSTOM_BACKBONES:
+        raise UserError(f"unknown custom backbone '{name}'; valid: {', '.join(CUSTOM_BACKBONES)}")
+    if pretrained and name not in SHIPPED_WEIGHTS:
+        raise UserError(
+            f"backbone '{name}' has no published weights: set backbone.pretrained=false "
+            "or backbone.weights=<file>"
+        )
+    size_kw = {} if input_size is None else {"input_size": input_size}
+    backbone = CUSTOM_BACKBONES[name](in_chans=in_chans, **size_kw, **kwargs)
+    if pretrained:
+        path = SHIPPED_WEIGHTS[name]
+        if not path.is_file():
+            raise UserError(
+                f"shipped {name} weights are missing at {path}; run `python train.py "
+                f"experiment=pretrain_shapes` and copy its backbone.safetensors there, or set "
+                "backbone.pretrained=false"
+            )
+        from visionlab.models.weights import load_backbone_weights
+
+        load_backbone_weights(backbone, path)
+    return backbone
+
+
+def _check_known(name: str, source: str) -> None:
+    """UserError for a name ``source`` does not know: the right source, or close names."""
+    import timm
+    import torchvision
+
+    known = {"timm": timm.is_model(name), "torchvision": name in torchvision.models.list_models()}
+    if known[source]:
+        return
+    other = "torchvision" if source == "timm" else "timm"
+    if known[other]:
+        raise UserError(
+            f"'{name}' is not a {source} model but a {other} one: set backbone.source={other}"
+        )
+    candidates = closest(name, dict.fromkeys(timm.list_models() + torchvision.models.list_models()))
+    hint = f"did you mean: {', '.join(candidates)}" if candidates else "no similar names"
+    raise UserError(f"unknown {source} backbone '{name}'; {hint}")

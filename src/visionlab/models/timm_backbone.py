@@ -1,0 +1,171 @@
+"""timm models as Backbones.
+
+Any timm model is created without its classifier (``num_classes=0``) and used through
+``model.forward_features``, which returns the unpooled map ``(N, C, H, W)`` or the tokens
+``(N, L, C)``. Head-side modules that ``forward_features`` never uses but that still hold
+parameters after ``num_classes=0`` (VGG's ``pre_logits`` ConvMlp with its 7x7 conv to 4096
+channels, MobileNetV3's ``conv_head`` after the pooling) are replaced by ``nn.Identity``:
+a backbone that gets a new head should end at its last feature map, and dead parameters
+would waste memory (120 M of VGG16's 138 M) and confuse DDP. The pruning is found by
+tracing one forward pass, so it needs no per-family list.
+
+Stages come from the model's own ``group_matcher``: ``coarse=True`` gives the natural
+blocks (``layer3``, ``blocks.11``), ``coarse=False`` the finer ones (``layer3.1``,
+``blocks.5.2``). A stage is named after its single module, or ``stem`` for a multi-module
+first group (``conv1`` + ``bn1``), or else after its first module. VGG is the exception:
+timm groups it per conv for both granularities, so it uses the Keras-style blocks of
+:func:`visionlab.models.torchvision_backbone.vgg_stages` (``block1``..``block5`` coarse,
+``features.N`` fine, aliases ``block5_conv1`` -> ``features.24``).
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+from timm.models import group_parameters
+from torch import nn
+
+from visionlab.errors import UserError
+from visionlab.models.backbone import Backbone, DataConfig, Stage
+from visionlab.models.torchvision_backbone import (
+    download_failure_message,
+    fit_stats,
+    probe_features,
+    vgg_stages,
+)
+
+
+def timm_backbone(
+    name: str, pretrained: bool = False, in_chans: int = 3, input_size: int | None = None, **kwargs
+) -> Backbone:
+    """Build timm model ``name`` (``arch`` or ``arch.tag``) as a Backbone.
+
+    ``pretrained`` loads the published weights through the Hugging Face / torch.hub cache.
+    ``input_size`` overrides the model's default size; models with a fixed input size
+    (ViT and relatives) are built for it (position embeddings resampled when pretrained).
+    Extra keyword arguments go to ``timm.create_model``.
+    """
+    model = _create(name, pretrained, in_chans, input_size, kwargs)
+    cfg = timm.data.resolve_model_data_config(model)
+    size = input_size or cfg["input_size"][-1]
+    head_only = _drop_head_only_modules(model, torch.zeros(1, in_chans, size, size), name)
+    if isinstance(model, timm.models.vgg.VGG):
+        coarse, fine, aliases = vgg_stages(model.features, "features")
+    else:
+        coarse, fine, aliases = _group_stages(model, True), _group_stages(model, False), {}
+    backbone = Backbone(
+        model, name=name, source="timm", num_features=model.num_features,
+        data_config=DataConfig(
+            in_chans, size, fit_stats(cfg["mean"], in_chans), fit_stats(cfg["std"], in_chans),
+            cfg["interpolation"],
+        ),
+        coarse_stages=coarse, fine_stages=fine, features_fn=_forward_features,
+        layer_aliases=aliases,
+    )
+    backbone.head_prefixes = _classifier_names(model) + tuple(head_only)
+    return backbone
+
+
+def _create(
+    name: str, pretrained: bool, in_chans: int, input_size: int | None, kwargs: dict
+) -> nn.Module:
+    """``timm.create_model`` without classifier; missing or unreachable weights -> UserError."""
+    if pretrained and not timm.models.is_model_pretrained(name):
+        raise UserError(
+            f"timm publishes no pretrained weights for '{name}': set backbone.pretrained=false "
+            "or backbone.weights=<file>"
+        )
+    if input_size is not None and timm.models.get_pretrained_cfg_value(name, "fixed_input_size"):
+        kwargs.setdefault("img_size", input_size)
+    try:
+        return timm.create_model(
+            name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **kwargs
+        )
+    except OSError as err:
+        raise UserError(download_failure_message(name, err)) from None
+
+
+def _forward_features(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm's own unpooled features."""
+    return body.forward_features(x)
+
+
+def _classifier_names(model: nn.Module) -> tuple[str, ...]:
+    """The classifier module names timm records for the model (``fc``, ``head.fc``, ...)."""
+    names = model.pretrained_cfg.get("classifier") or ()
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _used_parameter_ids(output: torch.Tensor) -> set[int]:
+    """Ids of the leaf tensors (parameters) the autograd graph of ``output`` reaches."""
+    used: set[int] = set()
+    seen: set[object] = set()
+    pending = [output.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):
+            used.add(id(node.variable))
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return used
+
+
+def _drop_head_only_modules(model: nn.Module, example: torch.Tensor, name: str) -> list[str]:
+    """Replace by ``nn.Identity`` the outermost modules whose parameters the features ignore.
+
+    One eval-mode forward of ``example`` with gradients recorded (nothing is computed
+    backwards) tells which parameters reach ``forward_features``' output; it also rejects
+    an input size the model cannot take. Returns the replaced module names.
+    """
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            used = _used_parameter_ids(probe_features(name, model, _forward_features, example))
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+    dropped: list[str] = []
+    for module_name, module in list(model.named_modules()):
+        if not module_name or any(module_name.startswith(f"{d}.") for d in dropped):
+            continue
+        owned = list(module.parameters())
+        if owned and not any(id(p) in used for p in owned):
+            parent, _, attr = module_name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, nn.Identity())
+            dropped.append(module_name)
+    return dropped
+
+
+def _group_stages(model: nn.Module, coarse: bool) -> list[Stage]:
+    """Stages from timm's ``group_matcher``: parameter groups compressed to module names."""
+    groups = group_parameters(model, model.group_matcher(coarse=coarse))
+    stages: list[Stage] = []
+    for names in groups.values():
+        entries = _compress(model, set(names), "")
+        stage_name = entries[0] if len(entries) == 1 or stages else "stem"
+        stages.append(Stage(stage_name, tuple(entries)))
+    return stages
+
+
+def _compress(module: nn.Module, wanted: set[str], prefix: str) -> list[str]:
+    """The fewest module (or parameter) names under ``prefix`` that cover exactly ``wanted``.
+
+    A module all of whose parameters are wanted is named whole; otherwise its direct
+    parameters that are wanted are named one by one and its children are searched.
+    """
+    owned = [n for n, _ in module.named_parameters(prefix=prefix)]
+    if not any(n in wanted for n in owned):
+        return []
+    if prefix and all(n in wanted for n in owned):
+        return [prefix]
+    dot = f"{prefix}." if prefix else ""
+    own = (f"{dot}{n}" for n, _ in module.named_parameters(recurse=False))
+    entries = [n for n in own if n in wanted]
+    for child_name, child in module.named_children():
+        entries += _compress(child, wanted, f"{dot}{child_name}")
+    return entries

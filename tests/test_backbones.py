@@ -1,0 +1,220 @@
+"""Backbones from every source and every preset in conf/backbone: shapes, stages, errors.
+
+Everything is built with random weights at small input sizes; published weights are
+never downloaded (the offline tests stub the download functions and the resolver).
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from visionlab.errors import UserError
+from visionlab.models.backbone import Backbone
+from visionlab.models.factory import create_backbone
+from visionlab.models.torchvision_backbone import vgg_stages
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "backbone"
+PRESETS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+# the smallest sizes these models take; everything else runs at 32 px
+SMALL_SIZES = {"inception_v3": 75, "alexnet": 64}
+# the generic timm preset needs a name; the cheapest modern CNN timm has
+GENERIC_NAMES = {"timm": "convnext_atto"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run these tiny models on one thread: on a shared 2-core machine the second thread
+    mostly spins waiting for the first and makes the tests several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def build_preset(preset: str) -> Backbone:
+    """The preset's backbone as Hydra would build it, without published weights."""
+    cfg = OmegaConf.load(CONF_DIR / f"{preset}.yaml")
+    cfg.pretrained = False
+    cfg.input_size = SMALL_SIZES.get(preset, 32)
+    if preset in GENERIC_NAMES:
+        cfg.name = GENERIC_NAMES[preset]
+    return instantiate(cfg)
+
+
+def check_backbone(backbone: Backbone) -> None:
+    """Features have the promised shapes, every parameter is used and staged exactly once."""
+    size = backbone.data_config.input_size
+    x = torch.randn(2, backbone.data_config.in_chans, size, size)
+    backbone.eval()
+    features = backbone.forward_features(x)
+    assert features.ndim in (2, 3, 4)
+    pooled = backbone(x)
+    assert pooled.shape == (2, backbone.num_features)
+    pooled.sum().backward()
+    unused = [n for n, p in backbone.body.named_parameters() if p.grad is None]
+    assert not unused, f"parameters the features never use: {unused[:5]}"
+    all_ids = {id(p) for p in backbone.body.parameters()}
+    for granularity in ("coarse", "fine"):
+        stages = backbone.stages(granularity)
+        names = [s.name for s in stages]
+        assert stages and all(s.modules for s in stages)
+        assert len(set(names)) == len(names), f"duplicate {granularity} stage names: {names}"
+        staged = [id(p) for s in stages for p in backbone.stage_parameters(s)]
+        assert len(staged) == len(set(staged)) and set(staged) == all_ids
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_builds_and_has_stages(preset):
+    backbone = build_preset(preset)
+    assert backbone.data_config.input_size == SMALL_SIZES.get(preset, 32)
+    check_backbone(backbone)
+
+
+def test_hub_presets_default_to_pretrained():
+    for preset in PRESETS:
+        cfg = OmegaConf.load(CONF_DIR / f"{preset}.yaml")
+        assert cfg.pretrained == (cfg.source != "custom" or preset == "shapes_net"), preset
+
+
+def test_generic_timm_preset_requires_a_name():
+    cfg = OmegaConf.load(CONF_DIR / "timm.yaml")
+    assert OmegaConf.is_missing(cfg, "name")
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("resnet18", 32), ("inception_v3", 75), ("mobilenet_v3_small", 32), ("efficientnet_b0", 32)],
+)
+def test_torchvision_families(name, size):
+    backbone = create_backbone(name, "torchvision", input_size=size)
+    assert backbone.source == "torchvision"
+    check_backbone(backbone)
+
+
+def test_vgg_stages_split_at_pools_and_keep_batchnorm_with_its_conv():
+    features = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+    coarse, fine, aliases = vgg_stages(features, "features")
+    assert [(s.name, s.modules) for s in coarse] == [
+        ("block1", ("features.0", "features.1")),
+        ("block2", ("features.4", "features.5", "features.7")),
+    ]
+    assert [(s.name, s.modules) for s in fine] == [
+        ("features.0", ("features.0", "features.1")),
+        ("features.4", ("features.4", "features.5")),
+        ("features.7", ("features.7",)),
+    ]
+    assert aliases == {"block1_conv1": "features.0", "block2_conv1": "features.4",
+                       "block2_conv2": "features.7"}
+
+
+@pytest.mark.parametrize(
+    ("preset", "coarse", "fine_sample"),
+    [
+        ("resnet18", ["stem", "layer1", "layer2", "layer3", "layer4"], "layer3.1"),
+        ("vgg16", ["block1", "block2", "block3", "block4", "block5"], "features.24"),
+        ("vit_tiny", ["stem"] + [f"blocks.{i}" for i in range(12)], "blocks.11"),
+        ("googlenet", ["stem", "inception3", "inception4", "inception5"], "inception4b"),
+        ("alexnet", ["block1", "block2", "block3"], "features.10"),
+    ],
+)
+def test_stage_names_follow_module_names(preset, coarse, fine_sample):
+    backbone = build_preset(preset)
+    assert [s.name for s in backbone.stages("coarse")] == coarse
+    assert fine_sample in [s.name for s in backbone.stages("fine")]
+
+
+def test_vgg16_keras_aliases_resolve():
+    backbone = build_preset("vgg16")
+    assert backbone.layer_aliases["block5_conv1"] == "features.24"
+    for conv in (1, 2, 3):
+        module = backbone.body.get_submodule(backbone.layer_aliases[f"block5_conv{conv}"])
+        assert isinstance(module, nn.Conv2d)
+    block5 = backbone.stages("coarse")[-1]
+    assert block5.modules == tuple(backbone.layer_aliases[f"block5_conv{c}"] for c in (1, 2, 3))
+    assert "pre_logits" in backbone.head_prefixes  # features end at the last conv block
+
+
+@pytest.mark.parametrize("source", ["timm", "torchvision"])
+def test_grayscale_input(source):
+    backbone = create_backbone("resnet18", source, in_chans=1, input_size=32)
+    assert backbone.data_config.in_chans == 1 and len(backbone.data_config.mean) == 1
+    assert backbone.eval()(torch.randn(2, 1, 32, 32)).shape == (2, 512)
+
+
+def test_vit_is_built_for_the_requested_size():
+    backbone = build_preset("vit_tiny")
+    tokens = backbone.forward_features(torch.randn(1, 3, 32, 32))
+    assert tokens.shape == (1, 1 + 4, 192)  # class token + 2x2 patches
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "expected"),
+    [
+        ("resnt18", "timm", ["'resnt18'", "resnet18"]),
+        ("vgg_16", "torchvision", ["'vgg_16'", "vgg16"]),
+        ("alexnet", "timm", ["'alexnet'", "backbone.source=torchvision"]),
+        ("squeezenet1_0", "torchvision", ["'squeezenet1_0'", "backbone.source=timm"]),
+        ("lenet6", "custom", ["'lenet6'", "lenet5"]),
+        ("resnet18", "keras", ["'keras'", "timm, torchvision, custom"]),
+    ],
+)
+def test_unknown_backbone_is_a_one_line_user_error(name, source, expected):
+    with pytest.raises(UserError) as err:
+        create_backbone(name, source)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+
+
+@pytest.mark.parametrize(("preset", "size"), [("alexnet", 32), ("inception_v3", 64)])
+def test_too_small_input_is_a_user_error(preset, size):
+    cfg = OmegaConf.load(CONF_DIR / f"{preset}.yaml")
+    with pytest.raises(UserError, match=f"'{cfg.name}' cannot take {size}px"):
+        create_backbone(cfg.name, cfg.source, input_size=size)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network and empty caches: any download attempt fails at once, as offline."""
+    import huggingface_hub.errors
+    import timm.models._hub
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    def no_hub(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError(
+            "cannot find the requested files in the local cache"
+        )
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", no_hub)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+@pytest.mark.parametrize(("name", "source"), [("resnet18", "timm"), ("alexnet", "torchvision")])
+def test_pretrained_offline_names_the_alternatives(offline, name, source):
+    with pytest.raises(UserError) as err:
+        create_backbone(name, source, pretrained=True, input_size=64)
+    message = str(err.value)
+    assert f"'{name}' could not be downloaded" in message and "\n" not in message
+    assert "backbone.pretrained=false" in message and "backbone.weights=<file>" in message
+
+
+def test_pretrained_without_published_weights():
+    with pytest.raises(UserError, match="no pretrained weights for 'convnext_atto_rms'"):
+        create_backbone("convnext_atto_rms", "timm", pretrained=True)
