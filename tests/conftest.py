@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -24,6 +25,16 @@ TINY = [
     "callbacks.model_summary=null",
     "logger=csv",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Run the tiny test models on one thread: on a shared 2-core machine a second thread
+    mostly waits for the first and makes the suite several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -29,16 +29,6 @@ SMALL_SIZES = {"inception_v3": 75, "alexnet": 64}
 GENERIC_NAMES = {"timm": "convnext_atto"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run these tiny models on one thread: on a shared 2-core machine the second thread
-    mostly spins waiting for the first and makes the tests several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.cache
 def build_preset(preset: str) -> Backbone:
     """The preset's backbone as Hydra would build it, without published weights."""

@@ -14,7 +14,10 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["data", "augment", "backbone", "freeze", "model", "optimizer", "scheduler", "trainer",
           "logger", "callbacks", "experiment", "debug"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
-REQUIRED = {("data", "image_folder"): ["data.root=/somewhere"], ("backbone", "timm"): ["backbone.name=resnet18"]}
+REQUIRED = {
+    ("data", "image_folder"): ["data.root=/somewhere"],
+    ("backbone", "timm"): ["backbone.name=resnet18"],
+}
 
 
 def test_every_group_has_options():

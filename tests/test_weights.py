@@ -20,16 +20,6 @@ from visionlab.models.factory import create_backbone
 from visionlab.models.weights import load_backbone_weights, save_backbone_weights
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run these tiny models on one thread: on a shared 2-core machine the second thread
-    mostly spins waiting for the first and makes the tests several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def fresh(name: str = "test_resnet", source: str = "timm"):
     """A small randomly initialised backbone (timm's 0.5 M-parameter test ResNet by default)."""
     return create_backbone(name, source, input_size=32)

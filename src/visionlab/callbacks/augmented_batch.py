@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int = 8) -> Image.Image:
     """A PIL grid of ``images`` (N, C, H, W) in [0, 1], each tile captioned with its label."""
     tiles = []
-    for img, label in zip(images, labels):
+    for img, label in zip(images, labels, strict=True):
         tile = Image.fromarray(img.expand(3, -1, -1).mul(255).byte().permute(1, 2, 0).numpy())
         tile = tile.resize((max(64, tile.width), max(64, tile.height)), Image.NEAREST)
         draw = ImageDraw.Draw(tile)

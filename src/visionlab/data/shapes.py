@@ -124,7 +124,8 @@ def _draw_shape(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
     elif name == "crescent":
         draw.ellipse(box, fill=colour)
         dx, dy = 0.45 * r * math.cos(angle), 0.45 * r * math.sin(angle)
-        draw.ellipse((cx + dx - 0.85 * r, cy + dy - 0.85 * r, cx + dx + 0.85 * r, cy + dy + 0.85 * r), fill=bg)
+        inner = 0.85 * r
+        draw.ellipse((cx + dx - inner, cy + dy - inner, cx + dx + inner, cy + dy + inner), fill=bg)
     else:
         cos, sin = math.cos(angle), math.sin(angle)
         pts = [(cx + r * (x * cos - y * sin), cy + r * (x * sin + y * cos)) for x, y in _POLYGONS[name]]
