@@ -55,3 +55,10 @@ def test_shapes_writes_an_image_folder(tmp_path, capsys):
     classes = sorted(p.name for p in (tmp_path / "shapes_target" / "train").iterdir())
     assert classes == ["arrow", "chevron", "crescent", "diamond", "heart", "tshape"]
     assert len(list((tmp_path / "shapes_target" / "train" / "heart").glob("*.png"))) == 30
+
+
+def test_stages_resolves_presets_and_shows_keras_aliases(capsys):
+    main(["stages", "vgg16"])
+    out = capsys.readouterr().out
+    assert out.startswith("vgg16 (timm): 5 coarse stages")
+    assert "alias block5_conv1 -> features.24" in out

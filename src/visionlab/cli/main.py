@@ -38,7 +38,20 @@ def cmd_train(overrides: list[str]) -> None:
     _main()
 
 
-def cmd_stages(name: str, source: str, granularity: str) -> None:
+def resolve_backbone_name(name: str, source: str | None) -> tuple[str, str]:
+    """(model name, source) for a preset of conf/backbone/ or a bare model name."""
+    from omegaconf import OmegaConf
+
+    from visionlab.models.custom import CUSTOM_BACKBONES
+
+    preset = Path(__file__).resolve().parents[3] / "conf" / "backbone" / f"{name}.yaml"
+    if source is None and preset.is_file() and name != "timm":
+        cfg = OmegaConf.load(preset)
+        return cfg.name, cfg.source
+    return name, source or ("custom" if name in CUSTOM_BACKBONES else "timm")
+
+
+def cmd_stages(name: str, source: str | None, granularity: str) -> None:
     """Print a backbone's stages (input side first) with parameter counts.
 
     These are the names ``freeze.from_layer``, ``freeze.truncate_after`` and the staged
@@ -46,6 +59,7 @@ def cmd_stages(name: str, source: str, granularity: str) -> None:
     """
     from visionlab.models.factory import create_backbone
 
+    name, source = resolve_backbone_name(name, source)
     backbone = create_backbone(name, source=source, pretrained=False)
     stages = backbone.stages(granularity)
     print(f"{backbone.name} ({backbone.source}): {len(stages)} {granularity} stages, "
@@ -88,10 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "train":
             cmd_train(args.overrides)
         elif args.command == "stages":
-            from visionlab.models.custom import CUSTOM_BACKBONES
-
-            source = args.source or ("custom" if args.name in CUSTOM_BACKBONES else "timm")
-            cmd_stages(args.name, source, args.granularity)
+            cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":
             cmd_shapes(args.variant, args.out)
 
