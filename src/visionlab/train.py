@@ -15,7 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from visionlab.errors import UserError
+from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
+from visionlab.finetune.resume import EpochSeedCallback
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,18 @@ def instantiate_named(group: DictConfig | None) -> list:
 
 
 def build_model_and_data(cfg: DictConfig):
-    """The DataModule (set up, so classes are known) and the matching ClassifierModule."""
+    """The DataModule (set up, so classes are known), the matching ClassifierModule, the plan.
+
+    ``freeze=auto`` is told the train-set size here; with
+    ``data.cache_features=true`` the DataModule is wrapped to serve cached backbone features.
+    """
     backbone = instantiate(cfg.backbone)
     datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
     datamodule.prepare_data()
     datamodule.setup("fit")
     plan = instantiate(cfg.freeze)
+    if isinstance(plan, AutoPlan):
+        plan.count_train_set(datamodule.train_set)
     model = instantiate(
         cfg.model,
         backbone=backbone,
@@ -45,6 +53,11 @@ def build_model_and_data(cfg: DictConfig):
         scheduler_monitor=cfg.scheduler.monitor,
         freeze_plan=plan,
     )
+    if datamodule.cache_features:
+        from visionlab.data.feature_cache import cache_features
+
+        datamodule = cache_features(datamodule, model, plan, Path(cfg.paths.output_dir) / "feature_cache",
+                                    cfg.trainer.get("max_epochs"))
     return datamodule, model, plan
 
 
@@ -62,7 +75,8 @@ def run(cfg: DictConfig) -> float | None:
                         "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt)")
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, plan = build_model_and_data(cfg)
-    callbacks = [FreezeScheduleCallback(plan), *instantiate_named(cfg.get("callbacks"))]
+    seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
+    callbacks = [*seeding, FreezeScheduleCallback(plan), *instantiate_named(cfg.get("callbacks"))]
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 

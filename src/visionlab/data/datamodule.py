@@ -16,7 +16,8 @@ class ClassificationDataModule(L.LightningDataModule):
     ``(train, val, test_or_None, class_names)``. ``data_config`` (input size, channels,
     normalisation) comes from the backbone, so resizing always matches the model.
     ``cache_features`` asks for training the head on cached backbone features (see
-    ``visionlab.finetune``); the flag lives here because it is a property of the data run.
+    :mod:`visionlab.data.feature_cache`); features larger than ``cache_memory_mb`` go to
+    disk under the run directory instead of memory.
     """
 
     def __init__(
@@ -27,6 +28,7 @@ class ClassificationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         cache_features: bool = False,
+        cache_memory_mb: float = 1024.0,
     ) -> None:
         super().__init__()
         self.data_config = data_config
@@ -35,6 +37,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.cache_features = cache_features
+        self.cache_memory_mb = cache_memory_mb
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None

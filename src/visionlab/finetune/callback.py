@@ -1,4 +1,13 @@
-"""The callback that applies a freeze plan to the backbone at every epoch start."""
+"""The callback that applies a freeze plan at every epoch start, and :func:`apply_plan`.
+
+Unlike Lightning's ``BackboneFinetuning`` it never adds optimizer param groups (every
+parameter is in the optimizer from the start, see :mod:`visionlab.finetune.param_groups`),
+it re-derives the whole state from the epoch (so resuming lands where the uninterrupted run
+was), puts the BatchNorm of frozen stages in eval mode, and scales learning rates through
+the phase factor (:mod:`visionlab.finetune.lr_phase`) instead of fighting the scheduler.
+Under DDP it is applied after the model is wrapped, so DDP registers every parameter and
+keeps late-unfrozen ones in sync (this needs ``ddp_find_unused_parameters_true``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ import logging
 import lightning as L
 from torch import nn
 
+from visionlab.finetune.lr_phase import set_phase_factor
 from visionlab.finetune.plans import FreezePlan
 from visionlab.models.backbone import Backbone
 
@@ -16,8 +26,8 @@ log = logging.getLogger(__name__)
 def apply_plan(backbone: Backbone, plan: FreezePlan, epoch: int) -> list[str]:
     """Set ``requires_grad`` and norm-layer modes of every stage for ``epoch``.
 
-    Returns the trainable stage names. BatchNorm layers of frozen stages are put in eval
-    mode (their running statistics stay untouched) unless ``plan.train_bn``.
+    Returns the trainable stage names (input side first). BatchNorm layers of frozen
+    stages are put in eval mode (running statistics untouched) unless ``plan.train_bn``.
     """
     stages = backbone.stages(plan.granularity)
     trainable = plan.trainable_stages(epoch, [s.name for s in stages])
@@ -27,21 +37,34 @@ def apply_plan(backbone: Backbone, plan: FreezePlan, epoch: int) -> list[str]:
         for p in backbone.stage_parameters(stage):
             p.requires_grad_(train)
         if not train and not plan.train_bn:
-            for module_name in stage.modules:
-                prefix = f"{module_name}." if module_name else ""
-                for sub_name, sub in backbone.body.get_submodule(module_name).named_modules():
-                    if isinstance(sub, nn.modules.batchnorm._BatchNorm):
-                        frozen_norms.add(prefix + sub_name if sub_name else module_name)
+            frozen_norms |= _norm_modules(backbone.body, stage.modules)
     backbone.frozen_norm_modules = frozen_norms
     backbone.train(backbone.training)
     return [s.name for s in stages if s.name in trainable]
 
 
+def _norm_modules(body: nn.Module, entries: tuple[str, ...]) -> set[str]:
+    """Qualified names of the BatchNorm layers inside the stage entries that are modules."""
+    found = set()
+    for entry in entries:
+        try:
+            module = body.get_submodule(entry)
+        except AttributeError:  # a bare parameter entry (a ViT's cls_token): no norm inside
+            continue
+        for sub_name, sub in module.named_modules():
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                found.add(f"{entry}.{sub_name}" if sub_name and entry else sub_name or entry)
+    return found
+
+
 class FreezeScheduleCallback(L.Callback):
     """Applies ``plan`` at fit start and at every training-epoch start, and logs the result.
 
-    Logged: ``freeze/trainable_params`` and ``freeze/frozen_params`` every epoch, and the
-    trainable stage names (as text) whenever they change. The module must expose the
+    Logged every epoch: ``freeze/trainable_params``, ``freeze/frozen_params``,
+    ``freeze/trainable_stages`` (a count), ``freeze/lr_factor``, and the trainable stage
+    names as TensorBoard text ``freeze/trainable_stage_names`` (also in the text log when
+    they change). Plans with state (``lp_ft``'s plateau rule) see the metrics at every
+    validation end; their state is saved in the checkpoint. The module must expose the
     backbone as ``pl_module.backbone``.
     """
 
@@ -50,25 +73,51 @@ class FreezeScheduleCallback(L.Callback):
         self._last: list[str] | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Put the model in the state of the (possibly resumed) starting epoch."""
+        """Put the model in the plan's state for the starting epoch (re-done at epoch start)."""
         log.info("freeze plan: %s", self.plan.describe())
         self._apply(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Re-apply the plan for the epoch that is starting."""
-        self._apply(trainer, pl_module)
-        trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
-        frozen = sum(p.numel() for p in pl_module.parameters() if not p.requires_grad)
-        pl_module.log("freeze/trainable_params", float(trainable), on_step=False, on_epoch=True)
-        pl_module.log("freeze/frozen_params", float(frozen), on_step=False, on_epoch=True)
-
-    def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        names = apply_plan(pl_module.backbone, self.plan, trainer.current_epoch)
+        """Re-apply the plan for the epoch that is starting, and log the state."""
+        names = self._apply(trainer, pl_module)
+        epoch = trainer.current_epoch
         if names != self._last:
             self._last = names
-            text = ", ".join(names) if names else "(none: backbone frozen)"
-            log.info("epoch %d: trainable backbone stages: %s", trainer.current_epoch, text)
+            log.info("epoch %d: trainable backbone stages: %s", epoch, _as_text(names))
+        trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in pl_module.parameters() if not p.requires_grad)
+        for key, value in (("trainable_params", trainable), ("frozen_params", frozen),
+                           ("trainable_stages", len(names)), ("lr_factor", self.plan.lr_factor(epoch))):
+            pl_module.log(f"freeze/{key}", float(value), on_step=False, on_epoch=True)
+        if trainer.is_global_zero:
             for logger in trainer.loggers:
                 add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
-                if add_text is not None and trainer.is_global_zero:
-                    add_text("freeze/trainable_stages", text, trainer.current_epoch)
+                if add_text is not None:
+                    add_text("freeze/trainable_stage_names", _as_text(names), epoch)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Let a stateful plan see this epoch's metrics; rank 0 decides for every rank."""
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        self.plan.observe(trainer.current_epoch, metrics)
+        self.plan.load_state_dict(trainer.strategy.broadcast(self.plan.state_dict(), src=0))
+
+    def state_dict(self) -> dict:
+        """The plan's non-epoch state (e.g. where a plateau switched), for checkpoints."""
+        return {"plan": self.plan.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the plan's state from a checkpoint."""
+        self.plan.load_state_dict(state_dict.get("plan", {}))
+
+    def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
+        epoch = trainer.current_epoch
+        names = apply_plan(pl_module.backbone, self.plan, epoch)
+        for optimizer in trainer.optimizers:
+            set_phase_factor(optimizer, self.plan.lr_factor(epoch))
+        return names
+
+
+def _as_text(names: list[str]) -> str:
+    return ", ".join(names) if names else "(none: backbone frozen)"

@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from visionlab.errors import UserError
+from visionlab.finetune.lr_phase import init_phase, scheduler_view
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.models.backbone import Backbone
@@ -30,6 +31,10 @@ class ClassifierModule(L.LightningModule):
     ``_partial_: true``) completed in :meth:`configure_optimizers` with one parameter group
     per backbone stage, so freeze plans never add groups mid-run. A scheduler factory that
     takes a ``total_steps`` argument is given the run's number of optimizer steps.
+    ``freeze_plan`` is prepared here (it may truncate the backbone) before the head is built;
+    its phase factor (two_phase, lp_ft) multiplies the scheduled LRs, see
+    :mod:`visionlab.finetune.lr_phase`. With ``inputs_are_features`` (set by the feature
+    cache) batches hold pooled backbone features and only the head runs.
     Only plain values are saved as hyperparameters, so checkpoints load with
     ``torch.load(weights_only=True)``.
     """
@@ -49,6 +54,8 @@ class ClassifierModule(L.LightningModule):
     ) -> None:
         super().__init__()
         head = dict(head or {})
+        self.freeze_plan = freeze_plan or FreezePlan()
+        self.freeze_plan.prepare(backbone)
         self.save_hyperparameters(
             {
                 "num_classes": num_classes,
@@ -66,7 +73,7 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
-        self.freeze_plan = freeze_plan or FreezePlan()
+        self.inputs_are_features = False
         metrics = MetricCollection({
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "f1": MulticlassF1Score(num_classes, average="macro"),
@@ -92,9 +99,13 @@ class ClassifierModule(L.LightningModule):
         """Logits ``(N, num_classes)`` for images ``(N, C, H, W)``."""
         return self.head(self.backbone.forward_features(x))
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch's inputs: images, or cached features when ``inputs_are_features``."""
+        return self.head(x) if self.inputs_are_features else self(x)
+
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self.logits(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         metrics.update(logits, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
@@ -116,7 +127,7 @@ class ClassifierModule(L.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(N, num_classes)``."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=-1)
+        return self.logits(x).softmax(dim=-1)
 
     def configure_optimizers(self):
         """The optimizer over per-stage parameter groups, plus the scheduler if configured."""
@@ -125,14 +136,22 @@ class ClassifierModule(L.LightningModule):
             raise UserError("the optimizer config has no lr: set optimizer.lr=<value>")
         groups = build_param_groups(self.backbone, self.head, self.freeze_plan, base_lr)
         optimizer = self.optimizer_factory(params=groups)
-        if self.scheduler_factory is None:
+        scheduler = None
+        if self.scheduler_factory is not None:
+            kwargs = {}
+            if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+                kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        init_phase(optimizer)  # after the scheduler has set its initial LRs
+        if scheduler is None:
             return optimizer
-        kwargs = {}
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval,
                              "monitor": self.scheduler_monitor},
         }
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Step the scheduler on its own (unscaled) LRs, then re-apply the plan's phase factor."""
+        with scheduler_view(scheduler.optimizer):
+            super().lr_scheduler_step(scheduler, metric)
