@@ -45,5 +45,6 @@ def test_default_config_is_the_offline_transfer_task(make_cfg):
     cfg = make_cfg(tiny=False)
     assert cfg.data.variant == "shapes_target"
     assert cfg.backbone.name == "shapes_net" and cfg.backbone.pretrained is True
+    assert cfg.freeze._target_.endswith("FeatureExtraction")
     assert (cfg.monitor, cfg.mode, cfg.test_after_fit) == ("val/acc", "max", True)
     assert cfg.callbacks.early_stopping.monitor == "val/loss" and cfg.callbacks.early_stopping.patience == 3

@@ -35,6 +35,13 @@ def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
     assert grid.is_file() and grid.stat().st_size > 1000
 
 
+def test_default_job_transfers_the_shipped_backbone_well_above_chance(make_cfg):
+    # The real default config (shapes_target, 6 classes: chance is 0.17), only shortened.
+    cfg = make_cfg("trainer.max_epochs=6", "trainer.enable_progress_bar=false", "logger=csv",
+                   "callbacks.progress_bar=null", "callbacks.model_summary=null", tiny=False)
+    assert run(cfg) > 0.45
+
+
 def test_resume_continues_at_the_next_epoch(make_cfg):
     first = make_cfg("backbone.pretrained=false", "trainer.max_epochs=1", "test_after_fit=false",
                      "optimized_metric=val/acc")
@@ -81,3 +88,35 @@ def test_missing_ckpt_path_is_a_user_error(make_cfg, tmp_path):
     cfg = make_cfg(f"ckpt_path={tmp_path / 'missing.ckpt'}")
     with pytest.raises(UserError, match="missing.ckpt does not exist"):
         run(cfg)
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "debug=fast", "backbone.pretrained=false",
+                   "backbone.input_size=32", "data.batch_size=4")
+    assert run(cfg) is not None
+
+
+def test_pretrain_recipe_exports_a_backbone_that_loads_as_weights(make_cfg):
+    cfg = make_cfg("experiment=pretrain_shapes", "trainer.max_epochs=1")
+    run(cfg)
+    exported = Path(cfg.paths.output_dir) / "backbone.safetensors"
+    best = _backbone_state(next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt")))
+    backbone = instantiate(cfg.backbone, pretrained=False, weights=str(exported))
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, best[f"backbone.{key}"]), key
+
+
+def test_shipped_shapes_net_weights_load_and_are_small():
+    from visionlab.models.factory import SHIPPED_WEIGHTS, create_backbone
+
+    shipped = SHIPPED_WEIGHTS["shapes_net"]
+    assert shipped.is_file() and shipped.stat().st_size <= 5 * 2**20
+    pretrained = create_backbone("shapes_net", "custom", pretrained=True).state_dict()
+    scratch = create_backbone("shapes_net", "custom", pretrained=False).state_dict()
+    key = "body.block1.conv1.conv.weight"
+    assert not torch.equal(pretrained[key], scratch[key])
+    assert pretrained["body.block1.conv1.bn.running_var"].ne(1).any()  # trained BN statistics
