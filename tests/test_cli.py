@@ -29,6 +29,23 @@ def test_user_error_is_one_line_and_exit_code_2(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "untouched"
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["backbone=timm", "backbone.name=resnet_nope"], "unknown timm backbone 'resnet_nope'; did you mean"),
+        (["data=image_folder", "data.root={tmp}/missing"], "data directory {tmp}/missing does not exist"),
+        (["backbone.weights={tmp}/missing.safetensors"], "{tmp}/missing.safetensors"),
+    ],
+    ids=["unknown-backbone", "missing-data-dir", "missing-weights"],
+)
+def test_errors_raised_while_instantiating_are_one_line(tmp_path, overrides, message):
+    result = _train(*(o.format(tmp=tmp_path) for o in overrides), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message.format(tmp=tmp_path) in errors[0]
+    assert "Traceback" not in result.stderr
+
+
 def test_unknown_group_option_gets_hydras_message(tmp_path):
     result = _train("backbone=not_a_backbone", cwd=tmp_path)
     assert result.returncode != 0
