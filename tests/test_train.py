@@ -91,11 +91,16 @@ def test_missing_ckpt_path_is_a_user_error(make_cfg, tmp_path):
 
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+# Experiments whose data needs a user folder or a download run on shapes here.
+OFFLINE_DATA = {
+    "course_flowers_vgg16": ["data=shapes_target", "~data.val_fraction"],
+    "course_cats_dogs_scratch": ["data=shapes_target", "~data.binary"],
+}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}", "debug=fast", "backbone.pretrained=false",
+    cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), "debug=fast", "backbone.pretrained=false",
                    "backbone.input_size=32", "data.batch_size=4")
     assert run(cfg) is not None
 
