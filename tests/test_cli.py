@@ -79,3 +79,13 @@ def test_stages_resolves_presets_and_shows_keras_aliases(capsys):
     out = capsys.readouterr().out
     assert out.startswith("vgg16 (timm): 5 coarse stages")
     assert "alias block5_conv1 -> features.24" in out
+
+
+def test_multirun_writes_one_run_dir_per_job(tmp_path):
+    result = _train("-m", "optimizer.lr=1e-3,1e-4", "debug=fast", "callbacks.progress_bar=null",
+                    "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    for job, lr in (("0", "0.001"), ("1", "0.0001")):
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        assert f"lr: {lr}" in (sweep / job / ".hydra" / "config.yaml").read_text()
