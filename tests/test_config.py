@@ -12,7 +12,7 @@ from visionlab.train import instantiate_named
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["data", "augment", "backbone", "freeze", "model", "optimizer", "scheduler", "trainer",
-          "logger", "callbacks", "experiment", "debug"]
+          "logger", "callbacks", "experiment", "hparams_search", "debug"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 REQUIRED = {
     ("data", "image_folder"): ["data.root=/somewhere"],

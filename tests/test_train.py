@@ -100,8 +100,8 @@ OFFLINE_DATA = {
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), "debug=fast", "backbone.pretrained=false",
-                   "backbone.input_size=32", "data.batch_size=4")
+    cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), "debug=fast",
+                   "backbone.pretrained=false", "backbone.input_size=32", "data.batch_size=4")
     assert run(cfg) is not None
 
 
