@@ -93,8 +93,8 @@ def test_multirun_writes_one_run_dir_per_job(tmp_path):
 
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     result = _train("hparams_search=optuna", "hydra.sweeper.n_trials=2",
-                    "hydra.sweeper.sampler.n_startup_trials=1", "debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4",
-                    "data.val_per_class=2", "data.test_per_class=2", cwd=tmp_path)
+                    "hydra.sweeper.sampler.n_startup_trials=1", "debug=fast", "callbacks.progress_bar=null",
+                    "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (results,) = (tmp_path / "outputs" / "multirun").glob("*/*/optimization_results.yaml")
     text = results.read_text()
