@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -29,16 +30,12 @@ class ExportBackbone(L.Callback):
             return
         from visionlab.models.weights import save_backbone_weights
 
-        state = {k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()}
+        backbone = pl_module.backbone
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:
-            checkpoint = torch.load(best, map_location="cpu", weights_only=True)
-            prefix = "backbone."
-            state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-        out = Path(trainer.default_root_dir) / self.filename
-        backbone = pl_module.backbone
-        original = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
-        backbone.load_state_dict(state)
-        save_backbone_weights(backbone, out)
-        backbone.load_state_dict(original)
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            backbone = copy.deepcopy(backbone).cpu()
+            backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in state.items()
+                                      if k.startswith("backbone.")})
+        out = save_backbone_weights(backbone, Path(trainer.default_root_dir) / self.filename)
         log.info("backbone weights (%s) written to %s", "best checkpoint" if best else "final", out)
