@@ -100,3 +100,15 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     text = results.read_text()
     assert "best_params:" in text and "optimizer.lr:" in text and "best_value:" in text
     assert len(list(results.parent.glob("[0-9]/checkpoints/last.ckpt"))) == 2
+
+
+def test_visionlab_train_is_train_py(tmp_path):
+    env = {**os.environ, "VISIONLAB_DATA_DIR": str(tmp_path / "data"), "PROJECT_ROOT": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "visionlab.cli.main", "train", "debug=fast",
+                             "callbacks.progress_bar=null", "data.train_per_class=4", "data.val_per_class=2",
+                             "data.test_per_class=2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
