@@ -8,6 +8,7 @@ value of ``cfg.optimized_metric`` for sweepers.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -73,6 +74,8 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist: give the path of a .ckpt file "
                         "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt)")
+    # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, plan = build_model_and_data(cfg)
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
