@@ -72,10 +72,15 @@ def test_feature_extraction_leaves_backbone_bit_identical(make_cfg):
 
 
 def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
-    cfg = make_cfg("backbone.pretrained=false", "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
-                   "optimized_metric=val/loss")
-    loss = run(cfg)
-    assert math.isfinite(loss)
+    cfg = make_cfg("backbone.pretrained=false", "freeze=none", "trainer.precision=bf16-mixed",
+                   "trainer.max_epochs=1", "optimized_metric=val/loss", "seed=5")
+    assert math.isfinite(run(cfg))
+    L.seed_everything(5, workers=True)  # run() seeds, then builds the backbone first
+    fresh = instantiate(cfg.backbone).state_dict()
+    trained = _backbone_state(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    key = "body.block1.conv1.conv.weight"
+    assert trained[f"backbone.{key}"].dtype == torch.float32  # bf16 autocast, fp32 master weights
+    assert not torch.equal(trained[f"backbone.{key}"], fresh[key])
 
 
 def test_missing_optimized_metric_names_the_available_ones(make_cfg):
