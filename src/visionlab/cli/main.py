@@ -7,13 +7,15 @@ import sys
 from pathlib import Path
 
 from visionlab.cli.errors import exit_on_user_error
+from visionlab.errors import UserError
+
+# conf/ of the source checkout (an editable install): src/visionlab/cli/main.py -> repo root.
+CHECKOUT_CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 def find_conf_dir() -> Path:
     """The project's ``conf/``: next to the current directory or the source checkout."""
-    from visionlab.errors import UserError
-
-    for candidate in (Path.cwd() / "conf", Path(__file__).resolve().parents[3] / "conf"):
+    for candidate in (Path.cwd() / "conf", CHECKOUT_CONF):
         if (candidate / "train.yaml").is_file():
             return candidate
     raise UserError("no conf/train.yaml found: run visionlab from the project root "
@@ -44,7 +46,7 @@ def resolve_backbone_name(name: str, source: str | None) -> tuple[str, str]:
 
     from visionlab.models.custom import CUSTOM_BACKBONES
 
-    preset = Path(__file__).resolve().parents[3] / "conf" / "backbone" / f"{name}.yaml"
+    preset = CHECKOUT_CONF / "backbone" / f"{name}.yaml"
     if source is None and preset.is_file() and name != "timm":
         cfg = OmegaConf.load(preset)
         return cfg.name, cfg.source

@@ -5,7 +5,8 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from visionlab.data.transforms import AugmentFactory
+from visionlab.data.transforms import AugmentFactory, eval_transform, train_transform
+from visionlab.errors import UserError
 from visionlab.models.backbone import DataConfig
 
 
@@ -52,8 +53,6 @@ class ClassificationDataModule(L.LightningDataModule):
         """Build the datasets once; later calls (fit, then test) reuse them."""
         if self.train_set is not None:
             return
-        from visionlab.data.transforms import eval_transform, train_transform
-
         self.train_set, self.val_set, self.test_set, self.class_names = self._build(
             train_transform(self.data_config, self.augment), eval_transform(self.data_config)
         )
@@ -63,8 +62,6 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
         if dataset is None:
-            from visionlab.errors import UserError
-
             raise UserError(f"{type(self).__name__} has no such split: call setup() first, "
                             "or this dataset has no test split")
         return DataLoader(

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from rich.progress import Progress
 
+from visionlab.errors import UserError
+
 log = logging.getLogger(__name__)
 Points = list[tuple[float, float]]
 
@@ -67,6 +69,10 @@ class ShapesSpec:
     test_per_class: int
     image_size: int = 64
     seed: int = 0
+
+    def to_json(self) -> str:
+        """The spec as canonical JSON: written beside the data and compared on reuse."""
+        return json.dumps(asdict(self), sort_keys=True)
 
     def splits(self) -> dict[str, int]:
         """Images per class for each split, in generation order."""
@@ -153,12 +159,10 @@ def generate(spec: ShapesSpec, root: Path, show_progress: bool = True) -> Path:
     """
     root = Path(root)
     manifest = root / "spec.json"
-    wanted = json.dumps(asdict(spec), sort_keys=True)
+    wanted = spec.to_json()
     if manifest.is_file() and manifest.read_text() == wanted:
         return root
     if root.exists():
-        from visionlab.errors import UserError
-
         raise UserError(
             f"{root} exists but does not hold this shapes dataset (no matching spec.json); "
             "move it away or point paths.data_dir elsewhere"
@@ -188,8 +192,6 @@ def generate(spec: ShapesSpec, root: Path, show_progress: bool = True) -> Path:
 
 def spec_for(variant: str, classes: Sequence[str] | None = None, **overrides) -> ShapesSpec:
     """The spec of a named variant, with optional overrides (image size, counts, classes)."""
-    from visionlab.errors import UserError
-
     if variant not in VARIANTS:
         raise UserError(f"data.variant='{variant}' is not one of: {', '.join(VARIANTS)}")
     base = asdict(VARIANTS[variant])

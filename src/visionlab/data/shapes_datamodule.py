@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from visionlab.data.image_folder import ImageFolderDataModule
@@ -19,7 +20,10 @@ class ShapesDataModule(ImageFolderDataModule):
                  test_per_class: int | None = None, classes: list[str] | None = None, **kwargs) -> None:
         self.spec = spec_for(variant, classes, image_size=image_size, train_per_class=train_per_class,
                              val_per_class=val_per_class, test_per_class=test_per_class)
-        folder = variant if self.spec == spec_for(variant) else f"{variant}-{_spec_key(self.spec)}"
+        if self.spec == spec_for(variant):
+            folder = variant
+        else:  # a customised spec gets its own folder, named by a hash of the spec
+            folder = f"{variant}-{hashlib.sha1(self.spec.to_json().encode()).hexdigest()[:8]}"
         super().__init__(root=str(Path(data_dir).expanduser() / folder), **kwargs)
 
     def prepare_data(self) -> None:
@@ -30,11 +34,3 @@ class ShapesDataModule(ImageFolderDataModule):
         self.prepare_data()
         return super()._build(train_tf, eval_tf)
 
-
-def _spec_key(spec) -> str:
-    """A short stable hash naming a non-default spec's folder."""
-    import hashlib
-    import json
-    from dataclasses import asdict
-
-    return hashlib.sha1(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:8]

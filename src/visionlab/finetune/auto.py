@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sized
 
 from visionlab.errors import UserError
-from visionlab.finetune.plans import FreezePlan
+from visionlab.finetune.plans import FreezePlan, whole_number
 from visionlab.models.backbone import Backbone
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,8 @@ class AutoPlan(FreezePlan):
     def __init__(self, similar: bool | None = None, size_threshold: int = 5000,
                  train_size: int | None = None, **common) -> None:
         super().__init__(**common)
-        if isinstance(size_threshold, bool) or not isinstance(size_threshold, int) or size_threshold < 1:
-            raise UserError(f"freeze.size_threshold={size_threshold} must be a whole number >= 1")
         self.similar = similar
-        self.size_threshold = size_threshold
+        self.size_threshold = whole_number("size_threshold", size_threshold)
         self.train_size = train_size
         self.counted_size: int | None = None
         self.frozen: bool | None = None  # the choice: backbone frozen (small) or trained (large)

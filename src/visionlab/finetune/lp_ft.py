@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from visionlab.errors import UserError
-from visionlab.finetune.plans import FreezePlan
+from visionlab.finetune.plans import FreezePlan, positive, whole_number
 
 MODES = ("min", "max")
 
@@ -35,14 +35,12 @@ class LinearProbeFineTune(FreezePlan):
             raise UserError("freeze=lp_ft needs freeze.epochs=<linear-probe epochs> and/or "
                             "freeze.patience=<validation runs without improvement>")
         for key, value in (("epochs", epochs), ("patience", patience)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise UserError(f"freeze.{key}={value} must be a whole number >= 1 (or null)")
+            if value is not None:
+                whole_number(key, value)
         if mode not in MODES:
             raise UserError(f"freeze.mode='{mode}' is not one of: {', '.join(MODES)}")
-        if not ft_lr_mult > 0:
-            raise UserError(f"freeze.ft_lr_mult={ft_lr_mult} must be a positive number")
         self.epochs = epochs
-        self.ft_lr_mult = ft_lr_mult
+        self.ft_lr_mult = positive("ft_lr_mult", ft_lr_mult)
         self.monitor = monitor
         self.mode = mode
         self.patience = patience

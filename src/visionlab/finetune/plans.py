@@ -31,6 +31,20 @@ GRANULARITIES = ("coarse", "fine")
 DEFAULT_MILESTONES = {0: "head", 3: 2, 6: "all"}
 
 
+def whole_number(key: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an integer >= ``minimum``, else a UserError naming ``freeze.<key>``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"freeze.{key}={value} must be a whole number >= {minimum}")
+    return value
+
+
+def positive(key: str, value: object) -> float:
+    """``value`` as a float if it is a number > 0, else a UserError naming ``freeze.<key>``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UserError(f"freeze.{key}={value} must be a positive number")
+    return float(value)
+
+
 class FreezePlan:
     """Full fine-tuning (``freeze=none``): every backbone stage trains at every epoch.
 
@@ -42,13 +56,10 @@ class FreezePlan:
                  layer_decay: float = 1.0, truncate_after: str | None = None) -> None:
         if granularity not in GRANULARITIES:
             raise UserError(f"freeze.granularity='{granularity}' is not one of: {', '.join(GRANULARITIES)}")
-        for key, value in (("lr_mult", lr_mult), ("layer_decay", layer_decay)):
-            if not value > 0:
-                raise UserError(f"freeze.{key}={value} must be a positive number")
         self.granularity = granularity
         self.train_bn = train_bn
-        self.lr_mult = lr_mult
-        self.layer_decay = layer_decay
+        self.lr_mult = positive("lr_mult", lr_mult)
+        self.layer_decay = positive("layer_decay", layer_decay)
         self.truncate_after = truncate_after
 
     def prepare(self, backbone: Backbone) -> None:
@@ -134,9 +145,7 @@ class LastN(FreezePlan):
         super().__init__(**common)
         if n is None and from_layer is None:
             raise UserError("freeze=last_n needs freeze.n=<number of stages> or freeze.from_layer=<layer>")
-        if from_layer is None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise UserError(f"freeze.n={n} must be a whole number >= 0")
-        self.n = n
+        self.n = n if from_layer is not None else whole_number("n", n, minimum=0)
         self.from_layer = from_layer
 
     def _check(self, backbone: Backbone, stages: list[str]) -> None:
@@ -187,8 +196,7 @@ class Staged(FreezePlan):
                 "each unfreezing at least as much as the one before (e.g. {0: head, 3: 2, 6: all})"
             )
         for epoch, factor in self.lr_factors.items():
-            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
-                raise UserError(f"freeze.lr_factors[{epoch}]={factor} must be a positive number")
+            positive(f"lr_factors[{epoch}]", factor)
 
     def _check(self, backbone: Backbone, stages: list[str]) -> None:
         """Numeric milestones must not exceed the number of stages."""
@@ -222,8 +230,7 @@ class TwoPhase(Staged):
     """
 
     def __init__(self, epochs: int = 5, ft_lr_mult: float = 0.1, **common) -> None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise UserError(f"freeze.epochs={epochs} must be a whole number >= 1")
+        whole_number("epochs", epochs)
         super().__init__(milestones={0: "head", epochs: "all"}, lr_factors={epochs: ft_lr_mult}, **common)
         self.epochs = epochs
         self.ft_lr_mult = ft_lr_mult
@@ -243,9 +250,7 @@ class Gradual(FreezePlan):
 
     def __init__(self, every: int = 1, **common) -> None:
         super().__init__(**common)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise UserError(f"freeze.every={every} must be a whole number >= 1")
-        self.every = every
+        self.every = whole_number("every", every)
 
     def trainable_count(self, epoch: int, num_stages: int) -> int:
         """``epoch // every`` stages, at most all of them."""

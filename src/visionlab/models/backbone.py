@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from visionlab.errors import UserError, closest
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -99,8 +101,6 @@ class Backbone(nn.Module):
     def stages(self, granularity: str = "coarse") -> list[Stage]:
         """The ordered stages (input side first) at ``coarse`` or ``fine`` granularity."""
         if granularity not in self._stages:
-            from visionlab.errors import UserError
-
             raise UserError(
                 f"stage granularity '{granularity}' is not one of: {', '.join(self._stages)}"
             )
@@ -136,8 +136,6 @@ class Backbone(nn.Module):
         torchvision and timm CNNs and ViTs); a body that cannot run without its later
         stages, or an unknown stage name, is a UserError.
         """
-        from visionlab.errors import UserError, closest
-
         names = {g: [s.name for s in stages] for g, stages in self._stages.items()}
         granularity = next((g for g, n in names.items() if after_stage in n), None)
         if granularity is None:
@@ -161,8 +159,6 @@ class Backbone(nn.Module):
 
     def _measure_num_features(self, after_stage: str) -> int:
         """Width of the pooled features, found with one forward pass of a blank image."""
-        from visionlab.errors import UserError
-
         dc = self.data_config
         was_training = self.training
         self.eval()
@@ -193,8 +189,6 @@ def pool_features(features: torch.Tensor, kind: str) -> torch.Tensor:
         return features.mean(dim=dims)
     if kind == "max":
         return features.amax(dim=dims)
-    from visionlab.errors import UserError
-
     raise UserError(f"model.head.pool='{kind}' is not one of: avg, max, flatten")
 
 

@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from visionlab.errors import UserError
 from visionlab.models.backbone import Backbone, DataConfig, Stage
 
 GRAY_MEAN, GRAY_STD = 0.5, 0.5
@@ -84,8 +85,6 @@ def chollet_cnn(in_chans: int = 3, input_size: int = 150, batchnorm: bool = Fals
         blocks[f"block{i}"] = unit
         in_ch, size = width, size // 2
     if size < 1:
-        from visionlab.errors import UserError
-
         raise UserError(f"backbone.input_size={input_size} is too small for chollet_cnn: use >= 16")
     blocks["dense"] = nn.Sequential(
         OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(in_ch * size * size, 512), act=nn.ReLU(inplace=True))
