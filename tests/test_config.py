@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from visionlab.train import instantiate_named
 
@@ -25,18 +27,43 @@ def test_every_group_has_options():
     assert groups_with_options == set(GROUPS)
 
 
+def _file_leaves(group: str, option: str) -> dict[str, object]:
+    """Dotted keys and plain values an option file sets (``???`` and interpolations left out)."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    body = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(path)).items()
+            if k not in ("defaults", "hydra")}
+    prefix = "" if "# @package _global_" in path.read_text() else f"{group}."
+    leaves: dict[str, object] = {}
+
+    def walk(node: dict, at: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+                walk(value, f"{at}{key}.")
+            elif not (isinstance(value, str) and ("${" in value or value == "???")):
+                leaves[f"{at}{key}"] = value
+
+    walk(body, prefix)
+    return leaves
+
+
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes(make_cfg, group, option):
+def test_option_composes_with_its_values(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}", *REQUIRED.get((group, option), []), tiny=False)
-    assert cfg.seed == 42 and cfg.monitor
+    for key, value in _file_leaves(group, option).items():
+        composed = OmegaConf.select(cfg, key)
+        if isinstance(composed, (DictConfig, ListConfig)):
+            composed = OmegaConf.to_container(composed)
+        assert composed == value, key
     if group == "optimizer":
         optimizer = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
         assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
     elif group == "augment":
-        assert isinstance(list(instantiate(cfg.augment)(32)), list)
+        assert all(callable(t) for t in instantiate(cfg.augment)(32))
     elif group in ("logger", "callbacks"):
-        for obj in instantiate_named(cfg[group]):
-            assert obj is not None
+        kinds = (L.pytorch.loggers.Logger,) if group == "logger" else (L.Callback,)
+        objects = instantiate_named(cfg[group])
+        assert len(objects) == sum(1 for c in cfg[group].values() if c) and all(
+            isinstance(o, kinds) for o in objects)
     elif group == "freeze":
         assert hasattr(instantiate(cfg.freeze), "trainable_stages")
 

@@ -107,7 +107,8 @@ OFFLINE_DATA = {
 def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), "debug=fast",
                    "backbone.pretrained=false", "backbone.input_size=32", "data.batch_size=4")
-    assert run(cfg) is not None
+    assert 0.0 <= run(cfg) <= 1.0
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_pretrain_recipe_exports_a_backbone_that_loads_as_weights(make_cfg):
