@@ -29,12 +29,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from visionlab.data.feature_cache import cache_features
 from visionlab.data.shapes_datamodule import ShapesDataModule
 from visionlab.finetune.callback import FreezeScheduleCallback
+from visionlab.finetune.feature_cache import cache_features
 from visionlab.finetune.plans import FeatureExtraction
-from visionlab.models.classifier import ClassifierModule
-from visionlab.models.factory import create_backbone
+from visionlab.modules.classifier import ClassifierModule
+from visionlab.nets.factory import create_backbone
 
 
 class EpochTimer(L.Callback):
@@ -71,7 +71,7 @@ def one_run(args: argparse.Namespace, cached: bool) -> tuple[list[float], float]
     timer = EpochTimer()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, callbacks=[FreezeScheduleCallback(plan), timer])
+                        num_sanity_val_steps=0, callbacks=[FreezeScheduleCallback(), timer])
     trainer.fit(model, datamodule=data)
     return timer.times[1:], extraction
 

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from test_finetune_tiny import TensorDataModule, tiny_model
+from tiny import TensorDataModule, tiny_model
 
 from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.plans import Staged
@@ -47,7 +47,7 @@ def main(out: Path) -> None:
     trainer: L.Trainer = instantiate(
         trainer_cfg, default_root_dir=str(out), max_epochs=2, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[FreezeScheduleCallback(plan), snapshot],
+        callbacks=[FreezeScheduleCallback(), snapshot],
     )
     trainer.fit(model, datamodule=TensorDataModule(n_train=64))
     torch.save({"initial": initial, "after_epoch0": snapshot.after_epoch0, "final": model.state_dict(),

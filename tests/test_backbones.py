@@ -6,6 +6,7 @@ never downloaded (the offline tests stub the download functions and the resolver
 
 from __future__ import annotations
 
+import copy
 import functools
 import socket
 from pathlib import Path
@@ -17,9 +18,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from visionlab.errors import UserError
-from visionlab.models.backbone import Backbone
-from visionlab.models.factory import create_backbone
-from visionlab.models.torchvision_backbone import vgg_stages
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.factory import create_backbone
+from visionlab.nets.vgg import vgg_stages
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 PRESETS = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
@@ -30,14 +31,19 @@ GENERIC_NAMES = {"timm": "convnext_atto"}
 
 
 @functools.cache
-def build_preset(preset: str) -> Backbone:
-    """The preset's backbone as Hydra would build it, without published weights."""
+def _built_preset(preset: str) -> Backbone:
+    """The preset's backbone as Hydra would build it, without published weights (built once)."""
     cfg = OmegaConf.load(CONF_DIR / f"{preset}.yaml")
     cfg.pretrained = False
     cfg.input_size = SMALL_SIZES.get(preset, 32)
     if preset in GENERIC_NAMES:
         cfg.name = GENERIC_NAMES[preset]
     return instantiate(cfg)
+
+
+def build_preset(preset: str) -> Backbone:
+    """A private copy of the preset's backbone: tests mutate it (gradients, modes, truncation)."""
+    return copy.deepcopy(_built_preset(preset))
 
 
 def check_backbone(backbone: Backbone) -> None:

@@ -10,12 +10,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from visionlab.errors import UserError
+from visionlab.finetune.plans import FreezePlan
+from visionlab.nets.custom import shapes_net
 from visionlab.train import instantiate_named
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["data", "augment", "backbone", "freeze", "model", "optimizer", "scheduler", "trainer",
           "logger", "callbacks", "experiment", "hparams_search", "debug"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+# shapes_net stages that train in epoch 0 under each freeze option's defaults (4 in all)
+FIRST_EPOCH_TRAINABLE = {"none": 4, "feature_extraction": 0, "last_n": 2, "staged": 0,
+                         "two_phase": 0, "gradual": 0, "lp_ft": 0}
 REQUIRED = {
     ("data", "image_folder"): ["data.root=/somewhere"],
     ("backbone", "timm"): ["backbone.name=resnet18"],
@@ -65,7 +71,16 @@ def test_option_composes_with_its_values(make_cfg, group, option):
         assert len(objects) == sum(1 for c in cfg[group].values() if c) and all(
             isinstance(o, kinds) for o in objects)
     elif group == "freeze":
-        assert hasattr(instantiate(cfg.freeze), "trainable_stages")
+        plan = instantiate(cfg.freeze)
+        assert isinstance(plan, FreezePlan)
+        backbone = shapes_net(input_size=32)
+        if option == "auto":  # it cannot choose without being told whether the data are similar
+            with pytest.raises(UserError, match="freeze.similar"):
+                plan.prepare(backbone)
+            return
+        plan.prepare(backbone)
+        stages = [s.name for s in backbone.stages(plan.granularity)]
+        assert len(plan.trainable_stages(0, stages)) == FIRST_EPOCH_TRAINABLE[option]
 
 
 def test_default_config_is_the_offline_transfer_task(make_cfg):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,21 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from torchvision.transforms import v2
+from tiny import invert
 
-from visionlab.data.augment import keras
 from visionlab.data.shapes import generate, spec_for
 from visionlab.data.torchvision_datasets import SOURCES, TorchvisionDataModule, TransformedSubset
 from visionlab.data.transforms import MatchChannels, eval_transform, train_transform
+from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
-from visionlab.models.backbone import DataConfig
 
 RGB_32 = DataConfig(3, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-
-
-def invert(image_size: int) -> list:
-    """An 'augmentation' that is easy to detect: invert every image."""
-    return [v2.RandomInvert(p=1.0)]
 
 
 # --- transforms ---------------------------------------------------------------------------
@@ -68,10 +61,17 @@ def test_shapes_generation_is_deterministic(tmp_path):
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
 
 
-def test_shapes_target_generates_quickly(tmp_path):
-    start = time.perf_counter()
-    generate(spec_for("shapes_target"), tmp_path / "shapes_target", show_progress=False)
-    assert time.perf_counter() - start < 20
+def test_shapes_are_written_once_and_reused(tmp_path):
+    spec = spec_for("shapes_target", train_per_class=2, val_per_class=1, test_per_class=1)
+    root = generate(spec, tmp_path / "t", show_progress=False)
+    files = sorted(p for p in root.rglob("*.png"))
+    assert len(files) == 6 * 4
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    assert generate(spec, root, show_progress=False) == root
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps  # nothing rewritten
+    other = spec_for("shapes_target", train_per_class=3, val_per_class=1, test_per_class=1)
+    with pytest.raises(UserError, match="does not hold this shapes dataset"):
+        generate(other, root, show_progress=False)
 
 
 # --- torchvision datasets: offline behaviour ----------------------------------------------
@@ -183,7 +183,7 @@ def write_fake_pets(root: Path) -> None:
 def test_fake_oxford_pets(tmp_path, binary, classes):
     write_fake_pets(tmp_path)
     module = make_module("oxford_pets", tmp_path, download=False, val_fraction=0.2, binary=binary,
-                         augment=keras)
+                         augment=invert)
     module.setup("fit")
     assert module.class_names == classes
     assert (len(module.train_set), len(module.val_set), len(module.test_set)) == (12, 3, 6)
@@ -191,4 +191,7 @@ def test_fake_oxford_pets(tmp_path, binary, classes):
     assert val_labels == ([0, 1, 2] if not binary else [0, 0, 1])
     image, label = module.test_set[5]
     assert image.shape == (3, 32, 32) and label == len(classes) - 1
-    assert torch.equal(module.val_set[0][0], module.val_set[0][0])  # keras never touches val
+    pil, _ = module.val_set.dataset[module.val_set.indices[0]]
+    assert torch.equal(module.val_set[0][0], eval_transform(RGB_32)(pil))  # val is never inverted
+    train_pil, _ = module.train_set.dataset[module.train_set.indices[0]]
+    assert torch.allclose(module.train_set[0][0], -eval_transform(RGB_32)(train_pil), atol=1e-6)

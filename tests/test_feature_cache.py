@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_finetune_tiny import SIZE, TensorDataModule, tiny_model
+from tiny import SIZE, TensorDataModule, tiny_model
 
-from visionlab.data import feature_cache
 from visionlab.data.augment import flip_crop
-from visionlab.data.feature_cache import CachedFeatureDataModule, cache_features
 from visionlab.data.shapes_datamodule import ShapesDataModule
 from visionlab.errors import UserError
+from visionlab.finetune import feature_cache
 from visionlab.finetune.callback import apply_plan
+from visionlab.finetune.feature_cache import CachedFeatureDataModule, wrap_with_feature_cache
 from visionlab.finetune.lp_ft import LinearProbeFineTune
 from visionlab.finetune.plans import FeatureExtraction, LastN, Staged
-from visionlab.models.custom import shapes_net
+from visionlab.nets.custom import shapes_net
 from visionlab.train import run
 
 
@@ -28,7 +28,7 @@ def test_cached_and_uncached_give_the_same_head_gradients_on_the_first_batch(tmp
     source = TensorDataModule()
     source.setup("fit")
     model = tiny_model(FeatureExtraction())
-    cached = cache_features(source, model, model.freeze_plan, tmp_path, max_epochs=3)
+    cached = wrap_with_feature_cache(source, model.backbone, "avg", model.freeze_plan, tmp_path, max_epochs=3)
     cached.setup("fit")
     apply_plan(model.backbone, model.freeze_plan, 0)
     model.train()
@@ -74,14 +74,15 @@ def test_caching_refuses_when_features_would_be_stale(tmp_path, plan, augment, m
     source = TensorDataModule(augment=augment)
     model = tiny_model(plan)
     with pytest.raises(UserError, match=message) as info:
-        cache_features(source, model, plan, tmp_path, max_epochs=5)
+        wrap_with_feature_cache(source, model.backbone, "avg", plan, tmp_path, max_epochs=5)
     assert "\n" not in str(info.value) and "data.cache_features=false" in str(info.value)
 
 
 def test_plans_that_unfreeze_only_after_the_run_allow_caching(tmp_path):
     model = tiny_model(Staged({0: "head", 9: "all"}))
-    cache_features(TensorDataModule(), model, model.freeze_plan, tmp_path, max_epochs=5)
-    assert model.inputs_are_features
+    cached = wrap_with_feature_cache(TensorDataModule(), model.backbone, "avg", model.freeze_plan, tmp_path,
+                                     max_epochs=5)
+    assert isinstance(cached, CachedFeatureDataModule)
 
 
 def test_large_features_go_to_disk_keyed_by_weights_and_files(tmp_path, monkeypatch):
@@ -121,3 +122,24 @@ def test_large_features_go_to_disk_keyed_by_weights_and_files(tmp_path, monkeypa
     os.utime(image, ns=(1, 1))  # a changed dataset file -> new key
     CachedFeatureDataModule(shapes(), backbone, "avg", cache_dir, max_memory_mb=0).setup("fit")
     assert len(list(cache_dir.glob("train-*.labels.npy"))) == 3
+
+
+def test_a_second_run_reads_the_features_of_the_first_from_the_data_dir(make_cfg, tmp_path, monkeypatch):
+    common = ["backbone.input_size=40", "data.cache_features=true", "test_after_fit=false",
+              "optimized_metric=val/acc", "trainer.max_epochs=1"]
+    first = make_cfg(*common, "optimizer.lr=1e-3", "seed=7")  # the seed changes the head only
+    first.paths.output_dir = str(tmp_path / "first")
+    cache_dir = Path(first.paths.data_dir) / "feature_cache"
+    before = set(cache_dir.glob("*.npy"))
+    run(first)
+    written = sorted(p.name for p in set(cache_dir.glob("*.npy")) - before)
+    assert len(written) == 6  # features and labels of train, val and test (no other test uses 40 px)
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr(feature_cache, "extract_features", no_extraction)
+    second = make_cfg(*common, "optimizer.lr=1e-2", "seed=7")  # another head learning rate
+    second.paths.output_dir = str(tmp_path / "second")
+    assert 0.0 <= run(second) <= 1.0
+    assert set(cache_dir.glob("*.npy")) - before == {cache_dir / name for name in written}

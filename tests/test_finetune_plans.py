@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 from hydra.utils import instantiate
-from test_finetune_tiny import SIZE, STAGES
+from tiny import SIZE, STAGES
 from torch import nn
 
 from visionlab.errors import UserError
@@ -16,7 +16,7 @@ from visionlab.finetune.callback import apply_plan
 from visionlab.finetune.lp_ft import LinearProbeFineTune
 from visionlab.finetune.lr_phase import init_phase, scheduler_view, set_phase_factor
 from visionlab.finetune.plans import FeatureExtraction, FreezePlan, Gradual, LastN, Staged, TwoPhase
-from visionlab.models.custom import shapes_net
+from visionlab.nets.custom import shapes_net
 
 
 def prepared(plan):

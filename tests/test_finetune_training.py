@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from test_finetune_tiny import STAGES, Recorder, TensorDataModule, tiny_model, tiny_trainer
+from tiny import STAGES, Recorder, TensorDataModule, tiny_model, tiny_trainer
 
 from visionlab.finetune.lp_ft import LinearProbeFineTune
 from visionlab.finetune.plans import Gradual, LastN, Staged, TwoPhase
@@ -29,7 +29,7 @@ def test_frozen_stages_are_bit_identical_and_run_without_autograd(tmp_path):
 
     for name in has_grad_fn:
         model.backbone.body.get_submodule(name).register_forward_hook(functools.partial(record, name=name))
-    tiny_trainer(tmp_path, 2, model.freeze_plan).fit(model, datamodule=TensorDataModule())
+    tiny_trainer(tmp_path, 2).fit(model, datamodule=TensorDataModule())
     after = model.state_dict()
     for key, value in before.items():
         frozen = key.startswith(("backbone.body.block1", "backbone.body.block2", "backbone.body.block3"))
@@ -43,7 +43,7 @@ def test_frozen_stages_are_bit_identical_and_run_without_autograd(tmp_path):
 def test_epoch_logs_trainable_counts_stage_names_and_every_group_lr(tmp_path):
     model = tiny_model(Gradual(every=1, layer_decay=0.5))
     logger = CSVLogger(tmp_path, name="", version="")
-    trainer = tiny_trainer(tmp_path, 2, model.freeze_plan, LearningRateMonitor("epoch"), logger=logger)
+    trainer = tiny_trainer(tmp_path, 2, LearningRateMonitor("epoch"), logger=logger)
     trainer.fit(model, datamodule=TensorDataModule())
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     counts = [float(r["freeze/trainable_stages"]) for r in rows if r.get("freeze/trainable_stages")]
@@ -66,7 +66,7 @@ def test_every_scheduler_runs_staged_to_the_end_and_two_phase_lowers_lr_tenfold(
     for label, plan in (("staged", Staged({0: "head", 1: 1, 2: "all"})), ("two_phase", TwoPhase(epochs=2))):
         model = tiny_model(plan, scheduler=factory, interval=cfg.scheduler.interval, monitor=cfg.monitor)
         recorder = Recorder()
-        trainer = tiny_trainer(tmp_path / label, 3, plan, recorder)
+        trainer = tiny_trainer(tmp_path / label, 3, recorder)
         trainer.fit(model, datamodule=TensorDataModule())
         assert trainer.current_epoch == 3 and len(trainer.optimizers[0].param_groups) == 5
         runs[label] = recorder
@@ -88,12 +88,12 @@ def test_lp_ft_plateau_switch_survives_resume(tmp_path):
         return LinearProbeFineTune(epochs=None, patience=1, min_delta=1e9, monitor="val/loss")
 
     straight = tiny_model(plan())
-    tiny_trainer(tmp_path / "a", 3, straight.freeze_plan).fit(straight, datamodule=TensorDataModule())
+    tiny_trainer(tmp_path / "a", 3).fit(straight, datamodule=TensorDataModule())
     first = tiny_model(plan())
-    tiny_trainer(tmp_path / "b", 2, first.freeze_plan, _last_checkpoint(tmp_path / "b"),
+    tiny_trainer(tmp_path / "b", 2, _last_checkpoint(tmp_path / "b"),
                  enable_checkpointing=True).fit(first, datamodule=TensorDataModule())
     resumed, recorder = tiny_model(plan()), Recorder()
-    tiny_trainer(tmp_path / "c", 3, resumed.freeze_plan, recorder).fit(
+    tiny_trainer(tmp_path / "c", 3, recorder).fit(
         resumed, datamodule=TensorDataModule(), ckpt_path=tmp_path / "b" / "last.ckpt")
     assert resumed.freeze_plan.switch_epoch == 2
     assert len(recorder.trainable[2]) == len(list(resumed.backbone.body.parameters()))

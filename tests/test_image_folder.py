@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from tiny import invert
 
-from visionlab.data.augment import keras
 from visionlab.data.image_folder import ImageFolderDataModule, scan_class_folders, stratified_split
+from visionlab.data.transforms import eval_transform
+from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
-from visionlab.models.backbone import DataConfig
 
 RGB_16 = DataConfig(3, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -63,12 +64,16 @@ def test_bad_val_fraction_is_a_user_error(fraction):
 
 def test_flat_layout_splits_off_val_and_val_is_not_augmented(tmp_path):
     make_folder(tmp_path, {"cat": 10, "dog": 5})
-    dm = module(tmp_path, val_fraction=0.2, split_seed=1, augment=keras)
+    dm = module(tmp_path, val_fraction=0.2, split_seed=1, augment=invert)
     dm.setup("fit")
     assert dm.class_names == ["cat", "dog"]
     assert (len(dm.train_set), len(dm.val_set), dm.test_set) == (12, 3, None)
     assert Counter(label for _, label in dm.val_set.samples) == {0: 2, 1: 1}
-    assert torch.equal(dm.val_set[0][0], dm.val_set[0][0])
+    plain = eval_transform(RGB_16)
+    val_path, _ = dm.val_set.samples[0]
+    assert torch.equal(dm.val_set[0][0], plain(Image.open(val_path)))  # val is never inverted
+    train_path, _ = dm.train_set.samples[0]
+    assert torch.allclose(dm.train_set[0][0], -plain(Image.open(train_path)), atol=1e-6)
     images, _ = next(iter(dm.train_dataloader()))
     assert images.shape == (4, 3, 16, 16)
     assert len(list(dm.test_dataloader())) == 1  # no test/: testing uses val

@@ -122,7 +122,7 @@ def test_pretrain_recipe_exports_a_backbone_that_loads_as_weights(make_cfg):
 
 
 def test_shipped_shapes_net_weights_load_and_are_small():
-    from visionlab.models.factory import SHIPPED_WEIGHTS, create_backbone
+    from visionlab.nets.factory import SHIPPED_WEIGHTS, create_backbone
 
     shipped = SHIPPED_WEIGHTS["shapes_net"]
     assert shipped.is_file() and shipped.stat().st_size <= 5 * 2**20
@@ -135,7 +135,8 @@ def test_shipped_shapes_net_weights_load_and_are_small():
 
 def test_shapes_is_not_trivial_for_a_small_cnn_in_one_epoch(make_cfg):
     # Learnable: the shipped shapes_net reached 93% test accuracy on shapes_source (README).
-    cfg = make_cfg("data=shapes", "data.train_per_class=60", "data.val_per_class=20", "data.batch_size=32",
+    # One epoch from scratch on 14 classes measured 0.08-0.10 (chance 0.07): far from solved.
+    cfg = make_cfg("data=shapes", "data.train_per_class=30", "data.val_per_class=10", "data.batch_size=32",
                    "backbone.pretrained=false", "freeze=none", "augment=none", "trainer.max_epochs=1",
                    "test_after_fit=false", "optimized_metric=val/acc")
-    assert run(cfg) < 1.0
+    assert run(cfg) < 0.5

@@ -1,4 +1,4 @@
-"""Loading backbone weights from local files: the three formats, the old head, the errors.
+"""Loading backbone weights from local files: the three formats, the dropped old head, the errors.
 
 Every weights file is written by the test itself from a randomly initialised model.
 """
@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from visionlab.errors import UserError
-from visionlab.models import factory
-from visionlab.models.factory import create_backbone
-from visionlab.models.weights import load_backbone_weights, save_backbone_weights
+from visionlab.nets import factory
+from visionlab.nets.factory import create_backbone
+from visionlab.nets.weights import load_backbone_weights, save_backbone_weights
 
 
 def fresh(name: str = "test_resnet", source: str = "timm"):
@@ -41,28 +41,29 @@ def prefixed(backbone) -> dict[str, torch.Tensor]:
     return {f"body.{k}": v for k, v in backbone.body.state_dict().items()}
 
 
-def test_raw_timm_state_dict_loads_and_returns_the_old_head(tmp_path, caplog):
+def test_raw_timm_state_dict_loads_and_drops_the_old_head(tmp_path, caplog):
     state = timm_state()
     path = tmp_path / "test_resnet.pth"
     torch.save(state, path)
     backbone = fresh()
     before = backbone.body.layer1[0].conv1.weight.clone()
-    with caplog.at_level(logging.INFO, logger="visionlab.models.weights"):
-        head = load_backbone_weights(backbone, path)
+    with caplog.at_level(logging.INFO, logger="visionlab.nets.weights"):
+        load_backbone_weights(backbone, path)
     assert not torch.equal(before, backbone.body.layer1[0].conv1.weight)
     assert_body_equals(backbone, state)
-    assert set(head) == {"fc.weight", "fc.bias"} and head["fc.weight"].shape == (10, 96)
+    assert not any(k.startswith("fc.") for k in backbone.body.state_dict())
     assert "dropping the old head: fc.weight, fc.bias" in caplog.text
 
 
-def test_raw_torchvision_state_dict_loads_into_torchvision_backbone(tmp_path):
+def test_raw_torchvision_state_dict_loads_into_torchvision_backbone(tmp_path, caplog):
     state = torchvision.models.resnet18(num_classes=3).state_dict()
     path = tmp_path / "tv_resnet18.pt"
     torch.save(state, path)
     backbone = fresh("resnet18", "torchvision")
-    head = load_backbone_weights(backbone, path)
+    with caplog.at_level(logging.INFO, logger="visionlab.nets.weights"):
+        load_backbone_weights(backbone, path)
     assert_body_equals(backbone, state)
-    assert set(head) == {"fc.weight", "fc.bias"}
+    assert "dropping the old head: fc.weight, fc.bias" in caplog.text
 
 
 def test_raw_safetensors_loads(tmp_path):
@@ -74,37 +75,40 @@ def test_raw_safetensors_loads(tmp_path):
     assert_body_equals(backbone, state)
 
 
-def test_saved_backbone_round_trips_through_safetensors(tmp_path):
+def test_saved_backbone_round_trips_through_safetensors(tmp_path, caplog):
     source = fresh("shapes_net", "custom")
     path = save_backbone_weights(source, tmp_path / "sub" / "shapes_net.safetensors")
     target = fresh("shapes_net", "custom")
     weight = "block1.conv1.conv.weight"
     assert not torch.equal(source.body.get_parameter(weight), target.body.get_parameter(weight))
-    assert load_backbone_weights(target, path) == {}
+    with caplog.at_level(logging.INFO, logger="visionlab.nets.weights"):
+        load_backbone_weights(target, path)
     assert_body_equals(target, prefixed(source), "body.")
+    assert "dropping the old head" not in caplog.text
 
 
-def test_visionlab_checkpoint_loads_backbone_and_returns_head(tmp_path):
+def test_visionlab_checkpoint_loads_backbone_and_drops_its_head(tmp_path, caplog):
     source = fresh()
     state = {f"backbone.body.{k}": v for k, v in source.body.state_dict().items()}
     state |= {"head.fc.weight": torch.randn(4, 96), "head.fc.bias": torch.zeros(4)}
     path = tmp_path / "epoch=3.ckpt"
     torch.save({"state_dict": state, "epoch": 3, "hyper_parameters": {"lr": 0.01}}, path)
     backbone = fresh()
-    head = load_backbone_weights(backbone, path)
+    with caplog.at_level(logging.INFO, logger="visionlab.nets.weights"):
+        load_backbone_weights(backbone, path)
     assert_body_equals(backbone, state, "backbone.body.")
-    assert set(head) == {"head.fc.weight", "head.fc.bias"}
-    assert torch.equal(head["head.fc.weight"], state["head.fc.weight"])
+    assert "dropping the old head: head.fc.weight, head.fc.bias" in caplog.text
 
 
-def test_vgg_pre_logits_belong_to_the_old_head(tmp_path):
+def test_vgg_pre_logits_belong_to_the_old_head(tmp_path, caplog):
     backbone = fresh("vgg11")
     state = backbone.body.state_dict()
     state |= {"pre_logits.fc1.weight": torch.zeros(1), "head.fc.weight": torch.zeros(1)}
     path = tmp_path / "vgg11.safetensors"
     save_file(state, str(path))
-    head = load_backbone_weights(backbone, path)
-    assert set(head) == {"pre_logits.fc1.weight", "head.fc.weight"}
+    with caplog.at_level(logging.INFO, logger="visionlab.nets.weights"):
+        load_backbone_weights(backbone, path)
+    assert "dropping the old head: head.fc.weight, pre_logits.fc1.weight" in caplog.text
 
 
 def test_weights_replace_pretrained_so_nothing_is_downloaded(tmp_path, monkeypatch):

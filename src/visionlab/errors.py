@@ -9,6 +9,15 @@ class UserError(Exception):
     """
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty.
+
+    Error messages quote a library's reason this way, so a multi-line torch or PIL message
+    never breaks the one-line format.
+    """
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def closest(name: str, choices, n: int = 5) -> list[str]:
     """Return up to ``n`` entries of ``choices`` that look most like ``name``.
 

@@ -1,8 +1,8 @@
 """Orchestration of one training run: config in, fitted and tested model out.
 
-``run(cfg)`` instantiates the DataModule, the LightningModule, callbacks, loggers and the
-Trainer from the composed Hydra config, fits, tests the best checkpoint and returns the
-value of ``cfg.optimized_metric`` for sweepers.
+``run(cfg)`` instantiates the Trainer, the DataModule (prepared the Lightning way), the
+LightningModule, callbacks and loggers from the composed Hydra config, fits, tests the best
+checkpoint and returns the value of ``cfg.optimized_metric`` for sweepers.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import DictConfig
 
+from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.errors import UserError
 from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
-from visionlab.finetune.resume import EpochSeedCallback
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,39 @@ def instantiate_named(group: DictConfig | None) -> list:
     return [instantiate(conf) for conf in group.values() if conf is not None and "_target_" in conf]
 
 
-def build_model_and_data(cfg: DictConfig):
-    """The DataModule (set up, so classes are known), the matching ClassifierModule, the plan.
+def prepare_and_setup(datamodule: L.LightningDataModule, trainer: L.Trainer) -> None:
+    """``prepare_data`` on one process per node, then ``setup("fit")`` on every process.
 
-    ``freeze=auto`` is told the train-set size here; with
-    ``data.cache_features=true`` the DataModule is wrapped to serve cached backbone features.
+    The run needs the classes before ``fit`` (they size the head), so it honours Lightning's
+    contract itself: processes that Lightning starts (its launcher for ``trainer=ddp`` and
+    ``ddp_cpu``) start from inside ``fit``, after the main process has prepared the data,
+    so they only set up; processes started together by an external launcher (torchrun,
+    SLURM) join the process group now, and the others wait at a barrier while local rank 0
+    downloads or generates the data.
     """
-    backbone = instantiate(cfg.backbone)
-    datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
-    datamodule.prepare_data()
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    started_together = (trainer.world_size > 1 and env is not None and env.creates_processes_externally
+                        and not isinstance(env, LightningEnvironment))
+    if started_together:
+        trainer.strategy.setup_environment()  # Lightning's own call in fit() then finds it done
+    if trainer.local_rank == 0:
+        datamodule.prepare_data()
+    if started_together:
+        trainer.strategy.barrier("prepare_data")
     datamodule.setup("fit")
+
+
+def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
+    """The configured ClassifierModule on ``backbone`` for ``datamodule``'s classes.
+
+    The module owns the freeze plan: it prepares it and builds its parameter groups from it.
+
+    ``freeze=auto`` is told the train-set size first, since its choice depends on it.
+    """
     plan = instantiate(cfg.freeze)
     if isinstance(plan, AutoPlan):
         plan.count_train_set(datamodule.train_set)
-    model = instantiate(
+    return instantiate(
         cfg.model,
         backbone=backbone,
         num_classes=datamodule.num_classes,
@@ -54,12 +74,20 @@ def build_model_and_data(cfg: DictConfig):
         scheduler_monitor=cfg.scheduler.monitor,
         freeze_plan=plan,
     )
-    if datamodule.cache_features:
-        from visionlab.data.feature_cache import cache_features
 
-        datamodule = cache_features(datamodule, model, plan, Path(cfg.paths.output_dir) / "feature_cache",
-                                    cfg.trainer.get("max_epochs"))
-    return datamodule, model, plan
+
+def use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
+    """Serve cached backbone features (``data.cache_features=true``) and switch the model to them.
+
+    The cache lives under ``paths.data_dir/feature_cache``, shared by every run.
+    """
+    from visionlab.finetune.feature_cache import wrap_with_feature_cache
+
+    cache_dir = Path(cfg.paths.data_dir) / "feature_cache"
+    cached = wrap_with_feature_cache(datamodule, model.backbone, model.head.pool, model.freeze_plan,
+                                     cache_dir, cfg.trainer.get("max_epochs"))
+    model.inputs_are_features = True
+    return cached
 
 
 def metric_value(metrics: dict, name: str) -> float:
@@ -77,11 +105,18 @@ def run(cfg: DictConfig) -> float | None:
     # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     L.seed_everything(cfg.seed, workers=True)
-    datamodule, model, plan = build_model_and_data(cfg)
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
-    callbacks = [*seeding, FreezeScheduleCallback(plan), *instantiate_named(cfg.get("callbacks"))]
+    callbacks = [*seeding, FreezeScheduleCallback(), *instantiate_named(cfg.get("callbacks"))]
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    # The backbone decides the input size and normalisation, the data the number of classes.
+    backbone = instantiate(cfg.backbone)
+    datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
+    prepare_and_setup(datamodule, trainer)
+    model = build_model(cfg, backbone, datamodule)
+    if datamodule.cache_features:
+        datamodule = use_feature_cache(cfg, datamodule, model)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

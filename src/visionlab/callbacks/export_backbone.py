@@ -28,7 +28,7 @@ class ExportBackbone(L.Callback):
         """Export once, from the main process."""
         if not trainer.is_global_zero:
             return
-        from visionlab.models.weights import save_backbone_weights
+        from visionlab.nets.weights import save_backbone_weights
 
         backbone = pl_module.backbone
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

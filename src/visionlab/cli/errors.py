@@ -1,4 +1,4 @@
-"""Turn a UserError anywhere in a call chain into one line on stderr and exit code 2."""
+"""Turn a UserError into one line on stderr and exit code 2; leave every other error alone."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ EXIT_USER_ERROR = 2
 
 
 def find_user_error(exc: BaseException | None) -> UserError | None:
-    """The UserError that caused ``exc`` (Hydra wraps errors raised while instantiating)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    """``exc`` if it is a UserError, or the UserError that Hydra wrapped while instantiating.
+
+    Only Hydra's ``InstantiationException`` is looked through (it re-raises ``from`` the
+    original error). An exception merely raised *while handling* a UserError (its
+    ``__context__``) is a real failure and keeps its traceback.
+    """
+    from hydra.errors import InstantiationException
+
+    while isinstance(exc, InstantiationException):
+        exc = exc.__cause__
+    return exc if isinstance(exc, UserError) else None
 
 
 @contextlib.contextmanager

@@ -23,28 +23,18 @@ def find_conf_dir() -> Path:
 
 
 def cmd_train(overrides: list[str]) -> None:
-    """Run a training job: the same as ``python train.py <overrides>``."""
-    import hydra
-    from omegaconf import DictConfig
-
-    conf_dir = find_conf_dir()
-
-    @hydra.main(version_base="1.3", config_path=str(conf_dir), config_name="train")
-    def _main(cfg: DictConfig) -> float | None:
-        from visionlab.train import run
-
-        with exit_on_user_error():
-            return run(cfg)
+    """Run a training job: the same Hydra task as ``python train.py <overrides>``."""
+    from visionlab.cli.entry import hydra_train_main
 
     sys.argv = ["visionlab train", *overrides]
-    _main()
+    hydra_train_main(str(find_conf_dir()))()
 
 
 def resolve_backbone_name(name: str, source: str | None) -> tuple[str, str]:
     """(model name, source) for a preset of conf/backbone/ or a bare model name."""
     from omegaconf import OmegaConf
 
-    from visionlab.models.custom import CUSTOM_BACKBONES
+    from visionlab.nets.custom import CUSTOM_BACKBONES
 
     preset = CHECKOUT_CONF / "backbone" / f"{name}.yaml"
     if source is None and preset.is_file() and name != "timm":
@@ -59,7 +49,7 @@ def cmd_stages(name: str, source: str | None, granularity: str) -> None:
     These are the names ``freeze.from_layer``, ``freeze.truncate_after`` and the staged
     freeze plans accept.
     """
-    from visionlab.models.factory import create_backbone
+    from visionlab.nets.factory import create_backbone
 
     name, source = resolve_backbone_name(name, source)
     backbone = create_backbone(name, source=source, pretrained=False)

@@ -33,34 +33,15 @@ def flip_crop(image_size: int, scale_min: float = 0.6, hflip: float = 0.5) -> li
     ]
 
 
-def keras(
-    image_size: int,
-    rotation_range: float = 40.0,
-    width_shift_range: float = 0.2,
-    height_shift_range: float = 0.2,
-    shear_range: float = 0.2,
-    zoom_range: float | tuple[float, float] = 0.2,
-    horizontal_flip: bool | float = True,
-    vertical_flip: bool | float = False,
-    fill_mode: str = "nearest",
-    cval: float = 0.0,
-) -> list:
+def keras(image_size: int, **keras_params) -> list:
     """Keras ``ImageDataGenerator`` augmentation with Keras' parameter names and meanings.
 
     So a Keras recipe carries over unchanged. Like ``flow_from_directory(target_size=...)``
-    the image is first resized to the model's input size, then randomly transformed. See
-    :class:`KerasRandomTransform` for each parameter; note that ``shear_range`` is in
-    degrees and a zoom factor below 1 zooms *in*, both as in Keras.
+    the image is first resized to the model's input size, then randomly transformed by
+    :class:`KerasRandomTransform` (which documents every parameter and, like Keras, defaults
+    to no transform; ``conf/augment/keras.yaml`` sets the course recipe's values).
     """
-    return [
-        v2.Resize((image_size, image_size), antialias=True),
-        KerasRandomTransform(
-            rotation_range=rotation_range, width_shift_range=width_shift_range,
-            height_shift_range=height_shift_range, shear_range=shear_range,
-            zoom_range=zoom_range, horizontal_flip=horizontal_flip,
-            vertical_flip=vertical_flip, fill_mode=fill_mode, cval=cval,
-        ),
-    ]
+    return [v2.Resize((image_size, image_size), antialias=True), KerasRandomTransform(**keras_params)]
 
 
 def randaugment(image_size: int, num_ops: int = 2, magnitude: int = 9, hflip: float = 0.5) -> list:

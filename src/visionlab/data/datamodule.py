@@ -6,8 +6,8 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from visionlab.data.transforms import AugmentFactory, eval_transform, train_transform
+from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
-from visionlab.models.backbone import DataConfig
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -17,7 +17,7 @@ class ClassificationDataModule(L.LightningDataModule):
     ``(train, val, test_or_None, class_names)``. ``data_config`` (input size, channels,
     normalisation) comes from the backbone, so resizing always matches the model.
     ``cache_features`` asks for training the head on cached backbone features (see
-    :mod:`visionlab.data.feature_cache`); features larger than ``cache_memory_mb`` go to
+    :mod:`visionlab.finetune.feature_cache`); features larger than ``cache_memory_mb`` go to
     disk under the run directory instead of memory.
     """
 

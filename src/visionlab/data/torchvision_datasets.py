@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from visionlab.data.datamodule import ClassificationDataModule
 from visionlab.data.image_folder import log_class_distribution, stratified_split
-from visionlab.errors import UserError
+from visionlab.errors import UserError, first_line
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class TorchvisionDataModule(ClassificationDataModule):
 
     def _missing_message(self, err: Exception) -> str:
         """One line: which dataset, where it looked, what went wrong and how to fix it."""
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = first_line(err)
         where = f"{self.root}/{self.source.files}"
         if self.download:
             return (f"could not download dataset {self.name} into {self.root} ({reason}): run "

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-from visionlab.models.backbone import DataConfig
+from visionlab.data_config import DataConfig
 
 AugmentFactory = Callable[[int], Sequence[Callable]]
 

@@ -7,5 +7,5 @@
 - :mod:`~visionlab.finetune.callback`: applies a plan at every epoch start.
 - :mod:`~visionlab.finetune.param_groups`, :mod:`~visionlab.finetune.lr_phase`: one
   optimizer group per stage from the start; phase LR factors composed with any scheduler.
-- :mod:`~visionlab.finetune.resume`: per-epoch reseeding so resumed runs replay exactly.
+- :mod:`~visionlab.callbacks.epoch_seed`: per-epoch reseeding so resumed runs replay exactly.
 """

@@ -17,7 +17,7 @@ from collections.abc import Sized
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan, whole_number
-from visionlab.models.backbone import Backbone
+from visionlab.nets.backbone import Backbone
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from visionlab.finetune.lr_phase import set_phase_factor
 from visionlab.finetune.plans import FreezePlan
-from visionlab.models.backbone import Backbone
+from visionlab.nets.backbone import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,31 @@ def _norm_modules(body: nn.Module, entries: tuple[str, ...]) -> set[str]:
 
 
 class FreezeScheduleCallback(L.Callback):
-    """Applies ``plan`` at fit start and at every training-epoch start, and logs the result.
+    """Applies the module's freeze plan at fit start and every training-epoch start; logs it.
+
+    The plan belongs to the LightningModule (``pl_module.freeze_plan``), which prepared it
+    (truncation, ``from_layer`` resolution, the ``auto`` choice) and built its parameter
+    groups from it; this callback only reads it, so there is one owner and no copy to
+    disagree with. The module exposes the network the plan freezes as ``pl_module.backbone``.
 
     Logged every epoch: ``freeze/trainable_params``, ``freeze/frozen_params``,
     ``freeze/trainable_stages`` (a count), ``freeze/lr_factor``, and the trainable stage
     names as TensorBoard text ``freeze/trainable_stage_names`` (also in the text log when
     they change). Plans with state (``lp_ft``'s plateau rule) see the metrics at every
-    validation end; their state is saved in the checkpoint. The module must expose the
-    backbone as ``pl_module.backbone``.
+    validation end; their state is saved in the checkpoint. The phase LR factor is applied
+    to the optimizers that hold backbone parameters (a GAN's generator optimizer is not one).
     """
 
-    def __init__(self, plan: FreezePlan) -> None:
-        self.plan = plan
+    def __init__(self) -> None:
+        self.plan: FreezePlan | None = None
+        self._pending_state: dict = {}
         self._last: list[str] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Take the module's plan (and any plan state a checkpoint gave before it was known)."""
+        self.plan = pl_module.freeze_plan
+        if self._pending_state:
+            self.plan.load_state_dict(self._pending_state)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Put the model in the plan's state for the starting epoch (re-done at epoch start)."""
@@ -105,17 +117,21 @@ class FreezeScheduleCallback(L.Callback):
 
     def state_dict(self) -> dict:
         """The plan's non-epoch state (e.g. where a plateau switched), for checkpoints."""
-        return {"plan": self.plan.state_dict()}
+        return {"plan": self.plan.state_dict() if self.plan is not None else {}}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore the plan's state from a checkpoint."""
-        self.plan.load_state_dict(state_dict.get("plan", {}))
+        """Restore the plan's state from a checkpoint (into the module's plan)."""
+        self._pending_state = dict(state_dict.get("plan", {}))
+        if self.plan is not None:
+            self.plan.load_state_dict(self._pending_state)
 
     def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
         epoch = trainer.current_epoch
         names = apply_plan(pl_module.backbone, self.plan, epoch)
+        backbone_params = {id(p) for p in pl_module.backbone.parameters()}
         for optimizer in trainer.optimizers:
-            set_phase_factor(optimizer, self.plan.lr_factor(epoch))
+            if any(id(p) in backbone_params for g in optimizer.param_groups for p in g["params"]):
+                set_phase_factor(optimizer, self.plan.lr_factor(epoch))
         return names
 
 

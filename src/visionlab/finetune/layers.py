@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from visionlab.errors import UserError, closest
-from visionlab.models.backbone import Backbone, stage_entry_parameters
+from visionlab.nets.backbone import Backbone, stage_entry_parameters
 
 
 def stages_from_layer(backbone: Backbone, layer: str, granularity: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from visionlab.finetune.plans import FreezePlan
-from visionlab.models.backbone import Backbone
+from visionlab.nets.backbone import Backbone
 
 
 def build_param_groups(backbone: Backbone, head: nn.Module, plan: FreezePlan, base_lr: float) -> list[dict]:

@@ -16,7 +16,7 @@ Common fields of every plan (the ``freeze/`` config group):
 - ``layer_decay``: layer-wise decay from the head down: stage ``i`` of ``n`` (input side
   first) gets ``lr_mult * layer_decay ** (n - i)`` (ULMFiT uses 1/2.6).
 - ``truncate_after``: keep only the backbone up to this stage (small data far from the
-  pretraining domain); see :meth:`visionlab.models.backbone.Backbone.truncate`.
+  pretraining domain); see :meth:`visionlab.nets.backbone.Backbone.truncate`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from visionlab.errors import UserError
 from visionlab.finetune.layers import stages_from_layer
-from visionlab.models.backbone import Backbone
+from visionlab.nets.backbone import Backbone
 
 GRANULARITIES = ("coarse", "fine")
 DEFAULT_MILESTONES = {0: "head", 3: 2, 6: "all"}

@@ -14,7 +14,7 @@ blocks (``layer3``, ``blocks.11``), ``coarse=False`` the finer ones (``layer3.1`
 ``blocks.5.2``). A stage is named after its single module, or ``stem`` for a multi-module
 first group (``conv1`` + ``bn1``), or else after its first module. VGG is the exception:
 timm groups it per conv for both granularities, so it uses the Keras-style blocks of
-:func:`visionlab.models.torchvision_backbone.vgg_stages` (``block1``..``block5`` coarse,
+:func:`visionlab.nets.vgg.vgg_stages` (``block1``..``block5`` coarse,
 ``features.N`` fine, aliases ``block5_conv1`` -> ``features.24``).
 """
 
@@ -25,14 +25,12 @@ import torch
 from timm.models import group_parameters
 from torch import nn
 
+from visionlab.data_config import DataConfig, fit_stats
 from visionlab.errors import UserError
-from visionlab.models.backbone import Backbone, DataConfig, Stage
-from visionlab.models.torchvision_backbone import (
-    download_failure_message,
-    fit_stats,
-    probe_features,
-    vgg_stages,
-)
+from visionlab.nets.backbone import Backbone, Stage
+from visionlab.nets.hub import download_failure_message
+from visionlab.nets.probe import probe_features
+from visionlab.nets.vgg import vgg_stages
 
 
 def timm_backbone(

@@ -5,13 +5,14 @@ Accepted inputs, told apart by content rather than extension:
 - a raw model state dict (timm or torchvision style, ``conv1.weight``, ``fc.weight``) in a
   ``.pth``/``.pt``/``.bin`` pickle or a ``.safetensors`` file; also when wrapped in a
   training checkpoint under ``state_dict`` or ``model``;
-- a state dict of a :class:`~visionlab.models.backbone.Backbone` (``body.``-prefixed keys,
+- a state dict of a :class:`~visionlab.nets.backbone.Backbone` (``body.``-prefixed keys,
   what :func:`save_backbone_weights` writes, e.g. the shipped ``shapes_net`` weights);
 - a visionlab Lightning checkpoint (``.ckpt``): ``state_dict`` with ``backbone.body.*``
   and ``head.*`` keys.
 
 Keys of the source model's head (``Backbone.head_prefixes``, or ``head.*`` in a visionlab
-checkpoint) are not loaded: they are returned so a classifier may reuse a matching head.
+checkpoint) are never loaded: a backbone gets a new head, trained from scratch, whatever the
+class counts; the dropped keys are named in the log.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from visionlab.errors import UserError
-from visionlab.models.backbone import Backbone
+from visionlab.errors import UserError, first_line
+from visionlab.nets.backbone import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,10 @@ ACCEPTED_FORMATS = (
 SHOWN_KEYS = 5
 
 
-def load_backbone_weights(backbone: Backbone, path: str | Path) -> dict[str, torch.Tensor]:
-    """Load the weights file at ``path`` into ``backbone.body``; return the old head's tensors.
+def load_backbone_weights(backbone: Backbone, path: str | Path) -> None:
+    """Load the weights file at ``path`` into ``backbone.body``, dropping the source's head.
 
-    The head tensors keep the keys they have in the file (``fc.weight``,
-    ``head.fc.weight``). Nothing is loaded unless every backbone key is present with the
+    Nothing is loaded unless every backbone key is present with the
     right shape and no unknown key is left: a missing file, an unreadable or
     non-state-dict file, and missing, unexpected or mis-shaped keys are UserErrors.
     """
@@ -50,7 +50,6 @@ def load_backbone_weights(backbone: Backbone, path: str | Path) -> dict[str, tor
     if head_state:
         log.info("dropping the old head: %s", _shorten(list(head_state)))
     log.info("loaded %d backbone tensors from %s", len(body_state), path)
-    return head_state
 
 
 def save_backbone_weights(backbone: Backbone, path: str | Path) -> Path:
@@ -82,7 +81,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and safetensors errors share no base class
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = first_line(err)
         raise UserError(
             f"cannot read weights file {path} ({reason[:200]}); expected {ACCEPTED_FORMATS}"
         ) from None

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from visionlab.errors import UserError
-from visionlab.models.backbone import pool_features
+from visionlab.nets.backbone import pool_features
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 POOLS = ("avg", "max", "flatten")

@@ -1,13 +1,17 @@
 """Fast feature extraction: run the frozen backbone once, then train the head on its features.
 
 The course's first transfer-learning method: with the backbone frozen and no augmentation,
-every epoch would compute the same backbone outputs again. :func:`cache_features` checks
-that this holds, then wraps the DataModule so that its setup runs the backbone once over
-train/val/test and every later batch is a slice of pooled features ``(N, D)``; the
-classifier runs only its head on them. Features stay in memory, or go to a ``.npy`` file
-under the run directory (memory-mapped) when larger than ``data.cache_memory_mb``; the file
-name is a hash of the backbone's weights, the pooling, the transform and the dataset files,
-so a stale file is never reused.
+every epoch would compute the same backbone outputs again. Whether that holds is a
+question of the freeze plan, so it is answered here (:func:`check_cacheable`);
+:func:`wrap_with_feature_cache` then wraps the DataModule so that its setup runs the
+backbone once over train/val/test and every later batch is a slice of pooled features
+``(N, D)``. The run switches the classifier to those inputs (``inputs_are_features``).
+
+Features are written to ``<cache_dir>/<split>-<key>.npy``, where the key hashes the
+backbone's weights, the pooling, the preprocessing transform and the dataset files, so a
+second run on the same data and backbone (a sweep over head hyperparameters) reads them
+back instead of computing them, and a stale file is never reused. They are loaded into
+memory, or memory-mapped when larger than ``max_memory_mb``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm import tqdm
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
-from visionlab.models.backbone import Backbone, pool_features
+from visionlab.nets.backbone import Backbone, pool_features
+from visionlab.nets.probe import eval_mode
 
 log = logging.getLogger(__name__)
 LONG_RUN_EPOCHS = 1000  # horizon checked when the run has no max_epochs
@@ -78,13 +84,11 @@ def check_cacheable(datamodule, plan: FreezePlan, backbone: Backbone, max_epochs
                         "freeze=feature_extraction or data.cache_features=false")
 
 
-def cache_features(datamodule, model, plan: FreezePlan, cache_dir: str | Path,
-                   max_epochs: int | None) -> CachedFeatureDataModule:
-    """Check the run allows caching, switch ``model`` to feature inputs, wrap ``datamodule``."""
-    check_cacheable(datamodule, plan, model.backbone, max_epochs)
-    model.inputs_are_features = True
-    return CachedFeatureDataModule(datamodule, model.backbone, model.head.pool, cache_dir,
-                                   datamodule.cache_memory_mb)
+def wrap_with_feature_cache(datamodule, backbone: Backbone, pool: str, plan: FreezePlan,
+                            cache_dir: str | Path, max_epochs: int | None) -> CachedFeatureDataModule:
+    """Check that the run allows caching, then wrap ``datamodule`` to serve cached features."""
+    check_cacheable(datamodule, plan, backbone, max_epochs)
+    return CachedFeatureDataModule(datamodule, backbone, pool, cache_dir, datamodule.cache_memory_mb)
 
 
 class CachedFeatureDataModule(L.LightningDataModule):
@@ -138,12 +142,11 @@ class CachedFeatureDataModule(L.LightningDataModule):
     def _extract(self, split: str, dataset: Dataset, device: torch.device) -> FeatureDataset:
         key = cache_key(self.backbone, self.pool, dataset)
         path = self.cache_dir / f"{split}-{key}.npy" if key else None
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and _labels(path).is_file():
             log.info("feature cache: reusing %s", path)
-            return FeatureDataset(np.load(path, mmap_mode="r"), torch.from_numpy(np.load(_labels(path))))
-        log.info("feature cache: extracting %s features of %d images", split, len(dataset))
+            return read_features(path, self.max_memory_mb)
         return extract_features(self.backbone, self.pool, dataset, self.source.batch_size, device,
-                                path, self.max_memory_mb)
+                                path, self.max_memory_mb, desc=f"extracting {split} features")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.features[split], batch_size=self.source.batch_size, shuffle=shuffle,
@@ -163,47 +166,64 @@ class CachedFeatureDataModule(L.LightningDataModule):
 
 
 def extract_features(backbone: Backbone, pool: str, dataset: Dataset, batch_size: int,
-                     device: torch.device, path: Path | None, max_memory_mb: float) -> FeatureDataset:
+                     device: torch.device, path: Path | None, max_memory_mb: float,
+                     desc: str = "extracting features") -> FeatureDataset:
     """Pooled features of every item of ``dataset``, with the backbone in eval mode.
 
-    In memory, or written to ``path`` (``.npy``, read back memory-mapped) when they need
-    more than ``max_memory_mb`` and ``path`` is given.
+    With a ``path`` they are also written there (``.npy``, plus the labels beside it, each
+    moved into place only when complete) for later runs, and read back as
+    :func:`read_features` does; without one they stay in memory. A progress bar shows the
+    extraction.
     """
     home = next(backbone.parameters()).device
-    was_training = backbone.training
-    backbone.eval().to(device)
-    features: torch.Tensor | np.ndarray | None = None
+    features: np.ndarray | None = None
     labels, start = [], 0
-    try:
-        with torch.no_grad():
-            for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-                batch = pool_features(backbone.forward_features(x.to(device)), pool).float().cpu()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    with eval_mode(backbone), torch.no_grad():
+        backbone.to(device)
+        try:
+            for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+                batch = pool_features(backbone.forward_features(x.to(device)), pool).float().cpu().numpy()
                 if features is None:
-                    features = _allocate(len(dataset), batch.shape[1], path, max_memory_mb)
-                rows = batch.numpy() if isinstance(features, np.ndarray) else batch
-                features[start:start + len(batch)] = rows
+                    features = _allocate(len(dataset), batch.shape[1], path)
+                features[start:start + len(batch)] = batch
                 labels.append(torch.as_tensor(y))
                 start += len(batch)
-    finally:
-        backbone.to(home).train(was_training)
+        finally:
+            backbone.to(home)
     label_tensor = torch.cat(labels)
-    if isinstance(features, np.memmap):
-        features.flush()
-        tmp = Path(features.filename)
-        np.save(_labels(path), label_tensor.numpy())
-        os.replace(tmp, path)
-        features = np.load(path, mmap_mode="r")
-        log.info("feature cache: %s features on disk at %s", tuple(features.shape), path)
-    return FeatureDataset(features, label_tensor)
+    if path is None:
+        return FeatureDataset(torch.from_numpy(features), label_tensor)
+    features.flush()
+    _save_atomically(_labels(path), label_tensor.numpy())
+    os.replace(features.filename, path)
+    log.info("feature cache: %s features written to %s", tuple(features.shape), path)
+    return read_features(path, max_memory_mb)
 
 
-def _allocate(n: int, dim: int, path: Path | None, max_memory_mb: float) -> torch.Tensor | np.ndarray:
-    """A tensor for ``n x dim`` features, or a ``.npy`` memmap beside ``path`` if too large."""
-    if path is None or n * dim * 4 <= max_memory_mb * 2**20:
-        return torch.empty(n, dim)
+def read_features(path: Path, max_memory_mb: float) -> FeatureDataset:
+    """Features cached at ``path``: in memory if they fit ``max_memory_mb``, else memory-mapped."""
+    features = np.load(path, mmap_mode="r")
+    labels = torch.from_numpy(np.load(_labels(path)))
+    if features.nbytes <= max_memory_mb * 2**20:
+        return FeatureDataset(torch.from_numpy(np.array(features)), labels)
+    return FeatureDataset(features, labels)
+
+
+def _allocate(n: int, dim: int, path: Path | None) -> np.ndarray:
+    """An array for ``n x dim`` features: in memory, or a temporary ``.npy`` memmap beside ``path``."""
+    if path is None:
+        return np.empty((n, dim), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
     return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary name, then move into place: readers never see half a file."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 def _labels(path: Path) -> Path:

@@ -10,8 +10,9 @@ from collections import OrderedDict
 
 from torch import nn
 
+from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
-from visionlab.models.backbone import Backbone, DataConfig, Stage
+from visionlab.nets.backbone import Backbone, Stage
 
 GRAY_MEAN, GRAY_STD = 0.5, 0.5
 

@@ -13,21 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from visionlab.errors import UserError, closest
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """The input a backbone expects: channels and size, and the normalisation stats."""
-
-    in_chans: int
-    input_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
+from visionlab.data_config import DataConfig
+from visionlab.errors import UserError, closest, first_line
+from visionlab.nets.probe import PROBE_ERRORS, eval_mode
 
 
 @dataclass(frozen=True)
@@ -56,7 +44,7 @@ class Backbone(nn.Module):
 
     ``head_prefixes`` names the source model's modules that are not part of ``body`` (its
     classifier, pre-logits layers, auxiliary heads): weight files of the full model carry
-    their keys, and :func:`visionlab.models.weights.load_backbone_weights` sets them aside
+    their keys, and :func:`visionlab.nets.weights.load_backbone_weights` sets them aside
     as the old head instead of rejecting them. Builders assign it after construction.
     """
 
@@ -159,19 +147,22 @@ class Backbone(nn.Module):
 
     def _measure_num_features(self, after_stage: str) -> int:
         """Width of the pooled features, found with one forward pass of a blank image."""
-        dc = self.data_config
-        was_training = self.training
-        self.eval()
         try:
-            with torch.no_grad():
-                features = self(torch.zeros(1, dc.in_chans, dc.input_size, dc.input_size))
-        except RuntimeError as err:
-            first_line = str(err).strip().splitlines()[0]
-            raise UserError(f"{self.name} cannot run truncated after '{after_stage}' ({first_line}); "
+            features = self.forward_example(pooled=True)
+        except PROBE_ERRORS as err:
+            raise UserError(f"{self.name} cannot run truncated after '{after_stage}' ({first_line(err)}); "
                             "choose another freeze.truncate_after or remove it") from None
-        finally:
-            self.train(was_training)
         return int(features.shape[-1])
+
+    def forward_example(self, pooled: bool = False) -> torch.Tensor:
+        """Features of one blank input of the expected size, computed in eval mode without grad.
+
+        Used to measure widths: pooled ``(1, num_features)`` or the unpooled map.
+        """
+        dc = self.data_config
+        example = torch.zeros(1, dc.in_chans, dc.input_size, dc.input_size)
+        with eval_mode(self), torch.no_grad():
+            return self(example) if pooled else self.forward_features(example)
 
 
 def pool_features(features: torch.Tensor, kind: str) -> torch.Tensor:

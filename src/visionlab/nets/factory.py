@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from visionlab.errors import UserError, closest
-from visionlab.models.backbone import Backbone
-from visionlab.models.custom import CUSTOM_BACKBONES
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.custom import CUSTOM_BACKBONES
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,14 @@ def create_backbone(
     else:
         _check_known(name, source)
         if source == "timm":
-            from visionlab.models.timm_backbone import timm_backbone as build
+            from visionlab.nets.timm_backbone import timm_backbone as build
         else:
-            from visionlab.models.torchvision_backbone import torchvision_backbone as build
+            from visionlab.nets.torchvision_backbone import torchvision_backbone as build
         backbone = build(
             name, pretrained=pretrained, in_chans=in_chans, input_size=input_size, **kwargs
         )
     if weights is not None:
-        from visionlab.models.weights import load_backbone_weights
+        from visionlab.nets.weights import load_backbone_weights
 
         load_backbone_weights(backbone, weights)
     return backbone
@@ -59,7 +59,7 @@ def create_backbone(
 def _custom_backbone(
     name: str, pretrained: bool, in_chans: int, input_size: int | None, kwargs: dict
 ) -> Backbone:
-    """A net from :mod:`visionlab.models.custom`, with its shipped weights if ``pretrained``."""
+    """A net from :mod:`visionlab.nets.custom`, with its shipped weights if ``pretrained``."""
     if name not in CUSTOM_BACKBONES:
         raise UserError(f"unknown custom backbone '{name}'; valid: {', '.join(CUSTOM_BACKBONES)}")
     if pretrained and name not in SHIPPED_WEIGHTS:
@@ -77,7 +77,7 @@ def _custom_backbone(
                 f"experiment=pretrain_shapes` and copy its backbone.safetensors there, or set "
                 "backbone.pretrained=false"
             )
-        from visionlab.models.weights import load_backbone_weights
+        from visionlab.nets.weights import load_backbone_weights
 
         load_backbone_weights(backbone, path)
     return backbone

@@ -16,8 +16,8 @@ from visionlab.errors import UserError
 from visionlab.finetune.lr_phase import init_phase, scheduler_view
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
-from visionlab.models.backbone import Backbone
-from visionlab.models.head import ClassifierHead
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.head import ClassifierHead
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -87,13 +87,7 @@ class ClassifierModule(L.LightningModule):
         """Width of the pooled features; for ``flatten`` found with one dummy forward."""
         if pool != "flatten":
             return backbone.num_features
-        dc = backbone.data_config
-        with torch.no_grad():
-            was_training = backbone.training
-            backbone.eval()
-            shape = backbone.forward_features(torch.zeros(1, dc.in_chans, dc.input_size, dc.input_size)).shape
-            backbone.train(was_training)
-        return int(torch.tensor(shape[1:]).prod())
+        return int(backbone.forward_example()[0].numel())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` for images ``(N, C, H, W)``."""

@@ -32,8 +32,12 @@ import torch
 import torchvision
 from torch import nn
 
+from visionlab.data_config import IMAGENET_MEAN, IMAGENET_STD, DataConfig, fit_stats
 from visionlab.errors import UserError
-from visionlab.models.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, DataConfig, Stage
+from visionlab.nets.backbone import Backbone, Stage
+from visionlab.nets.hub import download_failure_message
+from visionlab.nets.probe import probe_features
+from visionlab.nets.vgg import vgg_stages
 
 INCEPTION_FAMILY = ("googlenet", "inception_v3")
 AUX_HEADS = ("aux1", "aux2", "AuxLogits")
@@ -120,52 +124,6 @@ def _create(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
     return model
 
 
-def download_failure_message(name: str, err: Exception) -> str:
-    """The one-line error shown when published weights cannot be fetched."""
-    return (
-        f"the pretrained weights for '{name}' could not be downloaded (offline?): "
-        f"{_first_line(err)}; "
-        "set backbone.pretrained=false to train from scratch or backbone.weights=<file> "
-        "to load a local file"
-    )
-
-
-def probe_features(
-    name: str,
-    body: nn.Module,
-    features_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-    example: torch.Tensor,
-) -> torch.Tensor:
-    """Run ``features_fn`` once on ``example`` in eval mode and return the features.
-
-    Builders call it so that an input size the model cannot take fails at construction,
-    in one line, rather than as a shape error in the middle of training.
-    """
-    was_training = body.training
-    body.eval()
-    try:
-        return features_fn(body, example)
-    except (RuntimeError, ValueError, AssertionError) as err:
-        raise UserError(
-            f"backbone '{name}' cannot take {example.shape[-1]}px input "
-            f"(backbone.input_size): {_first_line(err)}"
-        ) from None
-    finally:
-        body.train(was_training)
-
-
-def _first_line(err: Exception) -> str:
-    """The first line of an exception's message, or its type when the message is empty."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
-def fit_stats(stats: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
-    """Per-channel stats for ``in_chans`` channels: as given, or their mean repeated."""
-    if len(stats) == in_chans:
-        return tuple(stats)
-    return (sum(stats) / len(stats),) * in_chans
-
-
 def _adapt_first_conv(body: nn.Module, in_chans: int) -> None:
     """Replace the first Conv2d by one taking ``in_chans`` channels, filters adapted."""
     from timm.models import adapt_input_conv
@@ -220,38 +178,6 @@ def _features_only(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _last_conv_channels(module: nn.Module) -> int:
     """Output channels of the last Conv2d in ``module``: the width of its feature map."""
     return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
-
-
-def vgg_stages(
-    features: nn.Sequential, prefix: str
-) -> tuple[list[Stage], list[Stage], dict[str, str]]:
-    """Stages of a VGG/AlexNet-style ``features`` Sequential (shared by timm's VGG).
-
-    Coarse stages ``block1``.. split the layers at each max-pool, as Keras's VGG blocks do;
-    fine stages are the conv layers (with a following BatchNorm), named by their module.
-    Returns ``(coarse, fine, aliases)`` with Keras aliases ``block{b}_conv{c}`` -> module.
-    """
-    coarse: list[Stage] = []
-    fine: list[Stage] = []
-    aliases: dict[str, str] = {}
-    block: list[str] = []
-    convs = 0
-    for index, layer in features.named_children():
-        module = f"{prefix}.{index}"
-        if isinstance(layer, nn.Conv2d):
-            convs += 1
-            aliases[f"block{len(coarse) + 1}_conv{convs}"] = module
-            fine.append(Stage(module, (module,)))
-            block.append(module)
-        elif _has_params(layer):
-            fine[-1] = Stage(fine[-1].name, fine[-1].modules + (module,))
-            block.append(module)
-        elif isinstance(layer, nn.MaxPool2d) and block:
-            coarse.append(Stage(f"block{len(coarse) + 1}", tuple(block)))
-            block, convs = [], 0
-    if block:
-        coarse.append(Stage(f"block{len(coarse) + 1}", tuple(block)))
-    return coarse, fine, aliases
 
 
 def _pooled_features_layout(body: nn.Module) -> _Layout:

@@ -1,7 +1,4 @@
-"""Tiny models, data and trainers shared by the fine-tuning tests and ``ddp_script.py``.
-
-(No tests here; the ``test_`` prefix only keeps it among the fine-tuning test files.)
-"""
+"""Tiny models, data and trainers shared by the fine-tuning tests and ``ddp_script.py``."""
 
 from __future__ import annotations
 
@@ -10,17 +7,23 @@ import functools
 import lightning as L
 import torch
 from torch.utils.data import TensorDataset
+from torchvision.transforms import v2
 
+from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.data.datamodule import ClassificationDataModule
 from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.plans import FreezePlan
-from visionlab.finetune.resume import EpochSeedCallback
-from visionlab.models.classifier import ClassifierModule
-from visionlab.models.custom import shapes_net
+from visionlab.modules.classifier import ClassifierModule
+from visionlab.nets.custom import shapes_net
 
 SIZE = 32
 CLASSES = 3
 STAGES = ["block1", "block2", "block3", "block4"]
+
+
+def invert(image_size: int) -> list:
+    """An 'augmentation' that visibly changes every image: inversion (``x -> -x`` once normalised)."""
+    return [v2.RandomInvert(p=1.0)]
 
 
 class TensorDataModule(ClassificationDataModule):
@@ -53,14 +56,14 @@ def tiny_model(plan: FreezePlan | None = None, lr: float = 1e-2, scheduler=None,
     )
 
 
-def tiny_trainer(root, max_epochs: int, plan: FreezePlan, *callbacks, **kwargs) -> L.Trainer:
-    """A quiet CPU trainer with the freeze callback (and per-epoch reseeding) installed."""
+def tiny_trainer(root, max_epochs: int, *callbacks, **kwargs) -> L.Trainer:
+    """A quiet CPU trainer with the freeze callback (it applies the module's plan) and reseeding."""
     options = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                    enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
                    deterministic=True, default_root_dir=str(root))
     options.update(kwargs)
     return L.Trainer(max_epochs=max_epochs,
-                     callbacks=[EpochSeedCallback(0), FreezeScheduleCallback(plan), *callbacks], **options)
+                     callbacks=[EpochSeedCallback(0), FreezeScheduleCallback(), *callbacks], **options)
 
 
 class Recorder(L.Callback):

@@ -1,1 +1,0 @@
-"""Networks: backbones from every source, the classifier head and the LightningModules."""

@@ -1,0 +1,1 @@
+"""LightningModules: the classifier (and the schedulers their optimizers use)."""
