@@ -1,0 +1,64 @@
+"""The package is layered: a module imports only from its own layer or the layers below it."""
+
+import ast
+from pathlib import Path
+
+import visionlab
+
+PACKAGE = Path(visionlab.__file__).parent
+
+# Bottom to top, as in the README's architecture section.
+LAYERS = [
+    {"data_config", "errors", "assets"},
+    {"data"},
+    {"nets"},
+    {"finetune"},
+    {"modules"},
+    {"callbacks"},
+    {"train"},
+    {"cli"},
+]
+
+
+def layer_of(part: str) -> int:
+    """The layer index of a top-level part of the package (a subpackage or module name)."""
+    for index, parts in enumerate(LAYERS):
+        if part in parts:
+            return index
+    raise AssertionError(f"visionlab.{part} is in no layer: add it to LAYERS and the README")
+
+
+def visionlab_imports(path: Path) -> set[str]:
+    """Top-level parts of visionlab that a source file imports, at any indentation."""
+    parts = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            pieces = name.split(".")
+            if pieces[0] == "visionlab" and len(pieces) > 1:
+                parts.add(pieces[1])
+    return parts
+
+
+def test_no_module_imports_from_a_higher_layer():
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts == ("__init__.py",):
+            continue
+        own = relative.parts[0].removesuffix(".py")
+        for imported in visionlab_imports(path):
+            if layer_of(imported) > layer_of(own):
+                violations.append(f"{relative} imports visionlab.{imported}")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_checker_sees_a_back_arrow(tmp_path):
+    source = tmp_path / "bad.py"
+    source.write_text("def f():\n    from visionlab.modules.classifier import ClassifierModule\n")
+    assert visionlab_imports(source) == {"modules"}
+    assert layer_of("modules") > layer_of("nets")
