@@ -1,13 +1,19 @@
-"""Benchmark: epochs on cached backbone features vs end-to-end epochs on the same data.
+"""Benchmark: cached backbone features vs end-to-end training of a frozen backbone's head.
 
     python bench/feature_cache.py                      # shapes_net at 64 px on shapes_target
     python bench/feature_cache.py --backbone resnet18 --source timm --input-size 128
 
-Both runs train the head of a frozen backbone (``freeze=feature_extraction``, no
-augmentation) on the same images. An epoch is timed from its start to its end, validation
-included; the first epoch of every run is left out (warm-up), and the one-off feature
-extraction of the cached run is reported on its own line. Prints a table with the median
-epoch time of each mode over ``--repeats`` runs, and their ratio.
+Every run trains the head of a frozen backbone (``freeze=feature_extraction``, no
+augmentation) on the same images. Two tables:
+
+- **epochs**: an epoch is timed from its start to its end, validation included; the first
+  epoch of every run is left out (warm-up), and the one-off feature extraction of a cached
+  run is reported on its own line. Median epoch time of each mode over ``--repeats`` runs.
+- **sweep**: ``--sweep`` runs that differ only in the head's learning rate, as a sweep over
+  head hyperparameters would, timed whole (extraction included): end to end; with a cache
+  private to each run (every run extracts; what the cache did when it lived in the run
+  directory); and with the shared cache under the data directory (the first run extracts,
+  the others read the files back).
 
 Both modes run with ``--threads`` torch threads (default 1). On a CPU shared with other
 jobs, multi-threaded torch spends milliseconds synchronising threads on every tiny op,
@@ -15,13 +21,14 @@ which swamps the cached epochs (the head's ops take microseconds) and makes timi
 erratic; one thread was also the faster setting end to end there. Measured on 2 shared
 cores (load ~3): shapes_net 64 px: 1.85 s vs 0.029 s per epoch, 64x (``--threads 0``,
 i.e. 2 threads: 24-31x, cached epochs 0.04-0.5 s); resnet18 (timm, 128 px): 4.08 s vs
-0.031 s, 133x.
+0.031 s, 133x. The sweep table's figures are in the README (feature cache section).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -31,7 +38,7 @@ import torch
 
 from visionlab.data.shapes_datamodule import ShapesDataModule
 from visionlab.finetune.callback import FreezeScheduleCallback
-from visionlab.finetune.feature_cache import cache_features
+from visionlab.finetune.feature_cache import wrap_with_feature_cache
 from visionlab.finetune.plans import FeatureExtraction
 from visionlab.modules.classifier import ClassifierModule
 from visionlab.nets.factory import create_backbone
@@ -51,8 +58,13 @@ class EpochTimer(L.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def one_run(args: argparse.Namespace, cached: bool) -> tuple[list[float], float]:
-    """Epoch times after the first, and the feature-extraction time (0 end to end)."""
+def one_run(args: argparse.Namespace, cache_dir: Path | None,
+            lr: float = 1e-3) -> tuple[list[float], float, float]:
+    """Epoch times after the first, the feature-extraction time (0 end to end), the whole run's time.
+
+    ``cache_dir=None`` trains end to end; otherwise features are cached in ``cache_dir``.
+    """
+    start_run = time.perf_counter()
     torch.manual_seed(0)
     backbone = create_backbone(args.backbone, source=args.source, pretrained=False,
                                input_size=args.input_size)
@@ -60,11 +72,13 @@ def one_run(args: argparse.Namespace, cached: bool) -> tuple[list[float], float]
                             batch_size=args.batch_size)
     data.setup("fit")
     plan = FeatureExtraction()
-    adam = functools.partial(torch.optim.Adam, lr=1e-3)
+    adam = functools.partial(torch.optim.Adam, lr=lr)
     model = ClassifierModule(backbone, data.num_classes, optimizer=adam, freeze_plan=plan)
     extraction = 0.0
-    if cached:
-        data = cache_features(data, model, plan, Path(args.cache_dir), max_epochs=args.epochs)
+    if cache_dir is not None:
+        data = wrap_with_feature_cache(data, backbone, model.head.pool, model.freeze_plan, cache_dir,
+                                       max_epochs=args.epochs)
+        model.inputs_are_features = True
         start = time.perf_counter()
         data.setup("fit")
         extraction = time.perf_counter() - start
@@ -73,11 +87,57 @@ def one_run(args: argparse.Namespace, cached: bool) -> tuple[list[float], float]
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, callbacks=[FreezeScheduleCallback(), timer])
     trainer.fit(model, datamodule=data)
-    return timer.times[1:], extraction
+    return timer.times[1:], extraction, time.perf_counter() - start_run
+
+
+def sweep_time(args: argparse.Namespace, mode: str, root: Path) -> float:
+    """Wall time of ``--sweep`` runs over head learning rates in ``mode``: end_to_end | private | shared."""
+    shutil.rmtree(root, ignore_errors=True)
+    total = 0.0
+    for index in range(args.sweep):
+        cache_dir = {"end_to_end": None, "private": root / f"run{index}", "shared": root / "shared"}[mode]
+        total += one_run(args, cache_dir, lr=1e-3 * 2**index)[2]
+    return total
+
+
+def print_epoch_table(args: argparse.Namespace) -> None:
+    """Median epoch time end to end and on cached features, over ``--repeats`` runs."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    extractions = []
+    root = Path(args.cache_dir)
+    for _ in range(args.repeats):
+        for cached in (False, True):
+            shutil.rmtree(root, ignore_errors=True)
+            epoch_times, extraction, _ = one_run(args, root / "epochs" if cached else None)
+            times[cached] += epoch_times
+            if cached:
+                extractions.append(extraction)
+    end_to_end, cached = statistics.median(times[False]), statistics.median(times[True])
+    print(f"{'mode':<28}{'median epoch (s)':>18}{'min (s)':>10}{'max (s)':>10}")
+    print(f"{'end to end':<28}{end_to_end:>18.4f}{min(times[False]):>10.4f}{max(times[False]):>10.4f}")
+    print(f"{'cached features':<28}{cached:>18.4f}{min(times[True]):>10.4f}{max(times[True]):>10.4f}")
+    print(f"{'one-off extraction':<28}{statistics.median(extractions):>18.4f}")
+    print(f"speed-up of cached epochs: {end_to_end / cached:.0f}x\n")
+
+
+def print_sweep_table(args: argparse.Namespace) -> None:
+    """Median wall time of a whole sweep in each mode, over ``--repeats`` sweeps, relative to end to end."""
+    modes = {"end_to_end": "end to end", "private": "cache per run", "shared": "shared cache (data_dir)"}
+    totals: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(args.repeats):
+        for mode in modes:  # interleaved, so load on a shared machine hits every mode alike
+            totals[mode].append(sweep_time(args, mode, Path(args.cache_dir) / "sweep"))
+    reference = statistics.median(totals["end_to_end"])
+    print(f"sweep of {args.sweep} runs x {args.epochs} epochs (head LR 1e-3 x 2^i)")
+    print(f"{'mode':<28}{'median sweep (s)':>18}{'min (s)':>10}{'max (s)':>10}{'vs end to end':>16}")
+    for mode, label in modes.items():
+        median = statistics.median(totals[mode])
+        print(f"{label:<28}{median:>18.2f}{min(totals[mode]):>10.2f}{max(totals[mode]):>10.2f}"
+              f"{reference / median:>15.1f}x")
 
 
 def main() -> None:
-    """Run both modes ``--repeats`` times and print the table."""
+    """Print the epoch table and the sweep table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="shapes_net")
     parser.add_argument("--source", default="custom")
@@ -88,29 +148,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep", type=int, default=4, help="runs in the sweep table (0: skip it)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    times: dict[bool, list[float]] = {False: [], True: []}
-    extractions = []
-    for _ in range(args.repeats):
-        for cached in (False, True):
-            epoch_times, extraction = one_run(args, cached)
-            times[cached] += epoch_times
-            if cached:
-                extractions.append(extraction)
-    end_to_end, cached = statistics.median(times[False]), statistics.median(times[True])
     print(f"\n{args.backbone} at {args.input_size}px on {args.variant}, batch {args.batch_size}, "
-          f"{args.repeats} runs x {args.epochs - 1} timed epochs each, "
-          f"{torch.get_num_threads()} torch threads")
-    print(f"{'mode':<28}{'median epoch (s)':>18}{'min (s)':>10}{'max (s)':>10}")
-    print(f"{'end to end':<28}{end_to_end:>18.4f}{min(times[False]):>10.4f}{max(times[False]):>10.4f}")
-    print(f"{'cached features':<28}{cached:>18.4f}{min(times[True]):>10.4f}{max(times[True]):>10.4f}")
-    print(f"{'one-off extraction':<28}{statistics.median(extractions):>18.4f}")
-    print(f"speed-up of cached epochs: {end_to_end / cached:.0f}x")
-
+          f"{args.repeats} repetitions, {torch.get_num_threads()} torch threads\n")
+    print_epoch_table(args)
+    if args.sweep:
+        print_sweep_table(args)
 
 if __name__ == "__main__":
     main()

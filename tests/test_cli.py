@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from visionlab.cli.errors import exit_on_user_error
 from visionlab.cli.main import main
+from visionlab.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,3 +114,31 @@ def test_visionlab_train_is_train_py(tmp_path):
     (run_dir,) = (tmp_path / "outputs").glob("*/*")
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def _raise_while_handling_a_user_error():
+    try:
+        raise UserError("the user's mistake")
+    except UserError:
+        raise RuntimeError("a bug in the handler") from None
+
+
+def _raise_user_error_wrapped_by_hydra():
+    from hydra.errors import InstantiationException
+
+    try:
+        raise UserError("the user's mistake")
+    except UserError as err:
+        raise InstantiationException("Error in call to target") from err
+
+
+def test_a_bug_raised_while_handling_a_user_error_keeps_its_traceback():
+    with pytest.raises(RuntimeError, match="a bug in the handler"), exit_on_user_error():
+        _raise_while_handling_a_user_error()
+
+
+def test_a_user_error_wrapped_by_hydra_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info, exit_on_user_error():
+        _raise_user_error_wrapped_by_hydra()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: the user's mistake\n"

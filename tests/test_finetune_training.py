@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from tiny import STAGES, Recorder, TensorDataModule, tiny_model, tiny_trainer
 
+from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.lp_ft import LinearProbeFineTune
 from visionlab.finetune.plans import Gradual, LastN, Staged, TwoPhase
 from visionlab.train import run
@@ -131,3 +132,20 @@ def test_resume_mid_staged_schedule_equals_the_uninterrupted_run(make_cfg, tmp_p
     assert [(g["name"], g["lr"], g["phase_factor"]) for g in groups_a] == \
         [(g["name"], g["lr"], g["phase_factor"]) for g in groups_b]
     assert all(g["phase_factor"] == 0.1 for g in groups_a)
+
+
+@pytest.mark.parametrize(
+    "plan, trained",
+    [
+        (LastN(n=1, from_layer="block2"), {"block2", "block3", "block4"}),  # from_layer overrides n
+        (AutoPlan(similar=True, train_size=32), set()),  # small + similar: feature extraction
+    ],
+    ids=["last_n_from_layer", "auto"],
+)
+def test_callback_applies_the_plan_the_module_prepared(tmp_path, plan, trained):
+    model = tiny_model(plan)
+    before = {k: v.clone() for k, v in model.backbone.body.state_dict().items()}
+    tiny_trainer(tmp_path, 1).fit(model, datamodule=TensorDataModule())
+    changed = {key.split(".")[0] for key, value in model.backbone.body.state_dict().items()
+               if not torch.equal(value, before[key])}
+    assert changed == trained

@@ -140,3 +140,53 @@ def test_shapes_is_not_trivial_for_a_small_cnn_in_one_epoch(make_cfg):
                    "backbone.pretrained=false", "freeze=none", "augment=none", "trainer.max_epochs=1",
                    "test_after_fit=false", "optimized_metric=val/acc")
     assert run(cfg) < 0.5
+
+
+class _RecordingDataModule:
+    """Records the order of prepare_data / setup calls."""
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def prepare_data(self) -> None:
+        self.calls.append("prepare_data")
+
+    def setup(self, stage: str) -> None:
+        self.calls.append(f"setup:{stage}")
+
+
+class _FakeStrategy:
+    def __init__(self, env, calls: list) -> None:
+        self.cluster_environment, self.calls = env, calls
+
+    def setup_environment(self) -> None:
+        self.calls.append("setup_environment")
+
+    def barrier(self, name: str) -> None:
+        self.calls.append(f"barrier:{name}")
+
+
+class _FakeTrainer:
+    def __init__(self, env, world_size: int, local_rank: int, calls: list) -> None:
+        self.strategy = _FakeStrategy(env, calls)
+        self.world_size, self.local_rank = world_size, local_rank
+
+
+@pytest.mark.parametrize(
+    "launcher, local_rank, expected",
+    [
+        ("lightning", 0, ["prepare_data", "setup:fit"]),
+        ("lightning", 1, ["setup:fit"]),  # a process Lightning started: the data is already there
+        ("torchrun", 0, ["setup_environment", "prepare_data", "barrier:prepare_data", "setup:fit"]),
+        ("torchrun", 1, ["setup_environment", "barrier:prepare_data", "setup:fit"]),
+    ],
+)
+def test_data_is_prepared_once_per_node_and_set_up_on_every_process(launcher, local_rank, expected):
+    from lightning.fabric.plugins.environments import LightningEnvironment, TorchElasticEnvironment
+
+    from visionlab.train import prepare_and_setup
+
+    env = LightningEnvironment() if launcher == "lightning" else TorchElasticEnvironment()
+    calls: list = []
+    prepare_and_setup(_RecordingDataModule(calls), _FakeTrainer(env, 2, local_rank, calls))
+    assert calls == expected

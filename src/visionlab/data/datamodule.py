@@ -17,8 +17,8 @@ class ClassificationDataModule(L.LightningDataModule):
     ``(train, val, test_or_None, class_names)``. ``data_config`` (input size, channels,
     normalisation) comes from the backbone, so resizing always matches the model.
     ``cache_features`` asks for training the head on cached backbone features (see
-    :mod:`visionlab.finetune.feature_cache`); features larger than ``cache_memory_mb`` go to
-    disk under the run directory instead of memory.
+    :mod:`visionlab.finetune.feature_cache`); cached features up to ``cache_memory_mb`` are read
+    into memory, larger ones memory-mapped from disk.
     """
 
     def __init__(
