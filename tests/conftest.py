@@ -17,6 +17,7 @@ TINY = [
     "data.val_per_class=4",
     "data.test_per_class=4",
     "data.batch_size=8",
+    "data.num_workers=0",  # worker processes cost more than they save on tiny data
     "trainer.max_epochs=2",
     "trainer.accelerator=cpu",
     "trainer.devices=1",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from tiny import invert
+from tiny import TensorDataModule, invert
 
 from visionlab.data.shapes import generate, spec_for
 from visionlab.data.torchvision_datasets import SOURCES, TorchvisionDataModule, TransformedSubset
@@ -195,3 +195,35 @@ def test_fake_oxford_pets(tmp_path, binary, classes):
     assert torch.equal(module.val_set[0][0], eval_transform(RGB_32)(pil))  # val is never inverted
     train_pil, _ = module.train_set.dataset[module.train_set.indices[0]]
     assert torch.allclose(module.train_set[0][0], -eval_transform(RGB_32)(train_pil), atol=1e-6)
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 0), (2, 1), (4, 3), (32, 8)])
+def test_auto_num_workers_leaves_one_cpu_to_training(monkeypatch, cpus, workers):
+    from visionlab.data import loading
+
+    monkeypatch.setattr(loading.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert loading.resolve_num_workers("auto") == workers
+    assert loading.resolve_num_workers(2) == 2
+
+
+@pytest.mark.parametrize("key, value", [("num_workers", -1), ("num_workers", "many"),
+                                        ("pin_memory", "yes"), ("cache_features", "always")])
+def test_bad_loader_options_are_one_line_errors(key, value):
+    with pytest.raises(UserError, match=rf"data.{key}="):
+        TensorDataModule(**{key: value})
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    from visionlab.data.loading import EpochShuffleSampler
+
+    def order(seed, epoch, then=None):
+        generator = torch.Generator()
+        sampler = EpochShuffleSampler(50, seed, epoch, generator)
+        if then is not None:  # an earlier epoch first, as in an uninterrupted run
+            list(sampler)
+            sampler.set_epoch(then)
+        return list(sampler), generator.initial_seed()
+
+    assert order(1, 3) == order(1, 2, then=3)
+    assert order(1, 3)[0] != order(1, 4)[0] and order(1, 3)[0] != order(2, 3)[0]
+    assert sorted(order(1, 3)[0]) == list(range(50))

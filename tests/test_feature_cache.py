@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -64,11 +65,11 @@ def test_cached_run_matches_the_end_to_end_run(make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("plan, augment, message", [
-    (FeatureExtraction(), functools.partial(flip_crop), r"needs augment=none"),
-    (Staged({0: "head", 2: "all"}), None, r"needs a backbone frozen for the whole run.*staged"),
-    (LastN(n=1), None, r"needs a backbone frozen"),
+    (FeatureExtraction(), functools.partial(flip_crop), r"the training data is augmented"),
+    (Staged({0: "head", 2: "all"}), None, r"the plan trains the backbone.*staged"),
+    (LastN(n=1), None, r"the plan trains the backbone"),
     (FeatureExtraction(train_bn=True), None, r"train_bn=True"),
-    (LinearProbeFineTune(epochs=None, patience=2), None, r"needs a backbone frozen.*LP-FT"),
+    (LinearProbeFineTune(epochs=None, patience=2), None, r"the plan trains the backbone.*LP-FT"),
 ])
 def test_caching_refuses_when_features_would_be_stale(tmp_path, plan, augment, message):
     source = TensorDataModule(augment=augment)
@@ -143,3 +144,28 @@ def test_a_second_run_reads_the_features_of_the_first_from_the_data_dir(make_cfg
     second.paths.output_dir = str(tmp_path / "second")
     assert 0.0 <= run(second) <= 1.0
     assert set(cache_dir.glob("*.npy")) - before == {cache_dir / name for name in written}
+
+
+@pytest.mark.parametrize("plan, augment, budget_mb, cached, reason", [
+    (FeatureExtraction(), None, 1024, True, "the backbone stays frozen"),
+    (FeatureExtraction(), functools.partial(flip_crop), 1024, False, "the training data is augmented"),
+    (Staged({0: "head", 1: "all"}), None, 1024, False, "the plan trains the backbone"),
+    (FeatureExtraction(), None, 0.01, False, "MB > data.cache_memory_mb=0.01"),
+], ids=["valid", "augmented", "unfrozen", "over_budget"])
+def test_auto_caches_only_when_valid_and_within_budget(plan, augment, budget_mb, cached, reason):
+    source = TensorDataModule(augment=augment, cache_memory_mb=budget_mb)
+    source.setup("fit")
+    model = tiny_model(plan)
+    decision, why = feature_cache.auto_cache_decision(source, model.freeze_plan, model.backbone,
+                                                      model.head.in_features, max_epochs=3)
+    assert decision is cached and reason in why
+
+
+def test_default_job_trains_on_cached_features_and_says_so(make_cfg, caplog):
+    cfg = make_cfg("trainer.max_epochs=1", "test_after_fit=false", "optimized_metric=val/acc")
+    assert cfg.data.cache_features == "auto"
+    with caplog.at_level(logging.INFO, logger="visionlab.train"):
+        run(cfg)
+    assert "feature cache (data.cache_features=auto): on: the backbone stays frozen" in caplog.text
+    ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 0

@@ -103,8 +103,10 @@ def test_lp_ft_plateau_switch_survives_resume(tmp_path):
         assert torch.equal(resumed.state_dict()[key], value), key
 
 
-def test_resume_mid_staged_schedule_equals_the_uninterrupted_run(make_cfg, tmp_path):
-    common = ["backbone.pretrained=false", "backbone.input_size=32", "freeze=staged",
+@pytest.mark.parametrize("loading", [[], ["data.num_workers=1", "augment=flip_crop"]],
+                         ids=["in_process", "worker_augmenting"])
+def test_resume_mid_staged_schedule_equals_the_uninterrupted_run(make_cfg, tmp_path, loading):
+    common = [*loading, "backbone.pretrained=false", "backbone.input_size=32", "freeze=staged",
               "freeze.milestones={0:head,1:2,3:all}", "freeze.lr_factors={3:0.1}", "scheduler=cosine",
               "scheduler.scheduler.T_max=4", "trainer.deterministic=true", "test_after_fit=false",
               "optimized_metric=null", "callbacks.early_stopping=null", "callbacks.augmented_batch=null"]

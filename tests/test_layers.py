@@ -12,7 +12,7 @@ LAYERS = [
     {"data_config", "errors", "assets"},
     {"data"},
     {"nets"},
-    {"finetune"},
+    {"finetune", "metrics"},
     {"modules"},
     {"callbacks"},
     {"train"},

@@ -76,16 +76,25 @@ def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
     )
 
 
-def use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
-    """Serve cached backbone features (``data.cache_features=true``) and switch the model to them.
+def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
+    """``datamodule``, or a wrapper serving cached backbone features (the model switched to them).
 
-    The cache lives under ``paths.data_dir/feature_cache``, shared by every run.
+    ``data.cache_features``: ``true`` caches (an error when the features would go stale),
+    ``false`` never, ``auto`` when valid and small enough (the log says which and why). The
+    cache lives under ``paths.data_dir/feature_cache``, shared by every run.
     """
-    from visionlab.finetune.feature_cache import wrap_with_feature_cache
+    from visionlab.finetune import feature_cache
 
+    choice, max_epochs = datamodule.cache_features, cfg.trainer.get("max_epochs")
+    if choice == "auto":
+        choice, reason = feature_cache.auto_cache_decision(
+            datamodule, model.freeze_plan, model.backbone, model.head.in_features, max_epochs)
+        log.info("feature cache (data.cache_features=auto): %s: %s", "on" if choice else "off", reason)
+    if not choice:
+        return datamodule
     cache_dir = Path(cfg.paths.data_dir) / "feature_cache"
-    cached = wrap_with_feature_cache(datamodule, model.backbone, model.head.pool, model.freeze_plan,
-                                     cache_dir, cfg.trainer.get("max_epochs"))
+    cached = feature_cache.wrap_with_feature_cache(datamodule, model.backbone, model.head.pool,
+                                                   model.freeze_plan, cache_dir, max_epochs)
     model.inputs_are_features = True
     return cached
 
@@ -115,8 +124,7 @@ def run(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
     prepare_and_setup(datamodule, trainer)
     model = build_model(cfg, backbone, datamodule)
-    if datamodule.cache_features:
-        datamodule = use_feature_cache(cfg, datamodule, model)
+    datamodule = maybe_use_feature_cache(cfg, datamodule, model)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -28,6 +28,17 @@ def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int = 8) -> Ima
     return Image.fromarray(grid.permute(1, 2, 0).numpy())
 
 
+def sample_batch(dataset, size: int) -> tuple[torch.Tensor, list[int]]:
+    """``size`` items of ``dataset`` picked at random (fixed seed), as they come out of its transform.
+
+    Read in this process without a DataLoader, so no worker starts and no generator the
+    training run draws from is touched.
+    """
+    picks = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
+    items = [dataset[int(i)] for i in picks]
+    return torch.stack([torch.as_tensor(x).float() for x, _ in items]), [int(y) for _, y in items]
+
+
 class AugmentedBatchGrid(L.Callback):
     """At fit start, show what the model really sees: one augmented training batch.
 
@@ -41,15 +52,14 @@ class AugmentedBatchGrid(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Draw the grid once, on the main process only."""
-        dm = trainer.datamodule
+        dm = getattr(trainer.datamodule, "source", trainer.datamodule)  # the images behind cached features
         if not trainer.is_global_zero or dm is None or getattr(dm, "train_set", None) is None:
             return
-        images, targets = next(iter(dm.train_dataloader()))
-        images = images[: self.max_images].float()
+        images, targets = sample_batch(dm.train_set, self.max_images)
         mean = torch.tensor(dm.data_config.mean).view(1, -1, 1, 1)
         std = torch.tensor(dm.data_config.std).view(1, -1, 1, 1)
         images = (images * std + mean).clamp(0, 1)
-        names = [dm.class_names[int(t)] for t in targets[: self.max_images]]
+        names = [dm.class_names[t] for t in targets]
         grid = labelled_grid(images, names)
         out = Path(trainer.default_root_dir) / "augmented_batch.png"
         out.parent.mkdir(parents=True, exist_ok=True)

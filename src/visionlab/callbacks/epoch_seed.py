@@ -17,22 +17,20 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch.utils.data import DataLoader
 
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A seed for ``epoch`` derived from the run's ``seed`` (fits every generator's range)."""
-    return (seed * 1_000_003 + epoch) % 2**32
+from visionlab.data.loading import epoch_seed
 
 
 class EpochSeedCallback(L.Callback):
     """Reseeds Python, NumPy and torch from ``(seed, epoch)`` at every training-epoch start.
 
-    It also gives the training DataLoaders a generator of their own. Creating a loader's
-    iterator draws a seed (for its workers) from that generator, or else from torch's
-    global one; Lightning creates the iterator before this hook in the first epoch of a run
-    (fresh or resumed) and after it in later epochs, so drawing from the global generator
-    would shift every later random number of a resumed epoch. Put this callback before
-    others that use randomness. Workers (``num_workers > 0``) are persistent and seeded
-    when they start, so exact replay after resume needs ``data.num_workers=0``.
+    It also gives training DataLoaders without one a generator of their own. Creating a
+    loader's iterator draws a seed (for its workers) from that generator, or else from
+    torch's global one; Lightning creates the iterator before this hook in the first epoch
+    of a run (fresh or resumed) and after it in later epochs, so drawing from the global
+    generator would shift every later random number of a resumed epoch. visionlab's own
+    DataModules also seed the order and the workers per epoch
+    (:mod:`visionlab.data.loading`), which makes resume exact with workers too. Put this
+    callback before others that use randomness.
     """
 
     def __init__(self, seed: int) -> None:

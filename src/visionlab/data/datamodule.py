@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from visionlab.data.loading import resolve_num_workers, train_loader
 from visionlab.data.transforms import AugmentFactory, eval_transform, train_transform
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
@@ -16,9 +17,16 @@ class ClassificationDataModule(L.LightningDataModule):
     Subclasses implement ``_build(train_transform, eval_transform)`` returning
     ``(train, val, test_or_None, class_names)``. ``data_config`` (input size, channels,
     normalisation) comes from the backbone, so resizing always matches the model.
-    ``cache_features`` asks for training the head on cached backbone features (see
-    :mod:`visionlab.finetune.feature_cache`); cached features up to ``cache_memory_mb`` are read
-    into memory, larger ones memory-mapped from disk.
+    ``cache_features`` (``auto``, true, false) asks for training the head on cached backbone
+    features (see :mod:`visionlab.finetune.feature_cache`); cached features up to
+    ``cache_memory_mb`` are read into memory, larger ones memory-mapped from disk.
+
+    Loading: ``num_workers`` (``auto``: one per CPU but one, see
+    :func:`~visionlab.data.loading.resolve_num_workers`); ``pin_memory`` (``auto``: when
+    training on a GPU). With a ``seed`` the training order and the workers' seeds are
+    functions of ``(seed, epoch)`` (:class:`~visionlab.data.loading.EpochShuffleSampler`), so a
+    resumed run replays the uninterrupted one exactly, workers or not; the training loader's
+    workers therefore restart every epoch, while validation and test workers persist.
     """
 
     def __init__(
@@ -26,18 +34,24 @@ class ClassificationDataModule(L.LightningDataModule):
         data_config: DataConfig,
         augment: AugmentFactory | None = None,
         batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        cache_features: bool = False,
+        num_workers: int | str = 0,
+        pin_memory: bool | str = "auto",
+        cache_features: bool | str = False,
         cache_memory_mb: float = 1024.0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
+        if cache_features not in (True, False, "auto"):
+            raise UserError(f"data.cache_features={cache_features!r} must be true, false or auto")
+        if pin_memory not in (True, False, "auto"):
+            raise UserError(f"data.pin_memory={pin_memory!r} must be true, false or auto")
         self.data_config = data_config
         self.augment = augment
         self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.num_workers = resolve_num_workers(num_workers)
         self.pin_memory = pin_memory
         self.cache_features = cache_features
+        self.seed = seed
         self.cache_memory_mb = cache_memory_mb
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -60,22 +74,29 @@ class ClassificationDataModule(L.LightningDataModule):
     def _build(self, train_tf, eval_tf):
         raise NotImplementedError
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise UserError(f"{type(self).__name__} has no such split: call setup() first, "
                             "or this dataset has no test split")
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
-        )
+        options = {"batch_size": self.batch_size, "num_workers": self.num_workers,
+                   "pin_memory": self._pin_memory()}
+        if not train:
+            return DataLoader(dataset, shuffle=False, persistent_workers=self.num_workers > 0, **options)
+        return train_loader(dataset, self.seed, self.trainer, **options)
+
+    def _pin_memory(self) -> bool:
+        """``pin_memory``, with ``auto`` = pinned when the trainer runs on a GPU."""
+        if self.pin_memory != "auto":
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training batches."""
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in a fixed order, never augmented."""
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
         """Test batches (the validation set when the data has no test split)."""

@@ -2,7 +2,8 @@
 
 The course's first transfer-learning method: with the backbone frozen and no augmentation,
 every epoch would compute the same backbone outputs again. Whether that holds is a
-question of the freeze plan, so it is answered here (:func:`check_cacheable`);
+question of the freeze plan, so it is answered here (:func:`stale_reason`; ``auto`` also
+weighs the features' size, :func:`auto_cache_decision`);
 :func:`wrap_with_feature_cache` then wraps the DataModule so that its setup runs the
 backbone once over train/val/test and every later batch is a slice of pooled features
 ``(N, D)``. The run switches the classifier to those inputs (``inputs_are_features``).
@@ -27,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
+from visionlab.data.loading import train_loader
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.nets.backbone import Backbone, pool_features
@@ -67,21 +69,46 @@ def batched_collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Ten
     return batch
 
 
-def check_cacheable(datamodule, plan: FreezePlan, backbone: Backbone, max_epochs: int | None) -> None:
-    """UserError unless cached features stay valid for the whole run.
+def stale_reason(datamodule, plan: FreezePlan, backbone: Backbone, max_epochs: int | None) -> str | None:
+    """Why cached features would go stale during the run, or None when they stay valid.
 
-    They do not with training augmentation (each epoch sees other images) or when any
+    They go stale with training augmentation (each epoch sees other images) or when any
     backbone stage trains, or its BatchNorm statistics update, in some epoch.
     """
     augment = datamodule.augment
     if augment is not None and list(augment(datamodule.data_config.input_size)):
-        raise UserError("data.cache_features=true needs augment=none (cached features would miss the "
-                        "training augmentation): set augment=none or data.cache_features=false")
+        return "the training data is augmented (augment=none keeps it fixed)"
     horizon = max_epochs if max_epochs and max_epochs > 0 else LONG_RUN_EPOCHS
     if not plan.backbone_frozen_throughout(len(backbone.stages(plan.granularity)), horizon):
-        raise UserError("data.cache_features=true needs a backbone frozen for the whole run, but the plan "
-                        f"trains it ({plan.describe()}; train_bn={plan.train_bn}): use "
-                        "freeze=feature_extraction or data.cache_features=false")
+        return f"the plan trains the backbone ({plan.describe()}; train_bn={plan.train_bn})"
+    return None
+
+
+def check_cacheable(datamodule, plan: FreezePlan, backbone: Backbone, max_epochs: int | None) -> None:
+    """UserError unless cached features stay valid for the whole run (``data.cache_features=true``)."""
+    reason = stale_reason(datamodule, plan, backbone, max_epochs)
+    if reason is not None:
+        raise UserError("data.cache_features=true needs a backbone frozen for the whole run and no training "
+                        f"augmentation, but {reason}: use freeze=feature_extraction augment=none, or set "
+                        "data.cache_features=false (or auto: cache only when valid)")
+
+
+def auto_cache_decision(datamodule, plan: FreezePlan, backbone: Backbone, feature_dim: int,
+                        max_epochs: int | None) -> tuple[bool, str]:
+    """``data.cache_features=auto``: whether to cache, and why, in words for the log.
+
+    Caches when the features stay valid for the whole run (:func:`stale_reason`) and all
+    splits' features fit in ``datamodule.cache_memory_mb``; otherwise the run trains end to end.
+    """
+    reason = stale_reason(datamodule, plan, backbone, max_epochs)
+    if reason is not None:
+        return False, reason
+    splits = (datamodule.train_set, datamodule.val_set, datamodule.test_set)
+    megabytes = sum(len(split) for split in splits if split is not None) * feature_dim * 4 / 2**20
+    if megabytes > datamodule.cache_memory_mb:
+        return False, (f"the features would take {megabytes:.0f} MB > data.cache_memory_mb="
+                       f"{datamodule.cache_memory_mb:g} (data.cache_features=true caches them on disk)")
+    return True, f"the backbone stays frozen, the data is not augmented, features take {megabytes:.1f} MB"
 
 
 def wrap_with_feature_cache(datamodule, backbone: Backbone, pool: str, plan: FreezePlan,
@@ -145,30 +172,32 @@ class CachedFeatureDataModule(L.LightningDataModule):
         if path is not None and path.is_file() and _labels(path).is_file():
             log.info("feature cache: reusing %s", path)
             return read_features(path, self.max_memory_mb)
-        return extract_features(self.backbone, self.pool, dataset, self.source.batch_size, device,
-                                path, self.max_memory_mb, desc=f"extracting {split} features")
+        loader = DataLoader(dataset, batch_size=self.source.batch_size, shuffle=False,
+                            num_workers=self.source.num_workers)
+        return extract_features(self.backbone, self.pool, loader, device, path, self.max_memory_mb,
+                                desc=f"extracting {split} features")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.features[split], batch_size=self.source.batch_size, shuffle=shuffle,
-                          collate_fn=batched_collate)
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(self.features[split], batch_size=self.source.batch_size, collate_fn=batched_collate)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of cached train features."""
-        return self._loader("train", shuffle=True)
+        """Batches of cached train features, in the order the source's loader would give."""
+        return train_loader(self.features["train"], getattr(self.source, "seed", None), self.trainer,
+                            batch_size=self.source.batch_size, collate_fn=batched_collate)
 
     def val_dataloader(self) -> DataLoader:
         """Cached validation features in a fixed order."""
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
         """Cached test features (the validation ones when the data has no test split)."""
-        return self._loader("test" if "test" in self.features else "val", shuffle=False)
+        return self._loader("test" if "test" in self.features else "val")
 
 
-def extract_features(backbone: Backbone, pool: str, dataset: Dataset, batch_size: int,
-                     device: torch.device, path: Path | None, max_memory_mb: float,
+def extract_features(backbone: Backbone, pool: str, loader: DataLoader, device: torch.device,
+                     path: Path | None, max_memory_mb: float,
                      desc: str = "extracting features") -> FeatureDataset:
-    """Pooled features of every item of ``dataset``, with the backbone in eval mode.
+    """Pooled features of every item of ``loader``'s dataset (in order), backbone in eval mode.
 
     With a ``path`` they are also written there (``.npy``, plus the labels beside it, each
     moved into place only when complete) for later runs, and read back as
@@ -178,14 +207,13 @@ def extract_features(backbone: Backbone, pool: str, dataset: Dataset, batch_size
     home = next(backbone.parameters()).device
     features: np.ndarray | None = None
     labels, start = [], 0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     with eval_mode(backbone), torch.no_grad():
         backbone.to(device)
         try:
             for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
                 batch = pool_features(backbone.forward_features(x.to(device)), pool).float().cpu().numpy()
                 if features is None:
-                    features = _allocate(len(dataset), batch.shape[1], path)
+                    features = _allocate(len(loader.dataset), batch.shape[1], path)
                 features[start:start + len(batch)] = batch
                 labels.append(torch.as_tensor(y))
                 start += len(batch)

@@ -33,6 +33,7 @@ class ClassifierHead(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"model.head.dropout={dropout} must be in [0, 1)")
         self.pool = pool
+        self.in_features = in_features
         layers: list[nn.Module] = []
         width = in_features
         for i, h in enumerate(hidden):

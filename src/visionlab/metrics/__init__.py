@@ -1,0 +1,1 @@
+"""Metrics: classification metrics cheap enough for every step."""
