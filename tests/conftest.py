@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning  # noqa: F401  (its console handler binds sys.stderr at import: import it before any capture)
 import pytest
 import torch
 from hydra import compose, initialize_config_dir

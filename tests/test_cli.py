@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,30 @@ from visionlab.cli.main import main
 from visionlab.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def in_project(tmp_path, monkeypatch) -> Iterator[Path]:
+    """Run ``visionlab`` commands in this process from ``tmp_path`` (data and outputs there).
+
+    A subprocess would pay several seconds of imports per test; one test below keeps the
+    real process exit for the user-error path.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VISIONLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cmd_train sets it for Hydra
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield tmp_path
+    for handler in root.handlers:  # Hydra's console and file handlers hold this test's streams
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:], root.level = handlers, level
+
+
+def _train_in_process(*overrides: str) -> None:
+    main(["train", *overrides])
 
 
 def _train(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -40,12 +66,14 @@ def test_user_error_is_one_line_and_exit_code_2(tmp_path):
     ],
     ids=["unknown-backbone", "missing-data-dir", "missing-weights"],
 )
-def test_errors_raised_while_instantiating_are_one_line(tmp_path, overrides, message):
-    result = _train(*(o.format(tmp=tmp_path) for o in overrides), cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message.format(tmp=tmp_path) in errors[0]
-    assert "Traceback" not in result.stderr
+def test_errors_raised_while_instantiating_are_one_line(in_project, capsys, overrides, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _train_in_process(*(o.format(tmp=in_project) for o in overrides))
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message.format(tmp=in_project) in errors[0]
+    assert "Traceback" not in stderr
 
 
 def test_unknown_group_option_gets_hydras_message(tmp_path):
@@ -83,35 +111,29 @@ def test_stages_resolves_presets_and_shows_keras_aliases(capsys):
     assert "alias block5_conv1 -> features.24" in out
 
 
-def test_multirun_writes_one_run_dir_per_job(tmp_path):
-    result = _train("-m", "optimizer.lr=1e-3,1e-4", "debug=fast", "callbacks.progress_bar=null",
-                    "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+def test_multirun_writes_one_run_dir_per_job(in_project):
+    _train_in_process("-m", "optimizer.lr=1e-3,1e-4", "debug=fast", "callbacks.progress_bar=null",
+                      "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2")
+    (sweep,) = (in_project / "outputs" / "multirun").glob("*/*")
     for job, lr in (("0", "0.001"), ("1", "0.0001")):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
         assert f"lr: {lr}" in (sweep / job / ".hydra" / "config.yaml").read_text()
 
 
-def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
-    result = _train("hparams_search=optuna", "hydra.sweeper.n_trials=2",
-                    "hydra.sweeper.sampler.n_startup_trials=1", "debug=fast", "callbacks.progress_bar=null",
-                    "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (results,) = (tmp_path / "outputs" / "multirun").glob("*/*/optimization_results.yaml")
+def test_optuna_search_runs_trials_and_reports_the_best(in_project):
+    _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=2",
+                      "hydra.sweeper.sampler.n_startup_trials=1", "debug=fast", "callbacks.progress_bar=null",
+                      "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2")
+    (results,) = (in_project / "outputs" / "multirun").glob("*/*/optimization_results.yaml")
     text = results.read_text()
     assert "best_params:" in text and "optimizer.lr:" in text and "best_value:" in text
     assert len(list(results.parent.glob("[0-9]/checkpoints/last.ckpt"))) == 2
 
 
-def test_visionlab_train_is_train_py(tmp_path):
-    env = {**os.environ, "VISIONLAB_DATA_DIR": str(tmp_path / "data"), "PROJECT_ROOT": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "visionlab.cli.main", "train", "debug=fast",
-                             "callbacks.progress_bar=null", "data.train_per_class=4", "data.val_per_class=2",
-                             "data.test_per_class=2"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+def test_visionlab_train_is_train_py(in_project):
+    _train_in_process("debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4",
+                      "data.val_per_class=2", "data.test_per_class=2")
+    (run_dir,) = (in_project / "outputs").glob("*/*")
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 

@@ -72,8 +72,11 @@ def test_feature_extraction_leaves_backbone_bit_identical(make_cfg):
 
 
 def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
-    cfg = make_cfg("backbone.pretrained=false", "freeze=none", "trainer.precision=bf16-mixed",
-                   "trainer.max_epochs=1", "optimized_metric=val/loss", "seed=5")
+    # bf16 convolutions are emulated on CPU (slow): 32 px inputs, two batches
+    cfg = make_cfg("backbone.pretrained=false", "backbone.input_size=32", "freeze=none",
+                   "trainer.precision=bf16-mixed", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                   "+trainer.limit_val_batches=1", "test_after_fit=false", "optimized_metric=val/loss",
+                   "seed=5")
     assert math.isfinite(run(cfg))
     L.seed_everything(5, workers=True)  # run() seeds, then builds the backbone first
     fresh = instantiate(cfg.backbone).state_dict()
@@ -137,6 +140,7 @@ def test_shapes_is_not_trivial_for_a_small_cnn_in_one_epoch(make_cfg):
     # Learnable: the shipped shapes_net reached 93% test accuracy on shapes_source (README).
     # One epoch from scratch on 14 classes measured 0.08-0.10 (chance 0.07): far from solved.
     cfg = make_cfg("data=shapes", "data.train_per_class=30", "data.val_per_class=10", "data.batch_size=32",
+                   "data.image_size=32", "backbone.input_size=32",
                    "backbone.pretrained=false", "freeze=none", "augment=none", "trainer.max_epochs=1",
                    "test_after_fit=false", "optimized_metric=val/acc")
     assert run(cfg) < 0.5

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per subcommand."""
     parser = argparse.ArgumentParser(prog="visionlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = sub.add_parser("train", help="train a model (Hydra overrides follow, as for train.py)")
+    train = sub.add_parser("train", help="train a model (Hydra overrides and flags such as -m follow, "
+                                         "as for train.py)")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="e.g. backbone=resnet18 optimizer.lr=1e-4")
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
@@ -89,11 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``visionlab`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # Hydra parses the rest: argparse would reject -m, --cfg, --multirun
+        with exit_on_user_error():
+            cmd_train(argv[1:])
+        return
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
-        if args.command == "train":
-            cmd_train(args.overrides)
-        elif args.command == "stages":
+        if args.command == "stages":
             cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":
             cmd_shapes(args.variant, args.out)
