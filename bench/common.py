@@ -1,0 +1,56 @@
+"""Helpers every benchmark shares: A/B alternation, medians, tables, the machine's load.
+
+The machines these run on are shared and noisy, so a figure is always a ratio against a
+reference measured in the same run, the two alternating over several repetitions, and the
+median is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+
+def load_average() -> str:
+    """The 1-minute load average and the CPU count, for the table header."""
+    one, _, _ = os.getloadavg()
+    return f"load {one:.2f} on {os.cpu_count()} CPUs"
+
+
+def alternate(measures: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run every measurement once per repetition, in turn (A, B, A, B, ...); their values by name."""
+    values: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(repeats):
+        for name, measure in measures.items():
+            values[name].append(measure())
+    return values
+
+
+def timed(function: Callable[[], object]) -> float:
+    """Wall time of one call, in seconds."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    """The median (the statistic every table reports)."""
+    return statistics.median(values)
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    """A fixed-width table: the first column left-aligned, numbers right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    for row in [[str(h) for h in header], *cells]:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
