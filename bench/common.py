@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 
 
 def load_average() -> str:
@@ -54,3 +60,18 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+def child(args: list[str], out_dir: str | None = None) -> tuple[float, float, str]:
+    """Run ``python <args>`` from the project root: wall seconds, peak RSS in MB, stdout."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'bench'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    if out_dir:
+        args = [*args, f"paths.output_dir={out_dir}"]
+    start = time.time()
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"python {' '.join(args)} failed")
+    return time.time() - start, usage.ru_maxrss / 1024, stdout

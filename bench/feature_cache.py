@@ -14,6 +14,9 @@ augmentation) on the same images. Two tables:
   private to each run (every run extracts; what the cache did when it lived in the run
   directory); and with the shared cache under the data directory (the first run extracts,
   the others read the files back).
+- **default job** (``--default-job``): the whole ``python train.py`` in a fresh process,
+  import to exit, with ``data.cache_features=false`` (end to end), with ``auto`` and an empty
+  cache directory (extraction included), and with ``auto`` reading the cache back.
 
 Both modes run with ``--threads`` torch threads (default 1). On a CPU shared with other
 jobs, multi-threaded torch spends milliseconds synchronising threads on every tiny op,
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from common import QUIET, alternate, child, load_average, median, print_table
 
 from visionlab.data.shapes_datamodule import ShapesDataModule
 from visionlab.finetune.callback import FreezeScheduleCallback
@@ -101,6 +105,33 @@ def sweep_time(args: argparse.Namespace, mode: str, root: Path) -> float:
     return total
 
 
+def print_default_job_table(repeats: int, data_dir: str) -> None:
+    """Wall time of the whole default job end to end, cached from scratch, and cached warm.
+
+    The jobs use their own ``paths.data_dir`` (its feature cache is cleared between runs);
+    a first, untimed run generates the shapes data there.
+    """
+    cache_dir = Path(data_dir) / "feature_cache"
+    modes = {
+        "end to end (cache_features=false)": (["data.cache_features=false"], False),
+        "cached, extraction included": (["data.cache_features=auto"], True),
+        "cached, read back (warm)": (["data.cache_features=auto"], False),
+    }
+
+    def job(overrides: list[str], clear: bool) -> float:
+        if clear:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        return child(["train.py", *QUIET, f"paths.data_dir={data_dir}", *overrides],
+                     "/tmp/visionlab_bench_default_job")[0]
+
+    job(["data.cache_features=false"], False)  # generates the data
+    times = alternate({label: functools.partial(job, *spec) for label, spec in modes.items()}, repeats)
+    reference = median(times["end to end (cache_features=false)"])
+    print_table(f"the whole default job (python train.py), median of {repeats}, {load_average()}",
+                ["mode", "wall (s)", "vs end to end"],
+                [[label, median(t), f"{reference / median(t):.1f}x"] for label, t in times.items()])
+
+
 def print_epoch_table(args: argparse.Namespace) -> None:
     """Median epoch time end to end and on cached features, over ``--repeats`` runs."""
     times: dict[bool, list[float]] = {False: [], True: []}
@@ -150,6 +181,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", type=int, default=4, help="runs in the sweep table (0: skip it)")
+    parser.add_argument("--default-job", type=int, default=0, metavar="REPEATS",
+                        help="also time the whole default job this many times per mode (0: skip)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -160,6 +193,8 @@ def main() -> None:
     print_epoch_table(args)
     if args.sweep:
         print_sweep_table(args)
+    if args.default_job:
+        print_default_job_table(args.default_job, "/tmp/visionlab_bench_default_job/data")
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,90 @@
+"""Benchmark: the course's learning-outcomes table on the embedded shapes_target transfer task.
+
+    python bench/outcomes.py                   # 7 recipes x 3 seeds, about 15 minutes on 2 cores
+    python bench/outcomes.py --seeds 1 --rows 1 3
+
+shapes_target has 6 shape classes with 30 training images each; ``shapes_net`` was
+pretrained on 8 other shape classes (shapes_source). Every recipe runs the real default
+config (15 epochs at most, early stopping on val/loss with patience 3, best checkpoint
+tested) with the overrides listed, in this process, once per seed; the table gives the mean
+and standard deviation of the test accuracy and of the wall time per run.
+
+The course's ordering is (1) < (2) < (3..4) < (5..6): from scratch, scratch with augmentation
+and dropout, feature extraction, fine-tuning. See the README for the measured table and what
+it shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import load_average, print_table
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from visionlab.train import run
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SCRATCH = ["backbone=chollet_cnn", "backbone.input_size=64", "freeze=none"]
+RECIPES = {
+    1: ("chollet_cnn from scratch", SCRATCH),
+    2: ("+ Keras augmentation + dropout 0.5", [*SCRATCH, "augment=keras", "model.head.dropout=0.5"]),
+    3: ("feature extraction from shapes_net (cached)", []),
+    4: ("feature extraction + Keras augmentation", ["augment=keras"]),
+    5: ("head 5 epochs, then the last 2 stages at 0.1x LR",
+        ["freeze=staged", "freeze.milestones={0:head,5:2}", "freeze.lr_factors={5:0.1}"]),
+    6: ("staged unfreezing {0:head,3:2,6:all}", ["freeze=staged"]),
+    7: ("freeze=auto (similar data)", ["freeze=auto", "freeze.similar=true"]),
+}
+QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
+         "logger=csv"]
+
+
+def one_run(overrides: list[str], seed: int, data_dir: str, out_dir: str) -> tuple[float, float]:
+    """Test accuracy and wall time of the default config with ``overrides`` and ``seed``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*QUIET, *overrides, f"seed={seed}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = out_dir
+        cfg.paths.data_dir = data_dir
+    start = time.perf_counter()
+    accuracy = run(cfg)
+    return accuracy, time.perf_counter() - start
+
+
+def main() -> None:
+    """Run the chosen recipes for every seed and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=list(RECIPES), help="recipe numbers 1-7")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data-dir", default="data", help="where shapes_target is generated / found")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for number in args.rows:
+            label, overrides = RECIPES[number]
+            results = [one_run(overrides, seed, args.data_dir, f"{out}/{number}-{seed}")
+                       for seed in range(1, args.seeds + 1)]
+            accuracies, seconds = zip(*results, strict=True)
+            spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+            rows.append([f"({number}) {label}", f"{statistics.mean(accuracies):.3f} ± {spread:.3f}",
+                         f"{statistics.mean(seconds):.1f}"])
+            print(f"({number}) accuracies {[round(a, 3) for a in accuracies]}", flush=True)
+    print_table(f"shapes_target test accuracy, {args.seeds} seeds, {load_average()}",
+                ["recipe", "test acc (mean ± std)", "s per run"], rows)
+    best = max(rows, key=lambda r: float(r[1].split()[0]))
+    print(f"summary: best recipe {best[0]} at {best[1]} test accuracy")
+
+
+if __name__ == "__main__":
+    main()
