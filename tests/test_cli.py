@@ -57,16 +57,23 @@ def test_user_error_is_one_line_and_exit_code_2(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "untouched"
 
 
+SMALL = ["data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2",
+         "data.cache_features=false"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (["backbone=timm", "backbone.name=resnet_nope"], "unknown timm backbone 'resnet_nope'; did you mean"),
         (["data=image_folder", "data.root={tmp}/missing"], "data directory {tmp}/missing does not exist"),
         (["backbone.weights={tmp}/missing.safetensors"], "{tmp}/missing.safetensors"),
+        ([*SMALL, "optimizer.lr=-1"], "the optimizer rejects its settings: Invalid learning rate: -1"),
+        ([*SMALL, "++trainer.limit_val_batches=0.1"],
+         "Lightning rejects the trainer settings: You requested"),
     ],
-    ids=["unknown-backbone", "missing-data-dir", "missing-weights"],
+    ids=["unknown-backbone", "missing-data-dir", "missing-weights", "negative-lr", "lightning-setting"],
 )
-def test_errors_raised_while_instantiating_are_one_line(in_project, capsys, overrides, message):
+def test_config_and_setting_errors_are_one_line_with_exit_2(in_project, capsys, overrides, message):
     with pytest.raises(SystemExit) as exit_info:
         _train_in_process(*(o.format(tmp=in_project) for o in overrides))
     assert exit_info.value.code == 2

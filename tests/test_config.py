@@ -90,3 +90,12 @@ def test_default_config_is_the_offline_transfer_task(make_cfg):
     assert cfg.freeze._target_.endswith("FeatureExtraction")
     assert (cfg.monitor, cfg.mode, cfg.test_after_fit) == ("val/acc", "max", True)
     assert cfg.callbacks.early_stopping.monitor == "val/loss" and cfg.callbacks.early_stopping.patience == 3
+
+
+@pytest.mark.parametrize("group", ["experiment", "hparams_search", "debug", "data", "freeze"])
+def test_a_misspelt_option_of_any_group_is_an_error_listing_the_options(make_cfg, group):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match=f"Could not find '{group}/nope'") as info:
+        make_cfg(f"{group}=nope")
+    assert "Available options" in str(info.value)

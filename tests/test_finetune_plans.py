@@ -12,7 +12,7 @@ from torch import nn
 
 from visionlab.errors import UserError
 from visionlab.finetune.auto import AutoPlan
-from visionlab.finetune.callback import apply_plan
+from visionlab.finetune.callback import apply_plan, warn_about_unreached_milestones
 from visionlab.finetune.lp_ft import LinearProbeFineTune
 from visionlab.finetune.lr_phase import init_phase, scheduler_view, set_phase_factor
 from visionlab.finetune.plans import FeatureExtraction, FreezePlan, Gradual, LastN, Staged, TwoPhase
@@ -186,3 +186,20 @@ def test_phase_factor_composes_with_plateau_and_one_cycle():
             cycles[0].step()
         cycles[1].step()
         assert opt2.param_groups[0]["lr"] == pytest.approx(0.1 * reference.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("plan, max_epochs, warned_epoch", [
+    (TwoPhase(epochs=5), 4, 5),
+    (TwoPhase(epochs=2), 4, None),
+    (Staged({0: "head", 3: 2, 6: "all"}), 5, 6),
+    (Gradual(every=1), 2, 2),
+    (FreezePlan(), 1, None),
+])
+def test_a_milestone_beyond_max_epochs_is_named_and_warned(caplog, plan, max_epochs, warned_epoch):
+    backbone = shapes_net(input_size=32)
+    plan.prepare(backbone)
+    assert plan.first_change_after(len(backbone.stages(plan.granularity)), max_epochs) == warned_epoch
+    with caplog.at_level(logging.WARNING, logger="visionlab.finetune.callback"):
+        warn_about_unreached_milestones(plan, backbone, max_epochs)
+    expected = f"changes at epoch {warned_epoch}, beyond trainer.max_epochs={max_epochs}"
+    assert (expected in caplog.text) is (warned_epoch is not None)

@@ -86,9 +86,12 @@ def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
     assert not torch.equal(trained[f"backbone.{key}"], fresh[key])
 
 
-def test_missing_optimized_metric_names_the_available_ones(make_cfg):
-    cfg = make_cfg("backbone.pretrained=false", "trainer.max_epochs=1", "optimized_metric=val/nope")
-    with pytest.raises(UserError, match=r"optimized_metric='val/nope'.*available: .*test/acc"):
+def test_missing_optimized_metric_warns_in_a_run_and_fails_a_sweep(make_cfg, caplog, monkeypatch):
+    cfg = make_cfg("trainer.max_epochs=1", "optimized_metric=val/nope")
+    assert run(cfg) is None  # test_after_fit=false + optimized_metric=test/acc is the same case
+    assert "optimized_metric='val/nope' was not logged; available:" in caplog.text
+    monkeypatch.setattr("visionlab.train.in_sweep", lambda: True)
+    with pytest.raises(UserError, match=r"optimized_metric='val/nope'.*available: .*test/acc.*the sweep"):
         run(cfg)
 
 

@@ -7,6 +7,7 @@ checkpoint and returns the value of ``cfg.optimized_metric`` for sweepers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -17,7 +18,7 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import DictConfig
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
-from visionlab.errors import UserError
+from visionlab.errors import UserError, first_line
 from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
 
@@ -99,11 +100,36 @@ def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModul
     return cached
 
 
-def metric_value(metrics: dict, name: str) -> float:
-    """``metrics[name]`` as a float, or a UserError listing the metrics that do exist."""
-    if name not in metrics:
-        raise UserError(f"optimized_metric='{name}' was not logged; available: {', '.join(sorted(metrics))}")
-    return float(metrics[name])
+def in_sweep() -> bool:
+    """Whether this run is a job of a Hydra multirun (grid sweep, Optuna search)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextlib.contextmanager
+def lightning_settings_as_user_errors():
+    """Lightning's ``MisconfigurationException`` (a Trainer setting that cannot work with this data
+    or model, e.g. ``limit_val_batches=0.1`` of 3 batches) as a one-line UserError."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except MisconfigurationException as err:
+        raise UserError(f"Lightning rejects the trainer settings: {first_line(err)}") from err
+
+
+def metric_value(metrics: dict, name: str, required: bool) -> float | None:
+    """``metrics[name]`` as a float; if it was not logged, a UserError when ``required`` (a sweep
+    consumes it), else a warning and None: a single run that did what it was told succeeds."""
+    if name in metrics:
+        return float(metrics[name])
+    message = f"optimized_metric='{name}' was not logged; available: {', '.join(sorted(metrics))}"
+    if required:
+        raise UserError(f"{message} (the sweep optimises it: set optimized_metric=<one of them>)")
+    log.warning("%s; nothing consumes it outside a sweep", message)
+    return None
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -126,18 +152,20 @@ def run(cfg: DictConfig) -> float | None:
     model = build_model(cfg, backbone, datamodule)
     datamodule = maybe_use_feature_cache(cfg, datamodule, model)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    with lightning_settings_as_user_errors():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.test_after_fit:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint was saved: testing the final weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        with lightning_settings_as_user_errors():
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if best:
             log.info("best checkpoint: %s", best)
 
     if not cfg.get("optimized_metric"):
         return None
-    return metric_value(metrics, cfg.optimized_metric)
+    return metric_value(metrics, cfg.optimized_metric, required=in_sweep())

@@ -23,6 +23,17 @@ from visionlab.nets.backbone import Backbone
 log = logging.getLogger(__name__)
 
 
+def warn_about_unreached_milestones(plan: FreezePlan, backbone: Backbone, max_epochs: int | None) -> None:
+    """Warn when the plan changes only after the run's last epoch (e.g. two_phase epochs >= max_epochs)."""
+    if not max_epochs or max_epochs < 0:
+        return
+    epoch = plan.first_change_after(len(backbone.stages(plan.granularity)), max_epochs)
+    if epoch is not None:
+        log.warning("freeze plan %s changes at epoch %d, beyond trainer.max_epochs=%d: the run never "
+                    "reaches it (raise trainer.max_epochs or move the milestone)", plan.describe(), epoch,
+                    max_epochs)
+
+
 def apply_plan(backbone: Backbone, plan: FreezePlan, epoch: int) -> list[str]:
     """Set ``requires_grad`` and norm-layer modes of every stage for ``epoch``.
 
@@ -87,6 +98,7 @@ class FreezeScheduleCallback(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Put the model in the plan's state for the starting epoch (re-done at epoch start)."""
         log.info("freeze plan: %s", self.plan.describe())
+        warn_about_unreached_milestones(self.plan, pl_module.backbone, trainer.max_epochs)
         self._apply(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

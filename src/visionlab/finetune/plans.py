@@ -99,6 +99,16 @@ class FreezePlan:
             self.trainable_count(e, num_stages) == 0 for e in range(max(max_epochs, 1))
         )
 
+    def first_change_after(self, num_stages: int, max_epochs: int, horizon: int = 1000) -> int | None:
+        """The first epoch from ``max_epochs`` on whose trainable stages or LR factor differ from the
+        run's last epoch: a milestone the run never reaches (None if there is none)."""
+        last = max(max_epochs, 1) - 1
+        state = (self.trainable_count(last, num_stages), self.lr_factor(last))
+        for epoch in range(last + 1, horizon):
+            if (self.trainable_count(epoch, num_stages), self.lr_factor(epoch)) != state:
+                return epoch
+        return None
+
     def observe(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """Hook for plans that react to validation metrics (``lp_ft``); a no-op here."""
 

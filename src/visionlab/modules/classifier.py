@@ -10,7 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from visionlab.errors import UserError
+from visionlab.errors import UserError, first_line
 from visionlab.finetune.lr_phase import init_phase, scheduler_view
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
@@ -180,7 +180,11 @@ class ClassifierModule(L.LightningModule):
         if base_lr is None:
             raise UserError("the optimizer config has no lr: set optimizer.lr=<value>")
         groups = build_param_groups(self.backbone, self.head, self.freeze_plan, base_lr)
-        optimizer = self.optimizer_factory(params=groups)
+        try:
+            optimizer = self.optimizer_factory(params=groups)
+        except ValueError as err:  # torch checks lr, betas, momentum, weight_decay, eps
+            raise UserError(f"the optimizer rejects its settings: {first_line(err)}: fix that "
+                            "optimizer.* value (e.g. optimizer.lr=1e-3)") from err
         scheduler = None
         if self.scheduler_factory is not None:
             kwargs = {}
