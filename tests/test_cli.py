@@ -137,10 +137,15 @@ def test_optuna_search_runs_trials_and_reports_the_best(in_project):
     assert len(list(results.parent.glob("[0-9]/checkpoints/last.ckpt"))) == 2
 
 
-def test_visionlab_train_is_train_py(in_project):
+def test_visionlab_train_is_train_py_and_prints_each_line_once(in_project, capfd):
     _train_in_process("debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4",
                       "data.val_per_class=2", "data.test_per_class=2")
+    console = capfd.readouterr()
+    assert (console.out + console.err).count("GPU available: False") == 1
+    assert "litlogger" not in console.out + console.err
     (run_dir,) = (in_project / "outputs").glob("*/*")
+    log_lines = (run_dir / "train.log").read_text().splitlines()
+    assert "best checkpoint:" in log_lines[-2] and "results: test/acc=" in log_lines[-1]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 

@@ -139,6 +139,10 @@ def run(cfg: DictConfig) -> float | None:
                         "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt)")
     # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+    # Metrics are logged per epoch, so Lightning's hint about log_every_n_steps does not apply;
+    # the LeafSpec deprecation comes from inside Lightning.
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
     L.seed_everything(cfg.seed, workers=True)
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
     callbacks = [*seeding, FreezeScheduleCallback(), *instantiate_named(cfg.get("callbacks"))]
@@ -166,6 +170,8 @@ def run(cfg: DictConfig) -> float | None:
         if best:
             log.info("best checkpoint: %s", best)
 
+    log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
+                                       if k.split("/")[0] in ("val", "test")))
     if not cfg.get("optimized_metric"):
         return None
     return metric_value(metrics, cfg.optimized_metric, required=in_sweep())
