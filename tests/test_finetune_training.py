@@ -151,3 +151,16 @@ def test_callback_applies_the_plan_the_module_prepared(tmp_path, plan, trained):
     changed = {key.split(".")[0] for key, value in model.backbone.body.state_dict().items()
                if not torch.equal(value, before[key])}
     assert changed == trained
+
+
+def test_trainable_stage_names_are_tensorboard_text_under_their_own_tag(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    tiny_trainer(tmp_path, 2, logger=logger).fit(tiny_model(Gradual(every=1)), datamodule=TensorDataModule())
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert "freeze/trainable_stage_names" in events.Tags()["tensors"]
+    texts = [e.tensor_proto.string_val[0].decode() for e in events.Tensors("freeze/trainable_stage_names")]
+    assert texts == ["(none: backbone frozen)", "block4"]

@@ -115,9 +115,7 @@ class FreezeScheduleCallback(L.Callback):
             pl_module.log(f"freeze/{key}", float(value), on_step=False, on_epoch=True)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
-                if add_text is not None:
-                    add_text("freeze/trainable_stage_names", _as_text(names), epoch)
+                log_text(logger, "freeze/trainable_stage_names", _as_text(names), epoch)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Let a stateful plan see this epoch's metrics; rank 0 decides for every rank."""
@@ -145,6 +143,20 @@ class FreezeScheduleCallback(L.Callback):
             if any(id(p) in backbone_params for g in optimizer.param_groups for p in g["params"]):
                 set_phase_factor(optimizer, self.plan.lr_factor(epoch))
         return names
+
+
+def log_text(logger, tag: str, text: str, step: int) -> None:
+    """``text`` under exactly ``tag`` in TensorBoard's *Text* tab (no-op for other loggers).
+
+    ``SummaryWriter.add_text`` files it under ``<tag>/text_summary``; a text summary written
+    with TensorBoard's own ``text_pb`` keeps the tag as given.
+    """
+    writer = getattr(getattr(logger, "experiment", None), "file_writer", None)
+    if writer is None or not hasattr(writer, "add_summary"):
+        return
+    from tensorboard.plugins.text.summary_v2 import text_pb
+
+    writer.add_summary(text_pb(tag, text), step)
 
 
 def _as_text(names: list[str]) -> str:
