@@ -31,8 +31,14 @@ def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
     assert hp["num_classes"] == 6 and hp["head"]["pool"] == "avg"
     assert checkpoint["epoch"] == 1
     assert (run_dir / "csv" / "metrics.csv").read_text().count("val/acc") == 1
-    grid = run_dir / "augmented_batch.png"
-    assert grid.is_file() and grid.stat().st_size > 1000
+    grid = run_dir / "train_batch.png"  # augment=none: named for what it is
+    assert grid.is_file() and grid.stat().st_size > 1000 and not (run_dir / "augmented_batch.png").exists()
+
+
+def test_an_augmented_run_shows_its_augmented_batch(make_cfg):
+    cfg = make_cfg("augment=flip_crop", "trainer.max_epochs=1", "test_after_fit=false")
+    run(cfg)
+    assert (Path(cfg.paths.output_dir) / "augmented_batch.png").is_file()
 
 
 def test_default_job_transfers_the_shipped_backbone_well_above_chance(make_cfg):

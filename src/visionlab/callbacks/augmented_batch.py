@@ -40,11 +40,11 @@ def sample_batch(dataset, size: int) -> tuple[torch.Tensor, list[int]]:
 
 
 class AugmentedBatchGrid(L.Callback):
-    """At fit start, show what the model really sees: one augmented training batch.
+    """At fit start, show what the model really sees: one training batch, augmented if it is.
 
     The batch is un-normalised with the datamodule's mean/std, captioned with class names,
-    written to ``<run dir>/augmented_batch.png`` and logged to TensorBoard as
-    ``data/augmented_batch``.
+    written to ``<run dir>/<name>.png`` and logged to TensorBoard as ``data/<name>``, where
+    the name says what it is: ``augmented_batch``, or ``train_batch`` without augmentation.
     """
 
     def __init__(self, max_images: int = 32) -> None:
@@ -61,12 +61,13 @@ class AugmentedBatchGrid(L.Callback):
         images = (images * std + mean).clamp(0, 1)
         names = [dm.class_names[t] for t in targets]
         grid = labelled_grid(images, names)
-        out = Path(trainer.default_root_dir) / "augmented_batch.png"
+        augmented = dm.augment is not None and bool(list(dm.augment(dm.data_config.input_size)))
+        name = "augmented_batch" if augmented else "train_batch"
+        out = Path(trainer.default_root_dir) / f"{name}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         grid.save(out)
         for logger in trainer.loggers:
             add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
             if add_image is not None:
-                add_image("data/augmented_batch", torch.from_numpy(np.array(grid)),
-                          0, dataformats="HWC")
-        log.info("augmented training batch written to %s", out)
+                add_image(f"data/{name}", torch.from_numpy(np.array(grid)), 0, dataformats="HWC")
+        log.info("%s training batch written to %s", "augmented" if augmented else "un-augmented", out)
