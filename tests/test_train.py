@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -30,7 +31,10 @@ def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
     assert hp["class_names"] == ["arrow", "chevron", "crescent", "diamond", "heart", "tshape"]
     assert hp["num_classes"] == 6 and hp["head"]["pool"] == "avg"
     assert checkpoint["epoch"] == 1
-    assert (run_dir / "csv" / "metrics.csv").read_text().count("val/acc") == 1
+    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    assert sorted(rows[0]).count("val/acc") == 1
+    (test_row,) = [row for row in rows if row.get("test/acc")]
+    assert float(test_row["epoch"]) == 1.0  # the last trained epoch, not one past it
     grid = run_dir / "train_batch.png"  # augment=none: named for what it is
     assert grid.is_file() and grid.stat().st_size > 1000 and not (run_dir / "augmented_batch.png").exists()
 

@@ -166,8 +166,9 @@ class ClassifierModule(L.LightningModule):
         self._step(batch, self.test_metrics, "test")
 
     def on_test_epoch_end(self) -> None:
-        """Log the test loss and metrics."""
+        """Log the test loss and metrics, at the last trained epoch (Lightning would put them one past it)."""
         self._log_epoch(self.test_metrics, "test")
+        self.log("epoch", float(max(self.trainer.current_epoch - 1, 0)))
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(N, num_classes)``."""
