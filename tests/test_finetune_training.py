@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from tiny import STAGES, Recorder, TensorDataModule, tiny_model, tiny_trainer
 
+from visionlab.callbacks.learning_rates import EffectiveLearningRates
 from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.lp_ft import LinearProbeFineTune
 from visionlab.finetune.plans import Gradual, LastN, Staged, TwoPhase
@@ -41,18 +42,22 @@ def test_frozen_stages_are_bit_identical_and_run_without_autograd(tmp_path):
     assert has_grad_fn == {"block3": {False}, "block4": {True}}
 
 
-def test_epoch_logs_trainable_counts_stage_names_and_every_group_lr(tmp_path):
+def test_epoch_logs_trainable_counts_stage_names_and_every_groups_effective_lr(tmp_path):
     model = tiny_model(Gradual(every=1, layer_decay=0.5))
     logger = CSVLogger(tmp_path, name="", version="")
-    trainer = tiny_trainer(tmp_path, 2, LearningRateMonitor("epoch"), logger=logger)
+    trainer = tiny_trainer(tmp_path, 2, EffectiveLearningRates(), logger=logger)
     trainer.fit(model, datamodule=TensorDataModule())
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     counts = [float(r["freeze/trainable_stages"]) for r in rows if r.get("freeze/trainable_stages")]
     params = [float(r["freeze/trainable_params"]) for r in rows if r.get("freeze/trainable_params")]
     assert counts == [0.0, 1.0] and params[0] < params[1]
-    lrs = {k: float(v) for r in rows for k, v in r.items() if k.startswith("lr-Adam/") and v}
-    assert lrs == pytest.approx({"lr-Adam/head": 1e-2, **{f"lr-Adam/backbone/{s}": 1e-2 * 0.5 ** (4 - i)
-                                                         for i, s in enumerate(STAGES)}})
+    lrs = [{k: float(v) for k, v in r.items() if k.startswith("lr-Adam/") and v} for r in rows]
+    lrs = [row for row in lrs if row]
+    decayed = {f"lr-Adam/backbone/{s}": 1e-2 * 0.5 ** (4 - i) for i, s in enumerate(STAGES)}
+    frozen = dict.fromkeys(decayed, 0.0)  # frozen stages train at 0, whatever their group's lr
+    assert lrs[0] == pytest.approx({"lr-Adam/head": 1e-2, **frozen})
+    assert lrs[1] == pytest.approx({"lr-Adam/head": 1e-2, **frozen,
+                                    "lr-Adam/backbone/block4": decayed["lr-Adam/backbone/block4"]})
 
 
 SCHEDULERS = ["none", "cosine", "step", "plateau", "onecycle"]
