@@ -18,6 +18,7 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import DictConfig
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
+from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
 from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
@@ -75,6 +76,23 @@ def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
         scheduler_monitor=cfg.scheduler.monitor,
         freeze_plan=plan,
     )
+
+
+def is_gan(cfg: DictConfig) -> bool:
+    """Whether ``model=`` is the GAN (its own data scaling, no backbone or freeze plan)."""
+    return cfg.model.get("_target_") == "visionlab.modules.gan.GANModule"
+
+
+def gan_data_config(cfg: DictConfig) -> DataConfig:
+    """Images at ``model.image_size`` with ``model.channels``, scaled to [-1, 1] (the generator's Tanh)."""
+    channels = cfg.model.channels
+    return DataConfig(channels, cfg.model.image_size, (0.5,) * channels, (0.5,) * channels)
+
+
+def build_gan(cfg: DictConfig, datamodule) -> L.LightningModule:
+    """The configured GANModule for ``datamodule``'s classes (used when ``model.conditional``)."""
+    return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), num_classes=datamodule.num_classes,
+                       class_names=datamodule.class_names)
 
 
 def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
@@ -144,17 +162,26 @@ def run(cfg: DictConfig) -> float | None:
     warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
     L.seed_everything(cfg.seed, workers=True)
+    gan = is_gan(cfg)
+    if gan and cfg.trainer.get("gradient_clip_val"):
+        raise UserError(f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} does not apply to the "
+                        "GAN (manual optimization): set model.grad_clip instead")
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
-    callbacks = [*seeding, FreezeScheduleCallback(), *instantiate_named(cfg.get("callbacks"))]
+    freezing = [] if gan else [FreezeScheduleCallback()]
+    callbacks = [*seeding, *freezing, *instantiate_named(cfg.get("callbacks"))]
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    # The backbone decides the input size and normalisation, the data the number of classes.
-    backbone = instantiate(cfg.backbone)
-    datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
-    prepare_and_setup(datamodule, trainer)
-    model = build_model(cfg, backbone, datamodule)
-    datamodule = maybe_use_feature_cache(cfg, datamodule, model)
+    if gan:
+        datamodule = instantiate(cfg.data, data_config=gan_data_config(cfg), augment=instantiate(cfg.augment))
+        prepare_and_setup(datamodule, trainer)
+        model = build_gan(cfg, datamodule)
+    else:  # the backbone decides the input size and normalisation, the data the number of classes
+        backbone = instantiate(cfg.backbone)
+        datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
+        prepare_and_setup(datamodule, trainer)
+        model = build_model(cfg, backbone, datamodule)
+        datamodule = maybe_use_feature_cache(cfg, datamodule, model)
 
     with lightning_settings_as_user_errors():
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -171,7 +198,8 @@ def run(cfg: DictConfig) -> float | None:
             log.info("best checkpoint: %s", best)
 
     log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
-                                       if k.split("/")[0] in ("val", "test")))
+                                       if k.split("/")[0] in ("train", "val", "test")
+                                       and not k.endswith("_running")))
     if not cfg.get("optimized_metric"):
         return None
     return metric_value(metrics, cfg.optimized_metric, required=in_sweep())

@@ -17,8 +17,8 @@ class EffectiveLearningRates(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Log every group's effective learning rate for the epoch that is starting."""
-        for optimizer in trainer.optimizers:
-            prefix = f"lr-{type(optimizer).__name__}"
+        for number, optimizer in enumerate(trainer.optimizers):
+            prefix = f"lr-{type(optimizer).__name__}" + (f"-{number}" if number else "")
             for index, group in enumerate(optimizer.param_groups):
                 trains = any(p.requires_grad for p in group["params"])
                 name = group.get("name", f"group{index}")

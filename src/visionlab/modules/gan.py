@@ -1,0 +1,184 @@
+"""The GAN LightningModule: a generator and a discriminator trained with manual optimization."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchvision.utils import make_grid, save_image
+
+from visionlab.errors import UserError
+from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
+from visionlab.nets.gan import build_gan_nets
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class GANModule(L.LightningModule):
+    """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
+    ``d_steps`` discriminator updates, then one generator update.
+
+    Samples are ``channels x image_size x image_size`` images in [-1, 1] (``sample_shape``
+    overrides that, e.g. ``(2,)`` for points). ``optimizer`` is a partially applied optimizer
+    class (the ``optimizer`` config group); the generator and the discriminator each get one,
+    at ``g_lr`` and ``d_lr`` (two time-scale updates when they differ). Gradients go through
+    ``manual_backward`` (so mixed precision works) and are clipped to ``grad_clip`` inside the
+    module. ``ema_decay`` > 0 keeps an exponential moving average of the generator
+    (``generator_ema``), used for the sample grids. The fixed noise of those grids is a
+    buffer, so it is in every checkpoint with both optimizers' states; checkpoints hold plain
+    hyperparameters only (``weights_only=True``).
+
+    Step axis: Lightning's ``global_step`` (and so ``trainer.max_steps`` and the logged step)
+    counts every optimizer step, ``d_steps + 1`` per batch.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 0,
+        class_names: Sequence[str] | None = None,
+        generator: str = "dcgan",
+        discriminator: str = "dcgan",
+        latent_dim: int = 64,
+        width: int = 64,
+        conditional: bool = False,
+        loss: str = "bce",
+        g_lr: float = 2e-4,
+        d_lr: float = 2e-4,
+        d_steps: int = 1,
+        gp_weight: float = 10.0,
+        label_smoothing: float = 0.0,
+        spectral_norm: bool = False,
+        ema_decay: float = 0.0,
+        grad_clip: float | None = None,
+        num_samples: int = 64,
+        sample_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        sample_shape = tuple(sample_shape) if sample_shape else (channels, image_size, image_size)
+        self.automatic_optimization = False
+        if conditional and num_classes < 2:
+            raise UserError(f"model.conditional=true needs labelled data with at least 2 classes, the data "
+                            f"has {num_classes}: use a labelled dataset or model.conditional=false")
+        if d_steps < 1:
+            raise UserError(f"model.d_steps={d_steps} must be >= 1")
+        if not 0.0 <= ema_decay < 1.0:
+            raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no EMA generator)")
+        if not 0.0 <= label_smoothing < 0.5:
+            raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
+        self.save_hyperparameters({
+            "sample_shape": list(sample_shape), "num_classes": num_classes,
+            "class_names": list(class_names or []),
+            "generator": generator, "discriminator": discriminator, "latent_dim": latent_dim, "width": width,
+            "conditional": conditional, "loss": check_loss(loss), "g_lr": g_lr, "d_lr": d_lr,
+            "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
+            "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
+        })
+        classes = num_classes if conditional else 0
+        self.generator, self.discriminator = build_gan_nets(
+            generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm)
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema_decay > 0 else None
+        self.optimizer_factory = optimizer
+        rows = classes or max(1, int(math.sqrt(num_samples)))
+        columns = math.ceil(num_samples / rows)
+        seeded = torch.Generator().manual_seed(0)
+        self.register_buffer("fixed_noise", torch.randn(rows * columns, latent_dim, generator=seeded))
+        labels = torch.arange(rows).repeat_interleave(columns) if classes else None
+        self.register_buffer("fixed_labels", labels)
+        self.grid_columns = columns
+
+    @property
+    def conditional(self) -> bool:
+        """Whether generator and discriminator take class labels."""
+        return bool(self.hparams.conditional)
+
+    def sample_latent(self, n: int) -> torch.Tensor:
+        """``n`` noise vectors on the module's device."""
+        return torch.randn(n, self.hparams.latent_dim, device=self.device)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples from the generator (its EMA copy when there is one) for noise ``z``."""
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        return generator(z, labels if self.conditional else None)
+
+    def configure_optimizers(self):
+        """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``)."""
+        try:
+            g_opt = self.optimizer_factory(params=self.generator.parameters(), lr=self.hparams.g_lr)
+            d_opt = self.optimizer_factory(params=self.discriminator.parameters(), lr=self.hparams.d_lr)
+        except ValueError as err:
+            raise UserError(f"the optimizer rejects its settings: {err}: fix model.g_lr / model.d_lr or "
+                            "that optimizer.* value") from err
+        return [g_opt, d_opt]
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        """``d_steps`` discriminator updates on this real batch, then one generator update."""
+        real, labels = batch
+        labels = labels if self.conditional else None
+        g_opt, d_opt = self.optimizers()
+        loss_name, n = self.hparams.loss, len(real)
+        for _ in range(self.hparams.d_steps):
+            with torch.no_grad():
+                fake = self.generator(self.sample_latent(n), labels)
+            d_real, d_fake = self.discriminator(real, labels), self.discriminator(fake, labels)
+            d_loss = discriminator_loss(loss_name, d_real, d_fake, 1.0 - self.hparams.label_smoothing)
+            if loss_name == "wgan_gp":
+                d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
+                    lambda x: self.discriminator(x, labels), real, fake)
+            self._update(d_opt, d_loss, self.discriminator, "discriminator")
+        fake = self.generator(self.sample_latent(n), labels)
+        g_loss = generator_loss(loss_name, self.discriminator(fake, labels))
+        self._update(g_opt, g_loss, self.generator, "generator")
+        self._update_ema()
+        for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),
+                            ("d_fake", d_fake.mean())):
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True,
+                     prog_bar=name.endswith("loss"), batch_size=n)
+
+    def _update(self, optimizer, loss: torch.Tensor, network: torch.nn.Module, name: str) -> None:
+        """One optimizer step on ``loss``; a non-finite loss stops the run before any weight changes."""
+        if not torch.isfinite(loss):
+            raise UserError(f"the {name} loss became {loss.item()} at step {self.global_step} (epoch "
+                            f"{self.current_epoch}): lower model.g_lr / model.d_lr or set model.grad_clip; "
+                            "the last checkpoint written before it is intact")
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            torch.nn.utils.clip_grad_norm_(network.parameters(), self.hparams.grad_clip)
+        optimizer.step()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """``ema <- decay * ema + (1 - decay) * generator`` (buffers copied)."""
+        if self.generator_ema is None:
+            return
+        decay = self.hparams.ema_decay
+        for ema, current in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            ema.lerp_(current, 1.0 - decay)
+        for ema, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(current)
+
+    def on_train_epoch_end(self) -> None:
+        """Draw the fixed noise through the (EMA) generator: a grid in TensorBoard and ``samples/``."""
+        if len(self.hparams.sample_shape) != 3 or not self.trainer.is_global_zero:
+            return
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        training = generator.training
+        generator.eval()
+        with torch.no_grad():
+            images = generator(self.fixed_noise, self.fixed_labels) * 0.5 + 0.5
+        generator.train(training)
+        grid = make_grid(images.float().clamp(0, 1).cpu(), nrow=self.grid_columns, padding=2)
+        out = Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, out)
+        for logger in self.trainer.loggers:
+            add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
+            if add_image is not None:
+                add_image("samples/fixed_noise", grid, self.current_epoch)

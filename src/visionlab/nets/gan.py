@@ -1,0 +1,195 @@
+"""Generators and discriminators for the GAN module: a vanilla MLP pair and DCGAN.
+
+Both discriminators return one logit per sample, ``(N,)``. Conditional models (``num_classes
+> 0``) take class labels too: the generator concatenates a learned label embedding to its
+noise vector, the discriminator adds a *projection* term, the inner product of a label
+embedding with its penultimate features (Miyato & Koyama 2018), to its unconditional logit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from visionlab.errors import UserError
+
+# DCGAN: the spatial size the generator starts from (and the discriminator ends at), per image size.
+DCGAN_START = {28: 7, 32: 4, 64: 4}
+
+
+def dcgan_start_size(image_size: int) -> int:
+    """The smallest feature map of a DCGAN for ``image_size``, or a UserError naming the sizes it can make."""
+    if image_size not in DCGAN_START:
+        raise UserError(f"model.image_size={image_size}: the dcgan architecture makes "
+                        f"{', '.join(map(str, DCGAN_START))} px images; use one of those (or the mlp)")
+    return DCGAN_START[image_size]
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """Radford et al.'s initialisation: convolution and linear weights N(0, 0.02), BatchNorm N(1, 0.02)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)
+
+
+def _maybe_spectral(layer: nn.Module, spectral_norm: bool) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
+
+
+class ConditionalInput(nn.Module):
+    """Noise, or noise concatenated with a learned embedding of the label (conditional generators)."""
+
+    def __init__(self, num_classes: int, embed_dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        self.extra = embed_dim if num_classes else 0
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """``z`` (N, latent), with the label embedding appended when conditional."""
+        if self.embedding is None:
+            return z
+        return torch.cat([z, self.embedding(labels)], dim=1)
+
+
+class Projection(nn.Module):
+    """The projection discriminator's label term ``<embed(y), features>`` (zero when unconditional)."""
+
+    def __init__(self, num_classes: int, width: int, spectral_norm: bool) -> None:
+        super().__init__()
+        embedding = nn.Embedding(num_classes, width) if num_classes else None
+        self.embedding = _maybe_spectral(embedding, spectral_norm) if embedding is not None else None
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | float:
+        """``(N,)`` label scores for penultimate ``features`` (N, width)."""
+        if self.embedding is None:
+            return 0.0
+        return (self.embedding(labels) * features).sum(dim=1)
+
+
+class MLPGenerator(nn.Module):
+    """The vanilla GAN generator: noise -> dense layers (LeakyReLU 0.2) -> Tanh -> one sample."""
+
+    def __init__(self, latent_dim: int, sample_shape: Sequence[int], hidden: Sequence[int] = (256, 512),
+                 num_classes: int = 0, embed_dim: int = 16) -> None:
+        super().__init__()
+        self.sample_shape = tuple(sample_shape)
+        self.condition = ConditionalInput(num_classes, embed_dim)
+        layers, width = [], latent_dim + self.condition.extra
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            width = h
+        layers += [nn.Linear(width, math.prod(self.sample_shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples ``(N, *sample_shape)`` in [-1, 1]."""
+        return self.net(self.condition(z, labels)).view(len(z), *self.sample_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """The vanilla GAN discriminator: flatten -> dense layers (LeakyReLU 0.2) -> one logit."""
+
+    def __init__(self, sample_shape: Sequence[int], hidden: Sequence[int] = (512, 256), num_classes: int = 0,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        layers, width = [nn.Flatten()], math.prod(sample_shape)
+        for h in hidden:
+            layers += [_maybe_spectral(nn.Linear(width, h), spectral_norm), nn.LeakyReLU(0.2)]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.out = _maybe_spectral(nn.Linear(width, 1), spectral_norm)
+        self.projection = Projection(num_classes, width, spectral_norm)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(N,)``: higher means "real"."""
+        features = self.features(x)
+        return self.out(features).squeeze(1) + self.projection(features, labels)
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN's generator: a dense projection to ``start x start`` maps, then stride-2 transposed
+    convolutions that double the size, BatchNorm + ReLU between them, Tanh at the output."""
+
+    def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = 64,
+                 num_classes: int = 0, embed_dim: int = 16) -> None:
+        super().__init__()
+        start = dcgan_start_size(image_size)
+        ups = int(math.log2(image_size // start))
+        self.condition = ConditionalInput(num_classes, embed_dim)
+        top = width * 2 ** (ups - 1)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + self.condition.extra, top * start * start, bias=False),
+            nn.Unflatten(1, (top, start, start)), nn.BatchNorm2d(top), nn.ReLU(True))
+        layers, ch = [], top
+        for i in range(ups):
+            last = i == ups - 1
+            out = channels if last else ch // 2
+            layers.append(nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out), nn.ReLU(True)]
+            ch = out
+        self.net = nn.Sequential(*layers)
+        init_dcgan_weights(self)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``(N, channels, image_size, image_size)`` in [-1, 1]."""
+        return self.net(self.project(self.condition(z, labels)))
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN's discriminator: stride-2 convolutions with LeakyReLU 0.2 (BatchNorm on all but the
+    input layer) down to ``start x start``, then one logit per image."""
+
+    def __init__(self, channels: int, image_size: int, width: int = 64, num_classes: int = 0,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        start = dcgan_start_size(image_size)
+        downs = int(math.log2(image_size // start))
+        layers, ch = [], channels
+        for i in range(downs):
+            out = width * 2**i
+            layers.append(_maybe_spectral(nn.Conv2d(ch, out, 4, 2, 1, bias=i == 0), spectral_norm))
+            if i > 0 and not spectral_norm:  # spectral norm replaces BatchNorm's role in D
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.LeakyReLU(0.2, True))
+            ch = out
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        flat = ch * start * start
+        self.out = _maybe_spectral(nn.Linear(flat, 1), spectral_norm)
+        self.projection = Projection(num_classes, flat, spectral_norm)
+        init_dcgan_weights(self)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(N,)``: higher means "real"."""
+        features = self.features(x)
+        return self.out(features).squeeze(1) + self.projection(features, labels)
+
+
+def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_shape: Sequence[int],
+                   num_classes: int = 0, width: int = 64,
+                   spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
+    """The generator and discriminator named by ``model.generator`` / ``model.discriminator``."""
+    sample_shape = tuple(sample_shape)
+    for role, name in (("generator", generator), ("discriminator", discriminator)):
+        if name not in ("mlp", "dcgan"):
+            raise UserError(f"model.{role}={name!r} is not one of: mlp, dcgan")
+    square = len(sample_shape) == 3 and sample_shape[1] == sample_shape[2]
+    if "dcgan" in (generator, discriminator) and not square:
+        raise UserError(f"the dcgan architecture makes square images, not samples of shape {sample_shape}: "
+                        "use model.generator=mlp model.discriminator=mlp")
+    if generator == "mlp":
+        g = MLPGenerator(latent_dim, sample_shape, num_classes=num_classes)
+    else:
+        g = DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes)
+    if discriminator == "mlp":
+        d = MLPDiscriminator(sample_shape, num_classes=num_classes, spectral_norm=spectral_norm)
+    else:
+        d = DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)
+    return g, d

@@ -1,0 +1,172 @@
+"""The GAN module: who updates when, the losses' formulas, EMA, resume, sample grids, bad input."""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from tiny import CLASSES, TensorDataModule
+
+from visionlab.callbacks.epoch_seed import EpochSeedCallback
+from visionlab.errors import UserError
+from visionlab.modules.gan import GANModule
+from visionlab.modules.gan_losses import discriminator_loss, generator_loss, gradient_penalty
+from visionlab.nets.gan import build_gan_nets
+from visionlab.train import run
+
+
+def tiny_gan(**options) -> GANModule:
+    """A DCGAN at 32 px with 8-channel layers and 16-d noise, seeded."""
+    torch.manual_seed(0)
+    options = {"width": 8, "latent_dim": 16, "num_classes": CLASSES, "num_samples": 9, **options}
+    return GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), **options)
+
+
+def fit(model: GANModule, root: Path, epochs: int = 1, ckpt_path: str | None = None, **kwargs) -> L.Trainer:
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root),
+                        deterministic=True, callbacks=[EpochSeedCallback(0)], **kwargs)
+    trainer.fit(model, datamodule=TensorDataModule(n_train=16, n_val=8), ckpt_path=ckpt_path)
+    return trainer
+
+
+def record_updates(model: GANModule) -> list[tuple[str, bool, bool]]:
+    """Wraps the module's optimizer step: (network, D changed, G changed) for every update."""
+    updates = []
+    original = model._update
+
+    def snapshot():
+        return ([p.detach().clone() for p in model.discriminator.parameters()],
+                [p.detach().clone() for p in model.generator.parameters()])
+
+    def changed(before, after):
+        return any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+    def update(optimizer, loss, network, name):
+        d_before, g_before = snapshot()
+        original(optimizer, loss, network, name)
+        d_after, g_after = snapshot()
+        updates.append((name, changed(d_before, d_after), changed(g_before, g_after)))
+
+    model._update = update
+    return updates
+
+
+def test_discriminator_phase_moves_only_d_and_generator_phase_only_g(tmp_path):
+    model = tiny_gan()
+    updates = record_updates(model)
+    fit(model, tmp_path, max_steps=2)  # one batch: one D and one G step
+    assert updates == [("discriminator", True, False), ("generator", False, True)]
+
+
+@pytest.mark.parametrize("d_steps", [1, 3])
+def test_d_steps_discriminator_updates_per_generator_update(tmp_path, d_steps):
+    model = tiny_gan(d_steps=d_steps)
+    updates = record_updates(model)
+    trainer = fit(model, tmp_path)  # 2 batches
+    names = [name for name, _, _ in updates]
+    assert names == (["discriminator"] * d_steps + ["generator"]) * 2
+    assert trainer.global_step == 2 * (d_steps + 1)  # the step axis counts every optimizer step
+
+
+def test_losses_equal_their_formulas():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-0.5, 1.5, 0.0])
+    sig = torch.sigmoid
+    assert discriminator_loss("bce", real, fake) == pytest.approx(
+        float(-(sig(real).log().mean() + (1 - sig(fake)).log().mean())), rel=1e-6)
+    assert discriminator_loss("bce", real, fake, real_target=0.9) == pytest.approx(
+        float(F.binary_cross_entropy(sig(real), torch.full_like(real, 0.9))
+              - (1 - sig(fake)).log().mean()), rel=1e-6)
+    assert generator_loss("bce", fake) == pytest.approx(float(-sig(fake).log().mean()), rel=1e-6)
+    assert discriminator_loss("hinge", real, fake) == pytest.approx(
+        float(torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean()))
+    assert generator_loss("hinge", fake) == pytest.approx(float(-fake.mean()))
+    assert discriminator_loss("lsgan", real, fake) == pytest.approx(
+        float(0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean()))
+    assert generator_loss("lsgan", fake) == pytest.approx(float(0.5 * ((fake - 1) ** 2).mean()))
+    assert discriminator_loss("wgan_gp", real, fake) == pytest.approx(float(fake.mean() - real.mean()))
+    assert generator_loss("wgan_gp", fake) == pytest.approx(float(-fake.mean()))
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_linear_critic_and_positive_otherwise():
+    torch.manual_seed(0)
+    real, fake = torch.randn(8, 3, 4, 4), torch.randn(8, 3, 4, 4)
+    w = torch.randn(48)
+    unit = w / w.norm()
+    assert gradient_penalty(lambda x: x.flatten(1) @ unit, real, fake) == pytest.approx(0.0, abs=1e-10)
+    assert gradient_penalty(lambda x: x.flatten(1) @ (3 * unit), real, fake) == pytest.approx(4.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["bce", "hinge", "lsgan", "wgan_gp"])
+def test_every_loss_trains_a_finite_step_and_ema_trails_the_generator(tmp_path, loss):
+    model = tiny_gan(loss=loss, ema_decay=0.9, conditional=True, spectral_norm=loss == "hinge")
+    fit(model, tmp_path)
+    ema = dict(model.generator_ema.named_parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(ema[name], p) for name, p in model.generator.named_parameters())
+
+
+def test_resume_equals_the_uninterrupted_run_and_checkpoints_load_weights_only(tmp_path):
+    straight = tiny_gan(ema_decay=0.5)
+    fit(straight, tmp_path / "straight", epochs=2)
+    interrupted = tiny_gan(ema_decay=0.5)
+    trainer = fit(interrupted, tmp_path / "first", epochs=1)
+    trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
+    checkpoint = torch.load(tmp_path / "epoch1.ckpt", weights_only=True)
+    assert len(checkpoint["optimizer_states"]) == 2 and "fixed_noise" in checkpoint["state_dict"]
+    assert any(key.startswith("generator_ema.") for key in checkpoint["state_dict"])
+    resumed = tiny_gan(ema_decay=0.5)
+    fit(resumed, tmp_path / "resumed", epochs=2, ckpt_path=str(tmp_path / "epoch1.ckpt"))
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_conditional_grid_has_a_row_per_class_and_is_written_every_epoch(tmp_path):
+    model = tiny_gan(conditional=True, num_samples=9)
+    assert model.fixed_labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and model.grid_columns == 3
+    fit(model, tmp_path, epochs=2)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+
+
+def test_non_finite_loss_stops_naming_the_step(tmp_path):
+    model = tiny_gan()
+    model.discriminator.register_forward_hook(lambda module, inputs, out: out * math.nan)
+    with pytest.raises(UserError, match=r"the discriminator loss became nan at step 0 \(epoch 0\)"):
+        fit(model, tmp_path)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"conditional": True, "num_classes": 1}, "model.conditional=true needs labelled data with at least 2"),
+    ({"image_size": 48}, r"model.image_size=48: the dcgan architecture makes 28, 32, 64 px"),
+    ({"loss": "wasserstein"}, "model.loss='wasserstein' is not one of: bce, hinge, lsgan, wgan_gp"),
+    ({"generator": "stylegan"}, "model.generator='stylegan' is not one of: mlp, dcgan"),
+    ({"d_steps": 0}, "model.d_steps=0 must be >= 1"),
+])
+def test_bad_gan_settings_are_one_line_errors(options, message):
+    with pytest.raises(UserError, match=message):
+        tiny_gan(**options)
+
+
+def test_mlp_pair_makes_points_and_images():
+    g, d = build_gan_nets("mlp", "mlp", 8, (2,))
+    assert g(torch.randn(5, 8)).shape == (5, 2) and d(torch.randn(5, 2)).shape == (5,)
+    g, d = build_gan_nets("dcgan", "dcgan", 8, (1, 28, 28), num_classes=3, width=4)
+    labels = torch.tensor([0, 1, 2])
+    images = g(torch.randn(3, 8), labels)
+    assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1 and d(images, labels).shape == (3,)
+
+
+def test_model_gan_runs_from_the_config_and_refuses_gradient_clip_val(make_cfg):
+    cfg = make_cfg("model=gan", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=1",
+                   "model.conditional=true", "model.ema_decay=0.9")
+    assert run(cfg) is None  # no optimized_metric for a GAN
+    run_dir = Path(cfg.paths.output_dir)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "samples" / "epoch_000.png").is_file()
+    with pytest.raises(UserError, match="trainer.gradient_clip_val=1.0 does not apply to the GAN"):
+        run(make_cfg("model=gan", "trainer.gradient_clip_val=1.0"))
