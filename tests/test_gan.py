@@ -111,6 +111,18 @@ def test_every_loss_trains_a_finite_step_and_ema_trails_the_generator(tmp_path, 
     assert any(not torch.equal(ema[name], p) for name, p in model.generator.named_parameters())
 
 
+def test_ema_warms_up_then_averages_at_the_configured_decay():
+    model = tiny_gan(ema_decay=0.99)
+    ema, current = model.generator_ema, model.generator
+    with torch.no_grad():
+        for p in current.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in ema.parameters()]
+    model._update_ema()  # first update: decay (1 + 0) / (10 + 0) = 0.1
+    for old, new, target in zip(before, ema.parameters(), current.parameters(), strict=True):
+        torch.testing.assert_close(new, 0.1 * old + 0.9 * target)
+
+
 def test_resume_equals_the_uninterrupted_run_and_checkpoints_load_weights_only(tmp_path):
     straight = tiny_gan(ema_decay=0.5)
     fit(straight, tmp_path / "straight", epochs=2)

@@ -155,10 +155,15 @@ class GANModule(L.LightningModule):
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        """``ema <- decay * ema + (1 - decay) * generator`` (buffers copied)."""
+        """``ema <- decay * ema + (1 - decay) * generator`` (buffers copied).
+
+        The decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after n generator steps, so
+        the average does not drag the random initial weights along for thousands of steps.
+        """
         if self.generator_ema is None:
             return
-        decay = self.hparams.ema_decay
+        updates = self.global_step // (self.hparams.d_steps + 1)
+        decay = min(self.hparams.ema_decay, (1 + updates) / (10 + updates))
         for ema, current in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
             ema.lerp_(current, 1.0 - decay)
         for ema, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
