@@ -23,7 +23,8 @@ from visionlab.train import run
 def tiny_gan(**options) -> GANModule:
     """A DCGAN at 32 px with 8-channel layers and 16-d noise, seeded."""
     torch.manual_seed(0)
-    options = {"width": 8, "latent_dim": 16, "num_classes": CLASSES, "num_samples": 9, **options}
+    options = {"width": 8, "latent_dim": 16, "num_classes": CLASSES, "num_samples": 9,
+               "class_names": [f"c{i}" for i in range(CLASSES)], **options}
     return GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), **options)
 
 
@@ -182,3 +183,48 @@ def test_model_gan_runs_from_the_config_and_refuses_gradient_clip_val(make_cfg):
     assert (run_dir / "samples" / "epoch_000.png").is_file()
     with pytest.raises(UserError, match="trainer.gradient_clip_val=1.0 does not apply to the GAN"):
         run(make_cfg("model=gan", "trainer.gradient_clip_val=1.0"))
+
+
+def test_sample_writes_images_and_a_per_class_tree_that_image_folder_reads(tmp_path, capsys):
+    from visionlab.cli.main import main
+    from visionlab.data.image_folder import ImageFolderDataModule
+    from visionlab.nets.custom import shapes_net
+
+    model = tiny_gan(conditional=True)
+    trainer = fit(model, tmp_path / "run")
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    main(["sample", str(tmp_path / "gan.ckpt"), "--n", "5", "--out", str(tmp_path / "five"), "--label", "c1"])
+    assert sorted(p.name for p in (tmp_path / "five").iterdir()) == [
+        "grid.png", *[f"sample_{i:04d}.png" for i in range(5)]]
+    main(["sample", str(tmp_path / "gan.ckpt"), "--per-class", "4", "--out", str(tmp_path / "tree")])
+    data = ImageFolderDataModule(root=str(tmp_path / "tree"), val_fraction=0.25, batch_size=4,
+                                 data_config=shapes_net(input_size=32).data_config)
+    data.setup("fit")
+    assert data.class_names == ["c0", "c1", "c2"] and len(data.train_set) == 9 and len(data.val_set) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--label", "c9"], "--label c9 is not a class of this GAN: use one of c0, c1, c2"),
+    (["--per-class", "2", "--unconditional"], "need a conditional GAN"),
+])
+def test_sample_refuses_bad_labels_and_unconditional_per_class(tmp_path, capsys, args, message):
+    from visionlab.cli.main import main
+
+    model = tiny_gan(conditional="--unconditional" not in args)
+    fit(model, tmp_path / "run", max_steps=2).save_checkpoint(tmp_path / "gan.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "gan.ckpt"), *[a for a in args if a != "--unconditional"]])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_sample_on_a_classifier_checkpoint_is_a_user_error(tmp_path, capsys):
+    from tiny import tiny_model, tiny_trainer
+
+    from visionlab.cli.main import main
+
+    trainer = tiny_trainer(tmp_path, 1)
+    trainer.fit(tiny_model(), datamodule=TensorDataModule())
+    trainer.save_checkpoint(tmp_path / "classifier.ckpt")
+    with pytest.raises(SystemExit):
+        main(["sample", str(tmp_path / "classifier.ckpt")])
+    assert "is not a GAN checkpoint (a classifier's?)" in capsys.readouterr().err

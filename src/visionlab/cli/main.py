@@ -1,4 +1,4 @@
-"""The ``visionlab`` command: ``train``, ``stages`` and ``shapes`` subcommands."""
+"""The ``visionlab`` command: ``train``, ``stages``, ``shapes`` and ``sample`` subcommands."""
 
 from __future__ import annotations
 
@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     shapes = sub.add_parser("shapes", help="write a synthetic shapes dataset to a folder")
     shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target"))
     shapes.add_argument("--out", type=Path, default=Path("data/shapes"), help="parent folder")
+    sample = sub.add_parser("sample", help="write images drawn from a trained GAN checkpoint")
+    sample.add_argument("checkpoint", type=Path, help="a model=gan run's checkpoint (checkpoints/last.ckpt)")
+    sample.add_argument("--n", type=int, default=64, help="number of images")
+    sample.add_argument("--out", type=Path, default=Path("samples"), help="output folder")
+    sample.add_argument("--label", default=None, help="conditional GAN: the class to draw (name or index)")
+    sample.add_argument("--per-class", type=int, default=None,
+                        help="conditional GAN: write this many images per class as an ImageFolder tree")
+    sample.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -101,6 +109,10 @@ def main(argv: list[str] | None = None) -> None:
             cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":
             cmd_shapes(args.variant, args.out)
+        elif args.command == "sample":
+            from visionlab.cli.sample import cmd_sample
+
+            cmd_sample(args.checkpoint, args.n, args.out, args.label, args.per_class, args.seed)
 
 
 if __name__ == "__main__":

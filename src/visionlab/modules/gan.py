@@ -74,11 +74,12 @@ class GANModule(L.LightningModule):
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
         self.save_hyperparameters({
             "sample_shape": list(sample_shape), "num_classes": num_classes,
-            "class_names": list(class_names or []),
+            "class_names": list(class_names or [str(i) for i in range(num_classes)]),
             "generator": generator, "discriminator": discriminator, "latent_dim": latent_dim, "width": width,
             "conditional": conditional, "loss": check_loss(loss), "g_lr": g_lr, "d_lr": d_lr,
             "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
+            "num_samples": num_samples,
         })
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(

@@ -1,0 +1,77 @@
+"""``visionlab sample``: images from a trained GAN checkpoint, alone (no config needed)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from visionlab.errors import UserError
+
+
+def load_gan(checkpoint: Path):
+    """The GANModule of a ``model=gan`` checkpoint (read with ``weights_only=True``), in eval mode."""
+    from visionlab.modules.gan import GANModule
+
+    if not checkpoint.is_file():
+        raise UserError(f"{checkpoint} does not exist: give a GAN checkpoint (e.g. outputs/<date>/<time>/"
+                        "checkpoints/last.ckpt of a model=gan run)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    hparams = dict(state.get("hyper_parameters", {}))
+    if "latent_dim" not in hparams or "generator" not in hparams:
+        raise UserError(f"{checkpoint} is not a GAN checkpoint (a classifier's?): sample needs one "
+                        "written by a model=gan run")
+    model = GANModule(optimizer=functools.partial(torch.optim.Adam), **hparams)
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+def class_index(model, label: str) -> int:
+    """The index of ``label`` (a class name or number) among the model's classes, or a UserError."""
+    names = model.hparams.class_names
+    if not model.conditional:
+        raise UserError("--label and --per-class need a conditional GAN (trained with "
+                        "model.conditional=true)")
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < len(names):
+        return int(label)
+    raise UserError(f"--label {label} is not a class of this GAN: use one of {', '.join(names)}")
+
+
+@torch.no_grad()
+def generate(model, count: int, label: int | None, seed: int) -> torch.Tensor:
+    """``count`` images in [0, 1] from the (EMA) generator; labels cycle through the classes
+    when the model is conditional and no ``label`` is given."""
+    z = torch.randn(count, model.hparams.latent_dim, generator=torch.Generator().manual_seed(seed))
+    labels = None
+    if model.conditional:
+        cycle = torch.arange(count) % model.hparams.num_classes
+        labels = torch.full((count,), label) if label is not None else cycle
+    return (model(z, labels) * 0.5 + 0.5).clamp(0, 1)
+
+
+def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_class: int | None,
+               seed: int) -> None:
+    """Write ``count`` PNGs and ``grid.png`` to ``out``, or with ``per_class`` an ImageFolder tree."""
+    model = load_gan(checkpoint)
+    if len(model.hparams.sample_shape) != 3:
+        raise UserError(f"this GAN makes samples of shape {tuple(model.hparams.sample_shape)}, not images")
+    if per_class:
+        for index, name in enumerate(model.hparams.class_names):
+            class_index(model, name)  # checks the model is conditional
+            folder = out / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for number, image in enumerate(generate(model, per_class, index, seed + index)):
+                save_image(image, folder / f"{number:04d}.png")
+        print(f"{per_class} images per class of {len(model.hparams.class_names)} classes written to {out} "
+              "(an ImageFolder tree: train on it with data=image_folder data.root=...)")
+        return
+    images = generate(model, count, class_index(model, label) if label is not None else None, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for number, image in enumerate(images):
+        save_image(image, out / f"sample_{number:04d}.png")
+    save_image(make_grid(images, nrow=max(1, int(count**0.5)), padding=2), out / "grid.png")
+    print(f"{count} samples and grid.png written to {out}")
