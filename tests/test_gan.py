@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import CLASSES, TensorDataModule
+from tiny import CLASSES, TensorDataModule, tiny_model, tiny_trainer
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.errors import UserError
@@ -218,8 +219,6 @@ def test_sample_refuses_bad_labels_and_unconditional_per_class(tmp_path, capsys,
 
 
 def test_sample_on_a_classifier_checkpoint_is_a_user_error(tmp_path, capsys):
-    from tiny import tiny_model, tiny_trainer
-
     from visionlab.cli.main import main
 
     trainer = tiny_trainer(tmp_path, 1)
@@ -228,3 +227,50 @@ def test_sample_on_a_classifier_checkpoint_is_a_user_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sample", str(tmp_path / "classifier.ckpt")])
     assert "is not a GAN checkpoint (a classifier's?)" in capsys.readouterr().err
+
+
+def _shapes_images(data_dir: Path, count: int) -> torch.Tensor:
+    from visionlab.data.shapes_datamodule import ShapesDataModule
+    from visionlab.data_config import DataConfig
+
+    data = ShapesDataModule(data_dir=str(data_dir / "shapes"), variant="shapes_target",
+                            data_config=DataConfig(3, 32, (0.5,) * 3, (0.5,) * 3))
+    data.setup("fit")
+    return torch.stack([data.train_set[i][0] for i in range(count)])
+
+
+def test_offline_fid_and_kid_rank_real_images_above_noise(data_dir):
+    from visionlab.metrics.generative import GenerativeMetrics, feature_network
+
+    real = _shapes_images(data_dir, 120)
+    first, second = real[0::2], real[1::2]  # the same classes in both halves
+    metrics = GenerativeMetrics(feature_network("shapes_net"))
+    metrics.update(first, real=True)
+    metrics.update(second, real=False)
+    real_vs_real = metrics.compute()
+    metrics.reset()
+    metrics.update(first, real=True)
+    metrics.update(torch.rand_like(second) * 2 - 1, real=False)
+    real_vs_noise = metrics.compute()
+    assert real_vs_real["fid"] < real_vs_noise["fid"] and real_vs_real["kid"] < real_vs_noise["kid"]
+
+
+def test_fid_features_must_be_shapes_net_or_a_classifier_checkpoint(tmp_path):
+    from visionlab.metrics.generative import feature_network
+
+    with pytest.raises(UserError, match="model.fid_features='inception': use shapes_net"):
+        feature_network("inception")
+    trainer = tiny_trainer(tmp_path, 1)
+    trainer.fit(tiny_model(), datamodule=TensorDataModule())
+    trainer.save_checkpoint(tmp_path / "classifier.ckpt")
+    features = feature_network(str(tmp_path / "classifier.ckpt"))
+    assert features(torch.rand(2, 1, 28, 28)).shape == (2, features.num_features)
+
+
+def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):
+    cfg = make_cfg("model=gan", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=2",
+                   "model.fid_every=2", "logger=csv")
+    run(cfg)
+    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
+    fid_rows = [row for row in rows if row.get("val/fid")]
+    assert len(fid_rows) == 1 and float(fid_rows[0]["epoch"]) == 1.0 and float(fid_rows[0]["val/kid"]) > -1

@@ -32,6 +32,10 @@ class GANModule(L.LightningModule):
     buffer, so it is in every checkpoint with both optimizers' states; checkpoints hold plain
     hyperparameters only (``weights_only=True``).
 
+    Every ``fid_every`` epochs (0: never) the validation images and as many generated ones give
+    ``val/fid`` and ``val/kid`` in the feature space of ``fid_features`` (see
+    :mod:`visionlab.metrics.generative`; not comparable with published Inception FIDs).
+
     Step axis: Lightning's ``global_step`` (and so ``trainer.max_steps`` and the logged step)
     counts every optimizer step, ``d_steps + 1`` per batch.
     """
@@ -58,6 +62,8 @@ class GANModule(L.LightningModule):
         ema_decay: float = 0.0,
         grad_clip: float | None = None,
         num_samples: int = 64,
+        fid_every: int = 0,
+        fid_features: str = "shapes_net",
         sample_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -79,7 +85,7 @@ class GANModule(L.LightningModule):
             "conditional": conditional, "loss": check_loss(loss), "g_lr": g_lr, "d_lr": d_lr,
             "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
-            "num_samples": num_samples,
+            "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
         })
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
@@ -93,6 +99,42 @@ class GANModule(L.LightningModule):
         labels = torch.arange(rows).repeat_interleave(columns) if classes else None
         self.register_buffer("fixed_labels", labels)
         self.grid_columns = columns
+
+    def setup(self, stage: str) -> None:
+        """Build the FID/KID feature network when it will be used (kept out of the checkpoint)."""
+        if stage == "fit" and self.hparams.fid_every and getattr(self, "_generative", None) is None:
+            from visionlab.metrics.generative import GenerativeMetrics, feature_network
+
+            # Not a registered submodule: the measuring network is no part of the GAN's state.
+            metrics = GenerativeMetrics(feature_network(self.hparams.fid_features))
+            object.__setattr__(self, "_generative", metrics)
+
+    def _fid_due(self) -> bool:
+        every = self.hparams.fid_every
+        return bool(every) and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """On FID epochs: add the real batch and as many generated images to the FID/KID state."""
+        if not self._fid_due():
+            return
+        real, labels = batch
+        metrics = self._generative.to(self.device)
+        metrics.update(real, real=True)
+        generator = self.generator_ema if self.generator_ema is not None else self.generator
+        training = generator.training
+        generator.eval()
+        with torch.no_grad():
+            fake = generator(self.sample_latent(len(real)), labels if self.conditional else None)
+        generator.train(training)
+        metrics.update(fake, real=False)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/fid`` and ``val/kid`` on FID epochs."""
+        if not self._fid_due():
+            return
+        scores = self._generative.compute()
+        self._generative.reset()
+        self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=False)
 
     @property
     def conditional(self) -> bool:

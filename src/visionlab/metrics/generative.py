@@ -1,0 +1,98 @@
+"""FID and KID of generated images in the feature space of a visionlab backbone, offline.
+
+torchmetrics computes both from an Inception network whose weights it downloads; here the
+feature network is configurable: the shipped ``shapes_net`` (pretrained on shapes, so it
+knows what a shape looks like), or the backbone of any visionlab classifier checkpoint.
+An FID in such a feature space ranks models of the same data, but it is not comparable with
+published (Inception) FIDs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from visionlab.errors import UserError
+from visionlab.nets.backbone import Backbone, pool_features
+from visionlab.nets.factory import create_backbone
+
+
+class BackboneFeatures(nn.Module):
+    """Pooled features of a frozen backbone for images in [0, 1], any size, 1 or 3 channels."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.backbone = backbone.eval().requires_grad_(False)
+        config = backbone.data_config
+        self.size, self.channels = config.input_size, config.in_chans
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1))
+        self.num_features = int(backbone.num_features)
+
+    def train(self, mode: bool = True) -> BackboneFeatures:
+        """Always evaluation mode: the feature network is a fixed measuring instrument."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, num_features)`` average-pooled features of ``images`` ``(N, C, H, W)`` in [0, 1]."""
+        images = images.float()
+        if images.shape[1] != self.channels:
+            images = images.mean(dim=1, keepdim=True).expand(-1, self.channels, -1, -1)
+        if images.shape[-1] != self.size or images.shape[-2] != self.size:
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,
+                                   align_corners=False)
+        return pool_features(self.backbone.forward_features((images - self.mean) / self.std), "avg")
+
+
+def feature_network(spec: str) -> BackboneFeatures:
+    """The feature network ``model.fid_features`` names: ``shapes_net`` or a classifier checkpoint."""
+    if spec == "shapes_net":
+        return BackboneFeatures(create_backbone("shapes_net", source="custom", pretrained=True))
+    path = Path(spec)
+    if path.suffix == ".ckpt" and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        info = state.get("hyper_parameters", {}).get("backbone")
+        if not isinstance(info, dict) or "name" not in info:
+            raise UserError(f"model.fid_features={spec} is not a visionlab classifier checkpoint")
+        backbone = create_backbone(info["name"], source=info["source"], pretrained=False, weights=str(path))
+        return BackboneFeatures(backbone)
+    raise UserError(f"model.fid_features={spec!r}: use shapes_net (shipped, offline) or the path of a "
+                    "visionlab classifier .ckpt whose backbone knows your data")
+
+
+class GenerativeMetrics(nn.Module):
+    """FID and KID between real and generated images, in one feature network's space.
+
+    ``update(images, real)`` takes images in [-1, 1] (the generator's range). The KID subset
+    size adapts to the number of samples seen, so small validation sets work.
+    """
+
+    def __init__(self, features: BackboneFeatures, kid_subset_size: int = 100) -> None:
+        super().__init__()
+        self.fid = FrechetInceptionDistance(feature=features, normalize=True)
+        self.kid_subset_size = kid_subset_size
+        self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=kid_subset_size)
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        """Add a batch of real or generated images in [-1, 1]."""
+        scaled = (images.float() * 0.5 + 0.5).clamp(0, 1)
+        self.fid.update(scaled, real=real)
+        self.kid.update(scaled, real=real)
+
+    def compute(self) -> dict[str, float]:
+        """``{"fid": ..., "kid": ...}`` over everything added since the last reset."""
+        seen = min(sum(len(f) for f in self.kid.real_features), sum(len(f) for f in self.kid.fake_features))
+        self.kid.subset_size = max(2, min(self.kid_subset_size, seen))
+        kid_mean, _ = self.kid.compute()
+        return {"fid": float(self.fid.compute()), "kid": float(kid_mean)}
+
+    def reset(self) -> None:
+        """Forget the images added so far."""
+        self.fid.reset()
+        self.kid.reset()
