@@ -214,3 +214,25 @@ def test_pretrained_offline_names_the_alternatives(offline, name, source):
 def test_pretrained_without_published_weights():
     with pytest.raises(UserError, match="no pretrained weights for 'convnext_atto_rms'"):
         create_backbone("convnext_atto_rms", "timm", pretrained=True)
+
+
+PRESETS_WITHOUT_ATTENTION = [p for p in PRESETS if p != "vit_tiny"]
+
+
+@pytest.mark.parametrize("preset", PRESETS_WITHOUT_ATTENTION)
+def test_every_cnn_preset_ends_at_its_convolutional_base(preset):
+    """Dense layers are specific to the classes they were trained on: they belong to the head."""
+    backbone = _built_preset(preset)
+    dense = [name for name, module in backbone.body.named_modules() if isinstance(module, nn.Linear)]
+    assert dense == [], f"{preset}'s backbone ends after class-specific dense layers: {dense}"
+
+
+def test_chollet_cnn_from_scratch_is_still_the_course_architecture():
+    from visionlab.modules.classifier import ClassifierModule
+
+    adam = functools.partial(torch.optim.Adam, lr=1e-3)
+    model = ClassifierModule(build_preset("chollet_cnn"), 2, optimizer=adam,
+                             head={"pool": None, "hidden": None, "dropout": 0.5})
+    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
+    assert model.head.pool == "flatten" and [m.out_features for m in linears] == [512, 2]
+    assert model.backbone.num_features == 128

@@ -201,3 +201,24 @@ def test_files_that_are_not_state_dicts_name_path_and_formats(tmp_path, filename
         load_backbone_weights(fresh("shapes_net", "custom"), path)
     message = str(err.value)
     assert str(path) in message and ".safetensors" in message and "\n" not in message
+
+
+def test_a_chollet_cnn_checkpoint_transfers_its_conv_base_only(tmp_path, caplog):
+    """Issue: the Dense 512 of a chollet_cnn pretrained on other classes is class-specific."""
+    from visionlab.modules.classifier import ClassifierModule
+
+    pretrained = ClassifierModule(create_backbone("chollet_cnn", source="custom", input_size=32), 5,
+                                  optimizer=torch.optim.Adam)
+    assert [m.out_features for m in pretrained.head.modules() if isinstance(m, nn.Linear)] == [512, 5]
+    path = tmp_path / "chollet.ckpt"
+    torch.save({"state_dict": pretrained.state_dict(), "hyper_parameters": {}}, path)
+    with caplog.at_level(logging.INFO, logger="visionlab.nets.weights"):
+        target = create_backbone("chollet_cnn", source="custom", input_size=32, weights=str(path))
+    assert_body_equals(target, pretrained.state_dict(), "backbone.body.")
+    assert "dropping the old head: head.mlp.0.weight" in caplog.text  # the Dense 512 stays behind
+    old_layout = {**target.body.state_dict(), "dense.fc.weight": torch.zeros(512, 512),
+                  "dense.fc.bias": torch.zeros(512)}  # the earlier layout kept the Dense 512 in the body
+    save_file(old_layout, str(tmp_path / "old.safetensors"))
+    fresh_chollet = create_backbone("chollet_cnn", source="custom", input_size=32)
+    load_backbone_weights(fresh_chollet, tmp_path / "old.safetensors")
+    assert_body_equals(fresh_chollet, old_layout, "")

@@ -76,7 +76,9 @@ class ClassifierModule(L.LightningModule):
         compile: bool | str = False,
     ) -> None:
         super().__init__()
-        head = dict(head or {})
+        # null fields of model.head take the backbone's recipe (chollet_cnn: Flatten -> Dense 512)
+        head = {"pool": "avg", "hidden": [], **backbone.default_head,
+                **{k: v for k, v in (head or {}).items() if v is not None}}
         self.freeze_plan = freeze_plan or FreezePlan()
         self.freeze_plan.prepare(backbone)
         self.save_hyperparameters(

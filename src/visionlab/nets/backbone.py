@@ -46,9 +46,15 @@ class Backbone(nn.Module):
     classifier, pre-logits layers, auxiliary heads): weight files of the full model carry
     their keys, and :func:`visionlab.nets.weights.load_backbone_weights` sets them aside
     as the old head instead of rejecting them. Builders assign it after construction.
+
+    The body ends where the class-specific part of the source model starts (Keras'
+    ``include_top=False``): dense layers trained for the source's classes belong to the
+    head. ``default_head`` is the head a network's recipe uses when ``model.head`` leaves a
+    field null (``chollet_cnn``: Flatten -> Dense 512, the course's architecture).
     """
 
     head_prefixes: tuple[str, ...] = ()
+    default_head: dict = {}
 
     def __init__(
         self,

@@ -72,9 +72,13 @@ def lenet5(in_chans: int = 1, input_size: int = 32) -> Backbone:
 
 
 def chollet_cnn(in_chans: int = 3, input_size: int = 150, batchnorm: bool = False) -> Backbone:
-    """The course's small CNN from scratch: conv blocks of 32-64-128-128 filters with
-    max-pooling, then Flatten and Dense 512 + ReLU (Chollet, *Deep Learning with Python*).
+    """The course's small CNN from scratch (Chollet, *Deep Learning with Python*): conv blocks
+    of 32-64-128-128 filters with max-pooling — the convolutional base.
 
+    Its Flatten -> Dense 512 + ReLU is class-specific, so it is the *head*
+    (``default_head``): a transfer from a chollet_cnn checkpoint reuses only the generic conv
+    base, while a run from scratch still builds the course's whole architecture. Weight files
+    of the earlier layout (``dense.*`` in the body) load with that part set aside as old head.
     ``batchnorm=True`` uses conv-without-bias -> BatchNorm -> ReLU in every block.
     """
     widths = (32, 64, 128, 128)
@@ -87,14 +91,14 @@ def chollet_cnn(in_chans: int = 3, input_size: int = 150, batchnorm: bool = Fals
         in_ch, size = width, size // 2
     if size < 1:
         raise UserError(f"backbone.input_size={input_size} is too small for chollet_cnn: use >= 16")
-    blocks["dense"] = nn.Sequential(
-        OrderedDict(flatten=nn.Flatten(), fc=nn.Linear(in_ch * size * size, 512), act=nn.ReLU(inplace=True))
-    )
     mean, std = _stats(in_chans)
-    return _sequential_backbone(
-        blocks, name="chollet_cnn", num_features=512,
+    backbone = _sequential_backbone(
+        blocks, name="chollet_cnn", num_features=in_ch,
         data_config=DataConfig(in_chans, input_size, mean, std),
     )
+    backbone.head_prefixes = ("dense",)
+    backbone.default_head = {"pool": "flatten", "hidden": [512]}
+    return backbone
 
 
 SHAPES_NET_WIDTHS = (32, 64, 128, 256)
