@@ -75,3 +75,34 @@ def child(args: list[str], out_dir: str | None = None) -> tuple[float, float, st
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"python {' '.join(args)} failed")
     return time.time() - start, usage.ru_maxrss / 1024, stdout
+
+
+def training_step(name: str, source: str, plan, size: int, batch: int,
+                  classes: int = 10) -> Callable[[], None]:
+    """One training step (forward, cross-entropy, backward, Adam) of backbone ``name`` with a new
+    head under freeze ``plan`` (its epoch-0 state) on a fixed random batch; warmed up once."""
+    import functools
+
+    import torch
+
+    from visionlab.finetune.callback import apply_plan
+    from visionlab.modules.classifier import ClassifierModule
+    from visionlab.nets.factory import create_backbone
+
+    torch.manual_seed(0)
+    backbone = create_backbone(name, source=source, pretrained=False, input_size=size)
+    model = ClassifierModule(backbone, classes, optimizer=functools.partial(torch.optim.Adam, lr=1e-4),
+                             freeze_plan=plan)
+    model.train()
+    apply_plan(model.backbone, model.freeze_plan, epoch=0)
+    optimizer = model.configure_optimizers()
+    x, y = torch.randn(batch, 3, size, size), torch.randint(0, classes, (batch,))
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocations, optimizer state
+    return step

@@ -23,13 +23,11 @@ import argparse
 import functools
 
 import torch
-from common import alternate, load_average, median, print_table, timed
+from common import alternate, load_average, median, print_table, timed, training_step
 
 from visionlab.data.augment import flip_crop
 from visionlab.data.shapes_datamodule import ShapesDataModule
-from visionlab.finetune.callback import apply_plan
 from visionlab.finetune.plans import FeatureExtraction, FreezePlan
-from visionlab.modules.classifier import ClassifierModule
 from visionlab.nets.factory import create_backbone
 
 RECIPES = {
@@ -48,18 +46,8 @@ def loader_rate(data_dir: str, backbone, augment, workers: int, batch: int) -> f
     return len(data.train_set) / seconds
 
 
-def model_rate(model: ClassifierModule, size: int, batch: int, steps: int = 3) -> float:
-    """Training images/s of ``model`` on one in-memory batch (forward, backward, step)."""
-    optimizer = model.configure_optimizers()
-    x, y = torch.randn(batch, 3, size, size), torch.randint(0, model.hparams.num_classes, (batch,))
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()
+def model_rate(step, batch: int, steps: int = 3) -> float:
+    """Training images/s of one ``step`` function (forward, backward, optimizer) at ``batch``."""
     return batch * steps / timed(lambda: [step() for _ in range(steps)])
 
 
@@ -74,15 +62,11 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for label, (name, source, size, augment, plan) in RECIPES.items():
-        torch.manual_seed(0)
         backbone = create_backbone(name, source=source, pretrained=False, input_size=size)
-        model = ClassifierModule(backbone, 6, optimizer=functools.partial(torch.optim.Adam, lr=1e-4),
-                                 freeze_plan=plan)
-        model.train()
-        apply_plan(model.backbone, model.freeze_plan, epoch=0)
+        step = training_step(name, source, plan, size, args.batch, classes=6)
         load = functools.partial(loader_rate, args.data_dir, backbone, augment, batch=args.batch)
         measures = {f"loader{w}": functools.partial(load, workers=w) for w in args.workers}
-        measures["model"] = functools.partial(model_rate, model, size, args.batch)
+        measures["model"] = functools.partial(model_rate, step, args.batch)
         rates = alternate(measures, args.repeats)
         consumed = median(rates["model"])
         for w in args.workers:

@@ -19,35 +19,11 @@ import argparse
 import functools
 
 import torch
-from common import alternate, load_average, median, print_table, timed
+from common import alternate, load_average, median, print_table, timed, training_step
 
-from visionlab.finetune.callback import apply_plan
 from visionlab.finetune.plans import FeatureExtraction, FreezePlan
-from visionlab.modules.classifier import ClassifierModule
-from visionlab.nets.factory import create_backbone
 
 BACKBONES = [("resnet18", "timm"), ("mobilenetv3_large_100", "timm"), ("vgg16", "timm")]
-
-
-def stepper(name: str, source: str, plan: FreezePlan, size: int, batch: int):
-    """A function that runs one training step of ``name`` under ``plan`` on a fixed batch."""
-    torch.manual_seed(0)
-    backbone = create_backbone(name, source=source, pretrained=False, input_size=size)
-    model = ClassifierModule(backbone, 10, optimizer=functools.partial(torch.optim.Adam, lr=1e-4),
-                             freeze_plan=plan)
-    model.train()
-    apply_plan(model.backbone, model.freeze_plan, epoch=0)
-    optimizer = model.configure_optimizers()
-    x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
-
-    def step() -> None:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up: allocations, optimizer state
-    return step
 
 
 def main() -> None:
@@ -63,7 +39,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = []
     for name, source in BACKBONES:
-        steps = {label: stepper(name, source, plan, args.size, args.batch)
+        steps = {label: training_step(name, source, plan, args.size, args.batch)
                  for label, plan in (("frozen", FeatureExtraction()), ("full", FreezePlan()))}
 
         def run(step):
