@@ -242,7 +242,7 @@ def _shapes_images(data_dir: Path, count: int) -> torch.Tensor:
 def test_offline_fid_and_kid_rank_real_images_above_noise(data_dir):
     from visionlab.metrics.generative import GenerativeMetrics, feature_network
 
-    real = _shapes_images(data_dir, 120)
+    real = _shapes_images(data_dir, 80)
     first, second = real[0::2], real[1::2]  # the same classes in both halves
     metrics = GenerativeMetrics(feature_network("shapes_net"))
     metrics.update(first, real=True)
