@@ -236,3 +236,40 @@ def test_chollet_cnn_from_scratch_is_still_the_course_architecture():
     linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
     assert model.head.pool == "flatten" and [m.out_features for m in linears] == [512, 2]
     assert model.backbone.num_features == 128
+
+
+# timm families none of the presets use, in small configurations (architectures only, no weights):
+# CNNs, NHWC-output transformers (swin), a MetaFormer without group_matcher (poolformer), ViTs, MLPs.
+TIMM_FAMILIES = [
+    "resnet10t", "efficientnet_b0", "mobilenetv3_small_050", "convnext_atto", "regnetx_002", "densenet121",
+    "mobilevit_xxs", "swin_tiny_patch4_window7_224", "poolformer_s12", "vit_tiny_patch16_224", "ghostnet_050",
+    "rexnet_100", "tf_efficientnetv2_b0", "levit_128s", "edgenext_xx_small", "mixer_s32_224",
+    "xcit_nano_12_p16_224", "dla34", "mnasnet_small", "lcnet_050", "repvgg_a0", "fastvit_t8",
+    "efficientvit_b0", "hgnetv2_b0", "coat_lite_tiny",
+]
+
+
+@pytest.mark.parametrize("name", TIMM_FAMILIES)
+def test_timm_families_outside_the_presets_build_stage_and_train_their_last_stage(name):
+    from visionlab.finetune.callback import apply_plan
+    from visionlab.finetune.plans import LastN
+    from visionlab.modules.classifier import ClassifierModule
+
+    torch.manual_seed(0)
+    backbone = create_backbone(name, source="timm", pretrained=False, input_size=64)
+    stages = backbone.stages("coarse")
+    assert len(stages) >= 2
+    model = ClassifierModule(backbone, 3, optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+                             freeze_plan=LastN(n=1))
+    model.train()
+    apply_plan(model.backbone, model.freeze_plan, 0)
+    trainable = {id(p) for p in model.backbone.parameters() if p.requires_grad}
+    assert trainable and trainable == {id(p) for p in backbone.stage_parameters(stages[-1])}
+    named = dict(model.backbone.named_parameters())
+    frozen_before = {n: p.detach().clone() for n, p in named.items() if not p.requires_grad}
+    optimizer = model.configure_optimizers()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)), torch.tensor([0, 1]))
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(torch.equal(named[n], before) for n, before in frozen_before.items())

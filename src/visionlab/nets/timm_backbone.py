@@ -9,7 +9,8 @@ a backbone that gets a new head should end at its last feature map, and dead par
 would waste memory (120 M of VGG16's 138 M) and confuse DDP. The pruning is found by
 tracing one forward pass, so it needs no per-family list.
 
-Stages come from the model's own ``group_matcher``: ``coarse=True`` gives the natural
+Stages come from the model's own ``group_matcher`` (models without one, such as the
+MetaFormers, are cut at the modules their ``feature_info`` lists): ``coarse=True`` gives the natural
 blocks (``layer3``, ``blocks.11``), ``coarse=False`` the finer ones (``layer3.1``,
 ``blocks.5.2``). A stage is named after its single module, or ``stem`` for a multi-module
 first group (``conv1`` + ``bn1``), or else after its first module. VGG is the exception:
@@ -84,8 +85,15 @@ def _create(
 
 
 def _forward_features(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """timm's own unpooled features."""
-    return body.forward_features(x)
+    """timm's own unpooled features, channels first: ``(N, C, H, W)`` maps or ``(N, L, C)`` tokens.
+
+    Models that say ``output_fmt == "NHWC"`` (Swin and relatives) return ``(N, H, W, C)`` maps;
+    they are permuted so that pooling sees channels where it expects them.
+    """
+    features = body.forward_features(x)
+    if getattr(body, "output_fmt", None) == "NHWC" and features.dim() == 4:
+        features = features.permute(0, 3, 1, 2)
+    return features
 
 
 def _classifier_names(model: nn.Module) -> tuple[str, ...]:
@@ -140,14 +148,38 @@ def _drop_head_only_modules(model: nn.Module, example: torch.Tensor, name: str) 
 
 
 def _group_stages(model: nn.Module, coarse: bool) -> list[Stage]:
-    """Stages from timm's ``group_matcher``: parameter groups compressed to module names."""
-    groups = group_parameters(model, model.group_matcher(coarse=coarse))
+    """Stages from timm's ``group_matcher``, else from ``feature_info``, else the top-level children.
+
+    Parameter groups are compressed to module names.
+    """
+    if hasattr(model, "group_matcher"):
+        groups = list(group_parameters(model, model.group_matcher(coarse=coarse)).values())
+    else:
+        groups = _feature_info_groups(model)
     stages: list[Stage] = []
-    for names in groups.values():
+    for names in groups:
         entries = _compress(model, set(names), "")
         stage_name = entries[0] if len(entries) == 1 or stages else "stem"
         stages.append(Stage(stage_name, tuple(entries)))
     return stages
+
+
+def _feature_info_groups(model: nn.Module) -> list[list[str]]:
+    """Parameter-name groups cut at the modules ``feature_info`` lists (the model's stages):
+    parameters before the first one form the stem, those after the last join the last; a model
+    without ``feature_info`` is cut at its top-level children."""
+    boundaries = [info["module"] for info in getattr(model, "feature_info", []) if info.get("module")]
+    if not boundaries:
+        boundaries = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
+    groups: list[list[str]] = [[] for _ in range(len(boundaries) + 1)]
+    current = 0
+    for name, _ in model.named_parameters():
+        for index in range(current, len(boundaries)):
+            if name == boundaries[index] or name.startswith(f"{boundaries[index]}."):
+                current = index + 1
+                break
+        groups[current].append(name)
+    return [group for group in groups if group]
 
 
 def _compress(module: nn.Module, wanted: set[str], prefix: str) -> list[str]:
