@@ -273,3 +273,24 @@ def test_timm_families_outside_the_presets_build_stage_and_train_their_last_stag
     optimizer.step()
     assert torch.isfinite(loss)
     assert all(torch.equal(named[n], before) for n, before in frozen_before.items())
+
+
+def test_a_timm_vit_pools_by_its_class_token_not_the_mean_of_all_tokens():
+    backbone = create_backbone("vit_tiny_patch16_224", source="timm", pretrained=False, input_size=64)
+    backbone.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        tokens = backbone.forward_features(x)
+        pooled = backbone(x)
+    torch.testing.assert_close(pooled, tokens[:, 0])
+    assert not torch.allclose(pooled, tokens.mean(dim=1))
+
+
+def test_a_channels_last_timm_model_pools_over_space():
+    backbone = create_backbone("swin_tiny_patch4_window7_224", source="timm", pretrained=False, input_size=64)
+    backbone.eval()
+    with torch.no_grad():
+        features = backbone.forward_features(torch.randn(2, 3, 64, 64))
+    assert features.shape[1] == backbone.num_features  # channels first, as pooling expects
+    pooled = backbone.pool(features, "avg")
+    torch.testing.assert_close(pooled, features.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)

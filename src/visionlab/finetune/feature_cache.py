@@ -31,7 +31,7 @@ from tqdm import tqdm
 from visionlab.data.loading import train_loader
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
-from visionlab.nets.backbone import Backbone, pool_features
+from visionlab.nets.backbone import Backbone
 from visionlab.nets.probe import eval_mode
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def extract_features(backbone: Backbone, pool: str, loader: DataLoader, device: 
         backbone.to(device)
         try:
             for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
-                batch = pool_features(backbone.forward_features(x.to(device)), pool).float().cpu().numpy()
+                batch = backbone.pool(backbone.forward_features(x.to(device)), pool).float().cpu().numpy()
                 if features is None:
                     features = _allocate(len(loader.dataset), batch.shape[1], path)
                 features[start:start + len(batch)] = batch

@@ -18,7 +18,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from visionlab.errors import UserError
-from visionlab.nets.backbone import Backbone, pool_features
+from visionlab.nets.backbone import Backbone
 from visionlab.nets.factory import create_backbone
 
 
@@ -47,7 +47,7 @@ class BackboneFeatures(nn.Module):
         if images.shape[-1] != self.size or images.shape[-2] != self.size:
             images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,
                                    align_corners=False)
-        return pool_features(self.backbone.forward_features((images - self.mean) / self.std), "avg")
+        return self.backbone((images - self.mean) / self.std)
 
 
 def feature_network(spec: str) -> BackboneFeatures:

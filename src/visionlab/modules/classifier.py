@@ -93,7 +93,7 @@ class ClassifierModule(L.LightningModule):
         )
         self.backbone = backbone
         self.head = ClassifierHead(self._head_in_features(backbone, head.get("pool", "avg")),
-                                   num_classes, **head)
+                                   num_classes, **head, pool_fn=backbone.pool)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval

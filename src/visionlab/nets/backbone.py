@@ -55,6 +55,9 @@ class Backbone(nn.Module):
 
     head_prefixes: tuple[str, ...] = ()
     default_head: dict = {}
+    # The source model's own global pooling of forward_features (timm's forward_head with
+    # pre_logits: the class token for ViTs), or None for an average over space or tokens.
+    global_pool_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -89,8 +92,15 @@ class Backbone(nn.Module):
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``(N, num_features)``: global average over space or tokens."""
-        return pool_features(self.forward_features(x), "avg")
+        """Pooled features ``(N, num_features)``: the model's own global pooling."""
+        return self.pool(self.forward_features(x), "avg")
+
+    def pool(self, features: torch.Tensor, kind: str) -> torch.Tensor:
+        """``(N, D)`` from ``forward_features``' output: ``avg`` is the source model's own global
+        pooling where it has one (``global_pool_fn``), else :func:`pool_features`."""
+        if kind == "avg" and self.global_pool_fn is not None:
+            return self.global_pool_fn(self.body, features)
+        return pool_features(features, kind)
 
     def stages(self, granularity: str = "coarse") -> list[Stage]:
         """The ordered stages (input side first) at ``coarse`` or ``fine`` granularity."""

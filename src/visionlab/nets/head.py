@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -21,10 +21,13 @@ class ClassifierHead(nn.Module):
     GAP -> Dense 1024 -> Dropout -> Dense 512 -> out head; ``pool=flatten, hidden=[256]``
     is its Flatten -> Dense 256 -> Dropout -> out head. As in both, dropout follows the
     first hidden layer; with no hidden layers it comes right before the output layer.
+    ``pool_fn(features, pool)`` pools; a classifier passes its backbone's ``pool``, so that
+    ``avg`` is the source model's own global pooling (a ViT's class token).
     """
 
     def __init__(self, in_features: int, num_classes: int, pool: str = "avg",
-                 hidden: Sequence[int] = (), dropout: float = 0.0, activation: str = "relu") -> None:
+                 hidden: Sequence[int] = (), dropout: float = 0.0, activation: str = "relu",
+                 pool_fn: Callable[[torch.Tensor, str], torch.Tensor] = pool_features) -> None:
         super().__init__()
         if pool not in POOLS:
             raise UserError(f"model.head.pool='{pool}' is not one of: {', '.join(POOLS)}")
@@ -33,6 +36,7 @@ class ClassifierHead(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"model.head.dropout={dropout} must be in [0, 1)")
         self.pool = pool
+        self.pool_fn = pool_fn
         self.in_features = in_features
         layers: list[nn.Module] = []
         width = in_features
@@ -48,4 +52,4 @@ class ClassifierHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` from backbone features ``(N, C, H, W)`` / ``(N, L, C)``."""
-        return self.mlp(pool_features(features, self.pool))
+        return self.mlp(self.pool_fn(features, self.pool))

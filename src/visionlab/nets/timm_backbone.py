@@ -30,7 +30,7 @@ from visionlab.data_config import DataConfig, fit_stats
 from visionlab.errors import UserError
 from visionlab.nets.backbone import Backbone, Stage
 from visionlab.nets.hub import download_failure_message
-from visionlab.nets.probe import probe_features
+from visionlab.nets.probe import eval_mode, probe_features
 from visionlab.nets.vgg import vgg_stages
 
 
@@ -62,6 +62,8 @@ def timm_backbone(
         layer_aliases=aliases,
     )
     backbone.head_prefixes = _classifier_names(model) + tuple(head_only)
+    if _own_pooling_fits(backbone, size, in_chans):
+        backbone.global_pool_fn = _forward_head
     return backbone
 
 
@@ -94,6 +96,31 @@ def _forward_features(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if getattr(body, "output_fmt", None) == "NHWC" and features.dim() == 4:
         features = features.permute(0, 3, 1, 2)
     return features
+
+
+def _forward_head(body: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """timm's own pooling of ``features`` (``forward_head(..., pre_logits=True)``): the class token
+    or an average, as the family does it; channels-last models get their layout back first."""
+    if getattr(body, "output_fmt", None) == "NHWC" and features.dim() == 4:
+        features = features.permute(0, 2, 3, 1)
+    return body.forward_head(features, pre_logits=True)
+
+
+def _own_pooling_fits(backbone: Backbone, size: int, in_chans: int) -> bool:
+    """Whether timm's ``forward_head`` pools to ``num_features`` on this (head-pruned) model.
+
+    Families whose head adds layers the pruning removed, or that have no ``forward_head``,
+    keep the plain average over space or tokens.
+    """
+    if not hasattr(backbone.body, "forward_head"):
+        return False
+    try:
+        with eval_mode(backbone.body), torch.no_grad():
+            features = backbone.forward_features(torch.zeros(1, in_chans, size, size))
+            pooled = _forward_head(backbone.body, features)
+    except (RuntimeError, TypeError, ValueError, AttributeError):
+        return False
+    return pooled.dim() == 2 and pooled.shape[1] == backbone.num_features
 
 
 def _classifier_names(model: nn.Module) -> tuple[str, ...]:
