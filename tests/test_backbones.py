@@ -294,3 +294,18 @@ def test_a_channels_last_timm_model_pools_over_space():
     assert features.shape[1] == backbone.num_features  # channels first, as pooling expects
     pooled = backbone.pool(features, "avg")
     torch.testing.assert_close(pooled, features.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
+
+
+# Where each preset's backbone ends: its last coarse stage, just before the class-specific layers
+# (fully connected layers, VGG's pre-logits, MobileNetV3's conv head) that the new head replaces.
+LAST_STAGES = {
+    "alexnet": "block3", "chollet_cnn": "block4", "efficientnet_b0": "blocks.6", "googlenet": "inception5",
+    "inception_v3": "Mixed_7c", "lenet5": "c5", "mobilenetv3": "blocks.6", "resnet18": "layer4",
+    "resnet50": "layer4", "shapes_net": "block4", "timm": "stages.3", "vgg16": "block5", "vgg19": "block5",
+    "vit_tiny": "blocks.11", "xception": "conv3",
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_preset_names_the_stage_its_backbone_ends_with(preset):
+    assert _built_preset(preset).stages("coarse")[-1].name == LAST_STAGES[preset]
