@@ -23,7 +23,7 @@ import argparse
 import functools
 
 import torch
-from common import alternate, load_average, median, print_table, timed, training_step
+from common import ROOT, alternate, load_average, median, print_table, timed, training_step
 
 from visionlab.data.augment import flip_crop
 from visionlab.data.shapes_datamodule import ShapesDataModule
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data-dir", default="data/shapes")
+    parser.add_argument("--data-dir", default=str(ROOT / "data" / "shapes"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []

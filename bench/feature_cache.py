@@ -39,7 +39,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import QUIET, alternate, child, load_average, median, print_table
+from common import QUIET, ROOT, alternate, child, load_average, median, print_table
 
 from visionlab.data.shapes_datamodule import ShapesDataModule
 from visionlab.finetune.callback import FreezeScheduleCallback
@@ -175,8 +175,8 @@ def main() -> None:
     parser.add_argument("--source", default="custom")
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--variant", default="shapes_target")
-    parser.add_argument("--data-dir", default="data/shapes")
-    parser.add_argument("--cache-dir", default="outputs/bench_feature_cache")
+    parser.add_argument("--data-dir", default=str(ROOT / "data" / "shapes"))
+    parser.add_argument("--cache-dir", default=str(ROOT / "outputs" / "bench_feature_cache"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import load_average, print_table
+from common import ROOT, load_average, print_table
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=list(RECIPES), help="recipe numbers 1-7")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--data-dir", default="data", help="where shapes_target is generated / found")
+    parser.add_argument("--data-dir", default=str(ROOT / "data"), help="where shapes_target is generated")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
