@@ -21,7 +21,6 @@ import logging
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from common import ROOT, load_average, print_table
@@ -30,7 +29,7 @@ from omegaconf import open_dict
 
 from visionlab.train import run
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = ROOT / "conf"
 SCRATCH = ["backbone=chollet_cnn", "backbone.input_size=64", "freeze=none"]
 RECIPES = {
     1: ("chollet_cnn from scratch", SCRATCH),
