@@ -29,10 +29,11 @@ def tiny_gan(**options) -> GANModule:
     return GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), **options)
 
 
-def fit(model: GANModule, root: Path, epochs: int = 1, ckpt_path: str | None = None, **kwargs) -> L.Trainer:
+def fit(model: GANModule, root: Path, epochs: int = 1, ckpt_path: str | None = None, callbacks=(),
+        **kwargs) -> L.Trainer:
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root),
-                        deterministic=True, callbacks=[EpochSeedCallback(0)], **kwargs)
+                        deterministic=True, callbacks=[EpochSeedCallback(0), *callbacks], **kwargs)
     trainer.fit(model, datamodule=TensorDataModule(n_train=16, n_val=8), ckpt_path=ckpt_path)
     return trainer
 
@@ -159,11 +160,72 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
     ({"image_size": 48}, r"model.image_size=48: the dcgan architecture makes 28, 32, 64 px"),
     ({"loss": "wasserstein"}, "model.loss='wasserstein' is not one of: bce, hinge, lsgan, wgan_gp"),
     ({"generator": "stylegan"}, "model.generator='stylegan' is not one of: mlp, dcgan"),
+    ({"discriminator": "resnet"}, "model.discriminator='resnet' is not one of: mlp, dcgan, backbone"),
+    ({"discriminator": "backbone"}, "model.discriminator=backbone needs a network from the backbone group"),
     ({"d_steps": 0}, "model.d_steps=0 must be >= 1"),
 ])
 def test_bad_gan_settings_are_one_line_errors(options, message):
     with pytest.raises(UserError, match=message):
         tiny_gan(**options)
+
+
+def backbone_gan(plan, **options) -> GANModule:
+    """A tiny GAN whose discriminator is shapes_net (at 32 px) under ``plan``."""
+    from visionlab.nets.custom import shapes_net
+
+    torch.manual_seed(0)
+    return tiny_gan(discriminator="backbone", backbone=shapes_net(input_size=32), freeze_plan=plan, **options)
+
+
+def test_backbone_discriminator_keeps_frozen_stages_bit_identical_and_trains_its_head(tmp_path):
+    from visionlab.finetune.callback import FreezeScheduleCallback
+    from visionlab.finetune.plans import Staged
+
+    model = backbone_gan(Staged({0: "head", 1: 1}), conditional=True)
+    stages = {s.name: model.backbone.stage_parameters(s) for s in model.backbone.stages()}
+    before = {name: [p.detach().clone() for p in params] for name, params in stages.items()}
+    head_before = [p.detach().clone() for p in model.discriminator.head.parameters()]
+    fit(model, tmp_path, epochs=1, callbacks=[FreezeScheduleCallback()]).save_checkpoint(tmp_path / "e1.ckpt")
+    assert all(torch.equal(a, b) for name in stages for a, b in zip(before[name], stages[name], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, model.discriminator.head.parameters(),
+                                                       strict=True))
+    fit(model, tmp_path, epochs=2, callbacks=[FreezeScheduleCallback()], ckpt_path=str(tmp_path / "e1.ckpt"))
+    last = [s.name for s in model.backbone.stages()][-1]  # epoch 1 trains the top stage only
+    changed = {name: any(not torch.equal(a, b) for a, b in zip(before[name], stages[name], strict=True))
+               for name in stages}
+    assert changed == {name: name == last for name in stages}
+
+
+def test_backbone_discriminator_sees_the_generators_images_in_its_own_input_format():
+    from visionlab.finetune.callback import apply_plan
+    from visionlab.finetune.plans import FeatureExtraction
+
+    model = backbone_gan(FeatureExtraction(), channels=1, image_size=28)
+    apply_plan(model.backbone, model.freeze_plan, epoch=0)
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    fake = model.generator(torch.randn(2, 16))
+    logits = model.discriminator(fake)
+    config = model.backbone.data_config
+    assert fake.shape == (2, 1, 28, 28) and logits.shape == (2,)
+    assert seen[0].shape == (2, 3, 32, 32)  # gray repeated to the backbone's 3 channels, resized
+    logits.sum().backward()  # the generator learns through the frozen backbone
+    assert all(p.grad is not None for p in model.generator.parameters())
+    assert all(p.grad is None for p in model.backbone.parameters()) and config.input_size == 32
+
+
+def test_model_gan_with_a_backbone_discriminator_runs_from_the_config_and_samples(make_cfg, tmp_path, capsys):
+    from visionlab.cli.main import main
+
+    cfg = make_cfg("model=gan", "model.discriminator=backbone", "backbone.input_size=32", "freeze=last_n",
+                   "freeze.n=1", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=1")
+    run(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["hyper_parameters"]["d_backbone"] == {"name": "shapes_net", "source": "custom"}
+    assert any(k.startswith("discriminator.backbone.") for k in state["state_dict"])
+    main(["sample", str(ckpt), "--n", "2", "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "sample_0001.png").is_file()
 
 
 def test_mlp_pair_makes_points_and_images():

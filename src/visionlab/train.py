@@ -18,6 +18,8 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import DictConfig
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
+from visionlab.callbacks.gan_lab import GANLabView
+from visionlab.data.toy2d import Toy2DDataModule
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
 from visionlab.finetune.auto import AutoPlan
@@ -31,6 +33,17 @@ def instantiate_named(group: DictConfig | None) -> list:
     if not group:
         return []
     return [instantiate(conf) for conf in group.values() if conf is not None and "_target_" in conf]
+
+
+def without_disabled_displays(callbacks: list, trainer_cfg: DictConfig) -> list:
+    """``callbacks`` minus the progress bar when ``trainer.enable_progress_bar=false`` and the
+    model summary when ``trainer.enable_model_summary=false`` (Lightning refuses both pairs)."""
+    from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+
+    disabled = tuple(kind for kind, flag in ((ProgressBar, "enable_progress_bar"),
+                                             (ModelSummary, "enable_model_summary"))
+                     if trainer_cfg.get(flag) is False)
+    return [c for c in callbacks if not (disabled and isinstance(c, disabled))]
 
 
 def prepare_and_setup(datamodule: L.LightningDataModule, trainer: L.Trainer) -> None:
@@ -55,16 +68,20 @@ def prepare_and_setup(datamodule: L.LightningDataModule, trainer: L.Trainer) -> 
     datamodule.setup("fit")
 
 
+def build_freeze_plan(cfg: DictConfig, datamodule):
+    """The ``freeze`` group's plan; ``freeze=auto`` is told the train-set size, which its choice needs."""
+    plan = instantiate(cfg.freeze)
+    if isinstance(plan, AutoPlan):
+        plan.count_train_set(datamodule.train_set)
+    return plan
+
+
 def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
     """The configured ClassifierModule on ``backbone`` for ``datamodule``'s classes.
 
     The module owns the freeze plan: it prepares it and builds its parameter groups from it.
-
-    ``freeze=auto`` is told the train-set size first, since its choice depends on it.
     """
-    plan = instantiate(cfg.freeze)
-    if isinstance(plan, AutoPlan):
-        plan.count_train_set(datamodule.train_set)
+    plan = build_freeze_plan(cfg, datamodule)
     return instantiate(
         cfg.model,
         backbone=backbone,
@@ -79,8 +96,14 @@ def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
 
 
 def is_gan(cfg: DictConfig) -> bool:
-    """Whether ``model=`` is the GAN (its own data scaling, no backbone or freeze plan)."""
+    """Whether ``model=`` is the GAN (its own data scaling; a backbone only as its discriminator)."""
     return cfg.model.get("_target_") == "visionlab.modules.gan.GANModule"
+
+
+def has_backbone(cfg: DictConfig) -> bool:
+    """Whether the run trains a backbone under a freeze plan: the classifier, or a GAN whose
+    discriminator is the ``backbone`` group's network."""
+    return not is_gan(cfg) or cfg.model.get("discriminator") == "backbone"
 
 
 def gan_data_config(cfg: DictConfig) -> DataConfig:
@@ -90,9 +113,17 @@ def gan_data_config(cfg: DictConfig) -> DataConfig:
 
 
 def build_gan(cfg: DictConfig, datamodule) -> L.LightningModule:
-    """The configured GANModule for ``datamodule``'s classes (used when ``model.conditional``)."""
+    """The configured GANModule for ``datamodule``'s classes (used when ``model.conditional``)
+    and samples (images at ``model.image_size``, or the datamodule's ``sample_shape``: points);
+    with ``model.discriminator=backbone`` also the ``backbone`` group's network and the
+    ``freeze`` group's plan for it."""
+    discriminator = {}
+    if has_backbone(cfg):
+        discriminator = {"backbone": instantiate(cfg.backbone),
+                         "freeze_plan": build_freeze_plan(cfg, datamodule)}
     return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), num_classes=datamodule.num_classes,
-                       class_names=datamodule.class_names)
+                       class_names=datamodule.class_names,
+                       sample_shape=getattr(datamodule, "sample_shape", None), **discriminator)
 
 
 def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
@@ -166,20 +197,27 @@ def run(cfg: DictConfig) -> float | None:
     if gan and cfg.trainer.get("gradient_clip_val"):
         raise UserError(f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} does not apply to the "
                         "GAN (manual optimization): set model.grad_clip instead")
+    augment = instantiate(cfg.augment)
+    if gan:
+        datamodule = instantiate(cfg.data, data_config=gan_data_config(cfg), augment=augment)
+    else:  # the backbone decides the input size and normalisation, the data the number of classes
+        backbone = instantiate(cfg.backbone)
+        datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=augment)
+        if isinstance(datamodule, Toy2DDataModule):
+            raise UserError("data=toy2d holds 2-D points for model=gan (e.g. experiment=gan_toy2d), "
+                            "not images a classifier can train on")
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
-    freezing = [] if gan else [FreezeScheduleCallback()]
-    callbacks = [*seeding, *freezing, *instantiate_named(cfg.get("callbacks"))]
+    freezing = [FreezeScheduleCallback()] if has_backbone(cfg) else []
+    views = [GANLabView(datamodule.view_every)] if isinstance(datamodule, Toy2DDataModule) else []
+    configured = without_disabled_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
+    callbacks = [*seeding, *freezing, *views, *configured]
     loggers = instantiate_named(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    prepare_and_setup(datamodule, trainer)
     if gan:
-        datamodule = instantiate(cfg.data, data_config=gan_data_config(cfg), augment=instantiate(cfg.augment))
-        prepare_and_setup(datamodule, trainer)
         model = build_gan(cfg, datamodule)
-    else:  # the backbone decides the input size and normalisation, the data the number of classes
-        backbone = instantiate(cfg.backbone)
-        datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=instantiate(cfg.augment))
-        prepare_and_setup(datamodule, trainer)
+    else:
         model = build_model(cfg, backbone, datamodule)
         datamodule = maybe_use_feature_cache(cfg, datamodule, model)
 

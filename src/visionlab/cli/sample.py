@@ -23,8 +23,17 @@ def load_gan(checkpoint: Path):
     if "latent_dim" not in hparams or "generator" not in hparams:
         raise UserError(f"{checkpoint} is not a GAN checkpoint (a classifier's?): sample needs one "
                         "written by a model=gan run")
+    # Sampling needs the generator alone: a backbone discriminator is not rebuilt (a small
+    # stand-in takes its place) and no discriminator weights are loaded.
+    hparams.pop("d_backbone", None)
+    hparams["discriminator"] = "mlp"
     model = GANModule(optimizer=functools.partial(torch.optim.Adam), **hparams)
-    model.load_state_dict(state["state_dict"])
+    weights = {k: v for k, v in state["state_dict"].items() if not k.startswith("discriminator.")}
+    missing = [k for k in model.load_state_dict(weights, strict=False).missing_keys
+               if not k.startswith("discriminator.")]
+    if missing:
+        raise UserError(f"{checkpoint} lacks generator weights ({', '.join(missing[:3])}): it is not a "
+                        "complete GAN checkpoint")
     return model.eval()
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from visionlab.errors import UserError
 from visionlab.nets.backbone import Backbone
+from visionlab.nets.backbone_input import BackboneInput
 from visionlab.nets.factory import create_backbone
 
 
@@ -28,10 +28,7 @@ class BackboneFeatures(nn.Module):
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
-        config = backbone.data_config
-        self.size, self.channels = config.input_size, config.in_chans
-        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1))
+        self.input = BackboneInput(backbone.data_config)
         self.num_features = int(backbone.num_features)
 
     def train(self, mode: bool = True) -> BackboneFeatures:
@@ -41,13 +38,7 @@ class BackboneFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, num_features)`` average-pooled features of ``images`` ``(N, C, H, W)`` in [0, 1]."""
-        images = images.float()
-        if images.shape[1] != self.channels:
-            images = images.mean(dim=1, keepdim=True).expand(-1, self.channels, -1, -1)
-        if images.shape[-1] != self.size or images.shape[-2] != self.size:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,
-                                   align_corners=False)
-        return self.backbone((images - self.mean) / self.std)
+        return self.backbone(self.input(images.float()))
 
 
 def feature_network(spec: str) -> BackboneFeatures:

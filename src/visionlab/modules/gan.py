@@ -12,7 +12,10 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from visionlab.errors import UserError
+from visionlab.finetune.param_groups import build_param_groups
+from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
+from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -35,6 +38,11 @@ class GANModule(L.LightningModule):
     Every ``fid_every`` epochs (0: never) the validation images and as many generated ones give
     ``val/fid`` and ``val/kid`` in the feature space of ``fid_features`` (see
     :mod:`visionlab.metrics.generative`; not comparable with published Inception FIDs).
+
+    ``discriminator="backbone"``: D is ``backbone`` (a :class:`Backbone`, e.g. the pretrained
+    ``shapes_net``) plus a new logit head, and ``freeze_plan`` decides which of its stages
+    train, epoch by epoch (:class:`~visionlab.finetune.callback.FreezeScheduleCallback` reads
+    ``self.freeze_plan`` and ``self.backbone`` as it does for the classifier).
 
     Step axis: Lightning's ``global_step`` (and so ``trainer.max_steps`` and the logged step)
     counts every optimizer step, ``d_steps + 1`` per batch.
@@ -65,6 +73,8 @@ class GANModule(L.LightningModule):
         fid_every: int = 0,
         fid_features: str = "shapes_net",
         sample_shape: Sequence[int] | None = None,
+        backbone: Backbone | None = None,
+        freeze_plan: FreezePlan | None = None,
     ) -> None:
         super().__init__()
         sample_shape = tuple(sample_shape) if sample_shape else (channels, image_size, image_size)
@@ -78,6 +88,11 @@ class GANModule(L.LightningModule):
             raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no EMA generator)")
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
+        self.freeze_plan: FreezePlan | None = None
+        if discriminator == "backbone" and backbone is not None:
+            self.freeze_plan = freeze_plan or FreezePlan()
+            self.freeze_plan.prepare(backbone)  # may truncate it
+        # The backbone discriminator's network by name (None for the others); informative only.
         self.save_hyperparameters({
             "sample_shape": list(sample_shape), "num_classes": num_classes,
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
@@ -86,10 +101,12 @@ class GANModule(L.LightningModule):
             "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
+            "d_backbone": {"name": backbone.name, "source": backbone.source}
+            if self.freeze_plan is not None else None,
         })
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
-            generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm)
+            generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema_decay > 0 else None
         self.optimizer_factory = optimizer
         rows = classes or max(1, int(math.sqrt(num_samples)))
@@ -137,6 +154,11 @@ class GANModule(L.LightningModule):
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=False)
 
     @property
+    def backbone(self) -> Backbone:
+        """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
+        return self.discriminator.backbone
+
+    @property
     def conditional(self) -> bool:
         """Whether generator and discriminator take class labels."""
         return bool(self.hparams.conditional)
@@ -151,10 +173,19 @@ class GANModule(L.LightningModule):
         return generator(z, labels if self.conditional else None)
 
     def configure_optimizers(self):
-        """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``)."""
+        """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``).
+
+        A backbone discriminator's optimizer has a group per backbone stage (at ``d_lr`` times
+        the plan's ``lr_mult``) and one for its head, as the classifier's has: every parameter is
+        in it from the start, and frozen ones, without gradients, are skipped.
+        """
+        d_params = self.discriminator.parameters()
+        if self.freeze_plan is not None:
+            d_params = build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan,
+                                          self.hparams.d_lr)
         try:
             g_opt = self.optimizer_factory(params=self.generator.parameters(), lr=self.hparams.g_lr)
-            d_opt = self.optimizer_factory(params=self.discriminator.parameters(), lr=self.hparams.d_lr)
+            d_opt = self.optimizer_factory(params=d_params, lr=self.hparams.d_lr)
         except ValueError as err:
             raise UserError(f"the optimizer rejects its settings: {err}: fix model.g_lr / model.d_lr or "
                             "that optimizer.* value") from err

@@ -1,9 +1,11 @@
-"""Generators and discriminators for the GAN module: a vanilla MLP pair and DCGAN.
+"""Generators and discriminators for the GAN module: a vanilla MLP pair, DCGAN, and any
+backbone as the discriminator.
 
-Both discriminators return one logit per sample, ``(N,)``. Conditional models (``num_classes
-> 0``) take class labels too: the generator concatenates a learned label embedding to its
-noise vector, the discriminator adds a *projection* term, the inner product of a label
-embedding with its penultimate features (Miyato & Koyama 2018), to its unconditional logit.
+Every discriminator returns one logit per sample, ``(N,)``, from a :class:`LogitHead`.
+Conditional models (``num_classes > 0``) take class labels too: the generator concatenates
+a learned label embedding to its noise vector, the discriminator adds a *projection* term,
+the inner product of a label embedding with its penultimate features (Miyato & Koyama
+2018), to its unconditional logit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch
 from torch import nn
 
 from visionlab.errors import UserError
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.backbone_input import BackboneInput
 
 # DCGAN: the spatial size the generator starts from (and the discriminator ends at), per image size.
 DCGAN_START = {28: 7, 32: 4, 64: 4}
@@ -74,6 +78,20 @@ class Projection(nn.Module):
         return (self.embedding(labels) * features).sum(dim=1)
 
 
+class LogitHead(nn.Module):
+    """A discriminator's last layer: one logit per sample from its penultimate features, plus
+    the projection term when conditional. The part of a backbone discriminator that is always new."""
+
+    def __init__(self, width: int, num_classes: int = 0, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.out = _maybe_spectral(nn.Linear(width, 1), spectral_norm)
+        self.projection = Projection(num_classes, width, spectral_norm)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(N,)`` for ``features`` ``(N, width)``: higher means "real"."""
+        return self.out(features).squeeze(1) + self.projection(features, labels)
+
+
 class MLPGenerator(nn.Module):
     """The vanilla GAN generator: noise -> dense layers (LeakyReLU 0.2) -> Tanh -> one sample."""
 
@@ -105,13 +123,11 @@ class MLPDiscriminator(nn.Module):
             layers += [_maybe_spectral(nn.Linear(width, h), spectral_norm), nn.LeakyReLU(0.2)]
             width = h
         self.features = nn.Sequential(*layers)
-        self.out = _maybe_spectral(nn.Linear(width, 1), spectral_norm)
-        self.projection = Projection(num_classes, width, spectral_norm)
+        self.head = LogitHead(width, num_classes, spectral_norm)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(N,)``: higher means "real"."""
-        features = self.features(x)
-        return self.out(features).squeeze(1) + self.projection(features, labels)
+        return self.head(self.features(x), labels)
 
 
 class DCGANGenerator(nn.Module):
@@ -161,34 +177,64 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
             ch = out
         self.features = nn.Sequential(*layers, nn.Flatten())
-        flat = ch * start * start
-        self.out = _maybe_spectral(nn.Linear(flat, 1), spectral_norm)
-        self.projection = Projection(num_classes, flat, spectral_norm)
+        self.head = LogitHead(ch * start * start, num_classes, spectral_norm)
         init_dcgan_weights(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(N,)``: higher means "real"."""
-        features = self.features(x)
-        return self.out(features).squeeze(1) + self.projection(features, labels)
+        return self.head(self.features(x), labels)
+
+
+class BackboneDiscriminator(nn.Module):
+    """Any visionlab backbone as the discriminator: its pooled features -> :class:`LogitHead`.
+
+    With a pretrained backbone the discriminator judges samples in a feature space that
+    already knows what real images look like (the idea of Projected GANs, Sauer et al. 2021);
+    the ``freeze`` group's plan decides which of its stages train. The generator's [-1, 1]
+    images are mapped to the backbone's own input (:class:`BackboneInput`), differentiably.
+    Spectral normalisation, when asked for, applies to the new head only.
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int = 0, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.input = BackboneInput(backbone.data_config)
+        self.head = LogitHead(int(backbone.num_features), num_classes, spectral_norm)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(N,)`` for images ``x`` in [-1, 1]: higher means "real"."""
+        return self.head(self.backbone(self.input(x * 0.5 + 0.5)), labels)
+
+
+GENERATORS = ("mlp", "dcgan")
+DISCRIMINATORS = ("mlp", "dcgan", "backbone")
 
 
 def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_shape: Sequence[int],
-                   num_classes: int = 0, width: int = 64,
-                   spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
-    """The generator and discriminator named by ``model.generator`` / ``model.discriminator``."""
+                   num_classes: int = 0, width: int = 64, spectral_norm: bool = False,
+                   backbone: Backbone | None = None) -> tuple[nn.Module, nn.Module]:
+    """The generator and discriminator named by ``model.generator`` / ``model.discriminator``;
+    ``backbone`` is the network of ``discriminator="backbone"``."""
     sample_shape = tuple(sample_shape)
-    for role, name in (("generator", generator), ("discriminator", discriminator)):
-        if name not in ("mlp", "dcgan"):
-            raise UserError(f"model.{role}={name!r} is not one of: mlp, dcgan")
+    for role, name, choices in (("generator", generator, GENERATORS),
+                                ("discriminator", discriminator, DISCRIMINATORS)):
+        if name not in choices:
+            raise UserError(f"model.{role}={name!r} is not one of: {', '.join(choices)}")
     square = len(sample_shape) == 3 and sample_shape[1] == sample_shape[2]
-    if "dcgan" in (generator, discriminator) and not square:
-        raise UserError(f"the dcgan architecture makes square images, not samples of shape {sample_shape}: "
+    if not square and ("dcgan" in (generator, discriminator) or discriminator == "backbone"):
+        raise UserError(f"the {'dcgan' if 'dcgan' in (generator, discriminator) else 'backbone'} "
+                        f"architecture takes square images, not samples of shape {sample_shape}: "
                         "use model.generator=mlp model.discriminator=mlp")
     if generator == "mlp":
         g = MLPGenerator(latent_dim, sample_shape, num_classes=num_classes)
     else:
         g = DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes)
-    if discriminator == "mlp":
+    if discriminator == "backbone":
+        if backbone is None:
+            raise UserError("model.discriminator=backbone needs a network from the backbone group "
+                            "(e.g. backbone=shapes_net)")
+        d = BackboneDiscriminator(backbone, num_classes, spectral_norm)
+    elif discriminator == "mlp":
         d = MLPDiscriminator(sample_shape, num_classes=num_classes, spectral_norm=spectral_norm)
     else:
         d = DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)
