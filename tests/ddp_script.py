@@ -1,15 +1,19 @@
-"""Two-process CPU DDP run of a staged plan, for ``test_ddp_finetune.py``.
+"""Two-process CPU DDP runs of a staged plan and of a GAN, for ``test_ddp_finetune.py``.
 
     python tests/ddp_script.py <out_dir>
 
 Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
-``ddp_find_unused_parameters_true``). The backbone is frozen in epoch 0 and unfrozen in
-epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and final weights.
-Lightning's launcher re-executes this script for the second rank, so it must be a script.
+``ddp_find_unused_parameters_true``). The classifier's backbone is frozen in epoch 0 and
+unfrozen in epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and
+final weights. Then a conditional GAN with an EMA generator and a backbone discriminator
+(manual optimization, two optimizers) trains 2 epochs; each rank writes ``gan_rank<r>.pt``.
+Both runs share the two processes (their start-up is most of the test's time). Lightning's
+launcher re-executes this script for the second rank, so it must be a script.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,10 +21,12 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from tiny import TensorDataModule, tiny_model
+from tiny import CLASSES, SIZE, TensorDataModule, tiny_model
 
 from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.plans import Staged
+from visionlab.modules.gan import GANModule
+from visionlab.nets.custom import shapes_net
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -36,23 +42,38 @@ class Snapshot(L.Callback):
             self.after_epoch0 = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
 
-def main(out: Path) -> None:
-    """Train 2 epochs on 2 ranks; save each rank's weights."""
+def ddp_trainer(out: Path, *callbacks: L.Callback) -> L.Trainer:
+    """A quiet 2-epoch trainer with ``conf/trainer/ddp_cpu.yaml``'s settings."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         trainer_cfg = compose(config_name="train", overrides=["trainer=ddp_cpu"]).trainer
-    plan = Staged({0: "head", 1: "all"})
-    model = tiny_model(plan, lr=1e-2)
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
-    snapshot = Snapshot()
-    trainer: L.Trainer = instantiate(
+    return instantiate(
         trainer_cfg, default_root_dir=str(out), max_epochs=2, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[FreezeScheduleCallback(), snapshot],
+        callbacks=[FreezeScheduleCallback(), *callbacks],
     )
+
+
+def main(out: Path) -> None:
+    """Train a classifier, then a GAN, 2 epochs each on 2 ranks; save each rank's weights."""
+    model = tiny_model(Staged({0: "head", 1: "all"}), lr=1e-2)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    snapshot = Snapshot()
+    trainer = ddp_trainer(out, snapshot)
     trainer.fit(model, datamodule=TensorDataModule(n_train=64))
     torch.save({"initial": initial, "after_epoch0": snapshot.after_epoch0, "final": model.state_dict(),
                 "parameters": [n for n, _ in model.named_parameters()], "world_size": trainer.world_size},
                out / f"rank{trainer.global_rank}.pt")
+
+    torch.manual_seed(0)
+    gan = GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), width=8, latent_dim=16,
+                    num_classes=CLASSES, conditional=True, ema_decay=0.9, discriminator="backbone",
+                    backbone=shapes_net(input_size=SIZE), freeze_plan=Staged({0: "head", 1: 1}))
+    initial = {k: v.clone() for k, v in gan.state_dict().items()}
+    trainer = ddp_trainer(out)
+    trainer.fit(gan, datamodule=TensorDataModule(n_train=64))
+    torch.save({"initial": initial, "final": gan.state_dict(), "world_size": trainer.world_size,
+                "parameters": [n for n, _ in gan.named_parameters()]},
+               out / f"gan_rank{trainer.global_rank}.pt")
 
 
 if __name__ == "__main__":

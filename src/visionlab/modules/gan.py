@@ -213,7 +213,7 @@ class GANModule(L.LightningModule):
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),
                             ("d_fake", d_fake.mean())):
             self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True,
-                     prog_bar=name.endswith("loss"), batch_size=n)
+                     prog_bar=name.endswith("loss"), batch_size=n, sync_dist=True)
 
     def _update(self, optimizer, loss: torch.Tensor, network: torch.nn.Module, name: str) -> None:
         """One optimizer step on ``loss``; a non-finite loss stops the run before any weight changes."""
