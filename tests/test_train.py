@@ -116,14 +116,18 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "expe
 OFFLINE_DATA = {
     "course_flowers_vgg16": ["data=shapes_target", "~data.val_fraction"],
     "course_cats_dogs_scratch": ["data=shapes_target", "~data.binary"],
+    **{name: ["data=shapes"] for name in ("vanilla_gan_mnist", "dcgan_mnist", "cgan_mnist")},
 }
+# Experiments on data other than images (the tiny-image overrides do not apply).
+POINTS = {"gan_toy2d": ["data.n_train=64", "trainer.enable_progress_bar=false", "logger=csv"]}
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), "debug=fast",
-                   "backbone.pretrained=false", "backbone.input_size=32", "data.batch_size=4",
-                   "callbacks.model_checkpoint=null")  # last.ckpt only: VGG checkpoints take 0.5 GB
+    shared = ["debug=fast", "backbone.pretrained=false", "backbone.input_size=32", "data.batch_size=4",
+              "callbacks.model_checkpoint=null"]  # last.ckpt only: VGG checkpoints take 0.5 GB
+    cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), *POINTS.get(experiment, []),
+                   *shared, tiny=experiment not in POINTS)
     value = run(cfg)
     assert value is None if cfg.optimized_metric is None else 0.0 <= value <= 1.0
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
