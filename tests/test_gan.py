@@ -317,16 +317,42 @@ def test_offline_fid_and_kid_rank_real_images_above_noise(data_dir):
     assert real_vs_real["fid"] < real_vs_noise["fid"] and real_vs_real["kid"] < real_vs_noise["kid"]
 
 
-def test_fid_features_must_be_shapes_net_or_a_classifier_checkpoint(tmp_path):
+def test_fid_features_must_be_shapes_net_a_classifier_checkpoint_or_present_inception(tmp_path, monkeypatch):
     from visionlab.metrics.generative import feature_network
 
-    with pytest.raises(UserError, match="model.fid_features='inception': use shapes_net"):
+    with pytest.raises(UserError, match="model.fid_features='incept': use shapes_net"):
+        feature_network("incept")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UserError, match=r"inception needs the Inception weights at .*torch/hub/checkpoints/"
+                                        r"weights-inception-2015-12-05-6726825d.pth.*offline use shapes_net"):
         feature_network("inception")
     trainer = tiny_trainer(tmp_path, 1)
     trainer.fit(tiny_model(), datamodule=TensorDataModule())
     trainer.save_checkpoint(tmp_path / "classifier.ckpt")
     features = feature_network(str(tmp_path / "classifier.ckpt"))
     assert features(torch.rand(2, 1, 28, 28)).shape == (2, features.num_features)
+
+
+def test_inception_features_load_from_the_local_torch_hub_cache_only(tmp_path, monkeypatch):
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    from visionlab.metrics.generative import feature_network, inception_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = inception_weights_path()
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not a weights file")
+    with pytest.raises(UserError, match="is not a readable Inception weights file"):
+        feature_network("inception")
+    # A stand-in for the downloaded file: the same network with random weights (built without
+    # loading any, since torch-fidelity's constructor insists on loading some).
+    with monkeypatch.context() as patch:
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.save({}, weights)
+        random_inception = fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], str(weights))
+    torch.save(random_inception.state_dict(), weights)
+    features = feature_network("inception")
+    assert features(torch.rand(1, 1, 28, 28)).shape == (1, 2048)
 
 
 def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):

@@ -1,10 +1,11 @@
-"""FID and KID of generated images in the feature space of a visionlab backbone, offline.
+"""FID and KID of generated images in a configurable feature space, offline.
 
 torchmetrics computes both from an Inception network whose weights it downloads; here the
 feature network is configurable: the shipped ``shapes_net`` (pretrained on shapes, so it
-knows what a shape looks like), or the backbone of any visionlab classifier checkpoint.
-An FID in such a feature space ranks models of the same data, but it is not comparable with
-published (Inception) FIDs.
+knows what a shape looks like), the backbone of any visionlab classifier checkpoint, or
+torchmetrics' Inception when its weights are already on the machine. An FID in a feature
+space other than Inception's ranks models of the same data, but it is not comparable with
+published FIDs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from visionlab.errors import UserError
+from visionlab.errors import UserError, first_line
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
 from visionlab.nets.factory import create_backbone
@@ -41,10 +42,62 @@ class BackboneFeatures(nn.Module):
         return self.backbone(self.input(images.float()))
 
 
-def feature_network(spec: str) -> BackboneFeatures:
-    """The feature network ``model.fid_features`` names: ``shapes_net`` or a classifier checkpoint."""
+INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name
+
+
+def inception_weights_path() -> Path:
+    """Where torch-fidelity keeps (and looks for) its Inception weights: the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+
+
+class InceptionFeatures(nn.Module):
+    """The 2048-d pool features of torchmetrics' FID Inception (torch-fidelity's port of the
+    TensorFlow graph), the feature space of published FIDs, for images in [0, 1] (gray ones
+    repeated to RGB). Built from a local weights file only: nothing is downloaded."""
+
+    num_features = 2048
+
+    def __init__(self, weights: Path) -> None:
+        super().__init__()
+        try:
+            import torch_fidelity  # noqa: F401  (NoTrainInceptionV3 needs it)
+            from torchmetrics.image.fid import NoTrainInceptionV3
+        except ImportError as err:
+            raise UserError("model.fid_features=inception needs torch-fidelity: pip install "
+                            "'visionlab[fid]' (or use shapes_net or a classifier .ckpt)") from err
+        try:
+            torch.load(weights, map_location="cpu", weights_only=True)  # tensors only, before it is unpickled
+        except Exception as err:
+            raise UserError(f"{weights} is not a readable Inception weights file ({first_line(err)}): delete "
+                            "it and let torch-fidelity download it again on a machine with internet") from err
+        self.inception = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                            feature_extractor_weights_path=str(weights))
+
+    def train(self, mode: bool = True) -> InceptionFeatures:
+        """Always evaluation mode: the feature network is a fixed measuring instrument."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, 2048)`` features of ``images`` ``(N, C, H, W)`` in [0, 1] (resized to 299 px inside)."""
+        images = images.float().clamp(0, 1).expand(-1, 3, -1, -1)
+        return self.inception((images * 255).to(torch.uint8)).reshape(len(images), -1)
+
+
+def feature_network(spec: str) -> nn.Module:
+    """The feature network ``model.fid_features`` names: ``shapes_net``, a classifier checkpoint,
+    or ``inception`` (torchmetrics' Inception, when its weights are in the torch hub cache)."""
     if spec == "shapes_net":
         return BackboneFeatures(create_backbone("shapes_net", source="custom", pretrained=True))
+    if spec == "inception":
+        weights = inception_weights_path()
+        if not weights.is_file():
+            raise UserError(f"model.fid_features=inception needs the Inception weights at {weights}, and "
+                            "this machine has none (they download only with internet: run "
+                            "`python -c \"import torch_fidelity; torch_fidelity.FeatureExtractorInceptionV3("
+                            "'inception-v3-compat', ['2048'])\"` once online); offline use shapes_net or "
+                            "a visionlab classifier .ckpt")
+        return InceptionFeatures(weights)
     path = Path(spec)
     if path.suffix == ".ckpt" and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -53,8 +106,9 @@ def feature_network(spec: str) -> BackboneFeatures:
             raise UserError(f"model.fid_features={spec} is not a visionlab classifier checkpoint")
         backbone = create_backbone(info["name"], source=info["source"], pretrained=False, weights=str(path))
         return BackboneFeatures(backbone)
-    raise UserError(f"model.fid_features={spec!r}: use shapes_net (shipped, offline) or the path of a "
-                    "visionlab classifier .ckpt whose backbone knows your data")
+    raise UserError(f"model.fid_features={spec!r}: use shapes_net (shipped, offline), the path of a "
+                    "visionlab classifier .ckpt whose backbone knows your data, or inception (when its "
+                    "weights are present)")
 
 
 class GenerativeMetrics(nn.Module):
@@ -64,7 +118,7 @@ class GenerativeMetrics(nn.Module):
     size adapts to the number of samples seen, so small validation sets work.
     """
 
-    def __init__(self, features: BackboneFeatures, kid_subset_size: int = 100) -> None:
+    def __init__(self, features: nn.Module, kid_subset_size: int = 100) -> None:
         super().__init__()
         self.fid = FrechetInceptionDistance(feature=features, normalize=True)
         self.kid_subset_size = kid_subset_size
