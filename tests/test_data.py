@@ -74,6 +74,23 @@ def test_shapes_are_written_once_and_reused(tmp_path):
         generate(other, root, show_progress=False)
 
 
+def test_plain_shapes_have_a_flat_background_and_textured_ones_do_not(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    def corners_flat(path: Path) -> bool:
+        pixels = np.asarray(Image.open(path))
+        return len({tuple(pixels[y, x]) for y in (0, -1) for x in (0, -1)}) == 1
+
+    for variant, flat in (("shapes_plain", True), ("shapes", False)):
+        spec = spec_for(variant, train_per_class=4, val_per_class=1, test_per_class=1)
+        root = generate(spec, tmp_path / variant, show_progress=False)
+        images = sorted(root.rglob("*.png"))
+        assert all(corners_flat(p) for p in images) if flat else not any(corners_flat(p) for p in images)
+    assert '"background": "plain"' in (tmp_path / "shapes_plain" / "spec.json").read_text()
+    assert "background" not in (tmp_path / "shapes" / "spec.json").read_text()  # older trees still match
+
+
 # --- torchvision datasets: offline behaviour ----------------------------------------------
 
 

@@ -61,7 +61,9 @@ SHAPE_CLASSES = ("circle", "ring", "crescent", *_POLYGONS)
 
 @dataclass(frozen=True)
 class ShapesSpec:
-    """What to generate: classes, images per class per split, image size and seed."""
+    """What to generate: classes, images per class per split, image size, seed, and the
+    background: ``textured`` (a noisy gradient with clutter: the classification tasks) or
+    ``plain`` (one flat colour: a target a small GAN can learn in CPU minutes)."""
 
     classes: tuple[str, ...]
     train_per_class: int
@@ -69,10 +71,15 @@ class ShapesSpec:
     test_per_class: int
     image_size: int = 64
     seed: int = 0
+    background: str = "textured"
 
     def to_json(self) -> str:
-        """The spec as canonical JSON: written beside the data and compared on reuse."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """The spec as canonical JSON: written beside the data and compared on reuse (the
+        default background is left out, so trees generated before it existed still match)."""
+        fields = asdict(self)
+        if fields["background"] == "textured":
+            del fields["background"]
+        return json.dumps(fields, sort_keys=True)
 
     def splits(self) -> dict[str, int]:
         """Images per class for each split, in generation order."""
@@ -90,6 +97,10 @@ VARIANTS: dict[str, ShapesSpec] = {
     # The transfer task: 6 other classes, few images per class.
     "shapes_target": ShapesSpec(("arrow", "heart", "crescent", "diamond", "chevron", "tshape"),
                                 train_per_class=30, val_per_class=30, test_per_class=30, seed=2),
+    # For GANs: the 8 classes of "shapes" on plain backgrounds, many images (experiment=dcgan_shapes).
+    "shapes_plain": ShapesSpec(("circle", "square", "triangle", "star", "cross", "pentagon", "ring", "arrow"),
+                               train_per_class=500, val_per_class=40, test_per_class=40, seed=3,
+                               background="plain"),
 }
 
 
@@ -138,15 +149,17 @@ def _draw_shape(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
         draw.polygon(pts, fill=colour)
 
 
-def render_shape(name: str, rng: random.Random, size: int) -> Image.Image:
-    """One image of class ``name``: random colour, size, position, rotation, clutter, noise."""
-    img = _background(rng, size)
+def render_shape(name: str, rng: random.Random, size: int, background: str = "textured") -> Image.Image:
+    """One image of class ``name``: random colour, size, position, rotation; on a ``textured``
+    background also clutter, noise and sometimes blur, on a ``plain`` one none of those."""
+    plain = background == "plain"
+    img = Image.new("RGB", (size, size), _random_colour(rng, 40, 220)) if plain else _background(rng, size)
     r = rng.uniform(0.2, 0.42) * size
     cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
     colour = _random_colour(rng)
     bg = img.getpixel((int(cx), int(cy)))
     _draw_shape(ImageDraw.Draw(img), name, cx, cy, r, rng.uniform(0, 2 * math.pi), colour, bg)
-    if rng.random() < 0.3:
+    if not plain and rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
     return img
 
@@ -178,7 +191,7 @@ def generate(spec: ShapesSpec, root: Path, show_progress: bool = True) -> Path:
                 out.mkdir(parents=True)
                 for i in range(per_class):
                     rng = random.Random(f"{spec.seed}-{split_index}-{class_index}-{i}")
-                    render_shape(name, rng, spec.image_size).save(out / f"{i:05d}.png")
+                    render_shape(name, rng, spec.image_size, spec.background).save(out / f"{i:05d}.png")
                 bar.advance(task, per_class)
     (tmp / "spec.json").write_text(wanted)
     try:
