@@ -357,8 +357,11 @@ def test_inception_features_load_from_the_local_torch_hub_cache_only(tmp_path, m
 
 def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):
     cfg = make_cfg("model=gan", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=2",
-                   "model.fid_every=2", "logger=csv")
+                   "model.fid_every=2", "logger=csv", "model.d_lr=0.0004")
     run(cfg)
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
     fid_rows = [row for row in rows if row.get("val/fid")]
     assert len(fid_rows) == 1 and float(fid_rows[0]["epoch"]) == 1.0 and float(fid_rows[0]["val/kid"]) > -1
+    rates = [row for row in rows if row.get("lr-generator/group0")]
+    assert float(rates[0]["lr-generator/group0"]) == pytest.approx(cfg.model.g_lr)
+    assert float(rates[0]["lr-discriminator/group0"]) == pytest.approx(cfg.model.d_lr)

@@ -172,6 +172,9 @@ class GANModule(L.LightningModule):
         generator = self.generator_ema if self.generator_ema is not None else self.generator
         return generator(z, labels if self.conditional else None)
 
+    # The order configure_optimizers returns them in (read by the learning-rate logger).
+    optimizer_names = ("generator", "discriminator")
+
     def configure_optimizers(self):
         """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``).
 
