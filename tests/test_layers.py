@@ -16,6 +16,7 @@ LAYERS = [
     {"modules"},
     {"callbacks"},
     {"train"},
+    {"inference"},
     {"cli"},
 ]
 

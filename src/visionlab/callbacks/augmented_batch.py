@@ -14,15 +14,16 @@ from torchvision.utils import make_grid
 log = logging.getLogger(__name__)
 
 
-def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int = 8) -> Image.Image:
-    """A PIL grid of ``images`` (N, C, H, W) in [0, 1], each tile captioned with its label."""
+def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int = 8, min_size: int = 64) -> Image.Image:
+    """A PIL grid of ``images`` (N, C, H, W) in [0, 1], each tile (at least ``min_size`` pixels)
+    captioned with its label, cut to what fits the tile's width."""
     tiles = []
     for img, label in zip(images, labels, strict=True):
         tile = Image.fromarray(img.expand(3, -1, -1).mul(255).byte().permute(1, 2, 0).numpy())
-        tile = tile.resize((max(64, tile.width), max(64, tile.height)), Image.NEAREST)
+        tile = tile.resize((max(min_size, tile.width), max(min_size, tile.height)), Image.NEAREST)
         draw = ImageDraw.Draw(tile)
         draw.rectangle((0, 0, tile.width, 11), fill=(0, 0, 0))
-        draw.text((2, 0), label[:16], fill=(255, 255, 255))
+        draw.text((2, 0), label[: tile.width // 6], fill=(255, 255, 255))
         tiles.append(torch.from_numpy(np.array(tile)).permute(2, 0, 1))
     grid = make_grid(torch.stack(tiles), nrow=nrow, padding=2)
     return Image.fromarray(grid.permute(1, 2, 0).numpy())
@@ -51,9 +52,9 @@ class AugmentedBatchGrid(L.Callback):
         self.max_images = max_images
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Draw the grid once, on the main process only."""
+        """Draw the grid once, on the main process only (nothing for data that is not images)."""
         dm = getattr(trainer.datamodule, "source", trainer.datamodule)  # the images behind cached features
-        if not trainer.is_global_zero or dm is None or getattr(dm, "train_set", None) is None:
+        if not trainer.is_global_zero or getattr(dm, "data_config", None) is None:
             return
         images, targets = sample_batch(dm.train_set, self.max_images)
         mean = torch.tensor(dm.data_config.mean).view(1, -1, 1, 1)

@@ -1,4 +1,4 @@
-"""The ``visionlab`` command: ``train``, ``stages``, ``shapes`` and ``sample`` subcommands."""
+"""The ``visionlab`` command: ``train``, ``eval``, ``stages``, ``shapes`` and ``sample`` subcommands."""
 
 from __future__ import annotations
 
@@ -78,12 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (Hydra overrides and flags such as -m follow, "
                                          "as for train.py)")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="e.g. backbone=resnet18 optimizer.lr=1e-4")
+    evaluate = sub.add_parser("eval", help="test-set metrics, confusion matrix and top losses of classifier "
+                                           "checkpoints (Hydra overrides of the run's config may follow)")
+    evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
+                          help="one or more .ckpt files, then overrides (data=image_folder data.root=DIR)")
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
     stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
     stages.add_argument("--granularity", default="coarse", choices=("coarse", "fine"))
     shapes = sub.add_parser("shapes", help="write a synthetic shapes dataset to a folder")
-    shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target"))
+    shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target", "shapes_plain"))
     shapes.add_argument("--out", type=Path, default=Path("data/shapes"), help="parent folder")
     sample = sub.add_parser("sample", help="write images drawn from a trained GAN checkpoint")
     sample.add_argument("checkpoint", type=Path, help="a model=gan run's checkpoint (checkpoints/last.ckpt)")
@@ -105,7 +109,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
-        if args.command == "stages":
+        if args.command == "eval":
+            from visionlab.cli.evaluate import cmd_eval
+
+            overrides = [t for t in args.targets if "=" in t]
+            checkpoints = [Path(t) for t in args.targets if "=" not in t]
+            if not checkpoints:
+                raise UserError("eval needs at least one checkpoint (.ckpt) before the overrides")
+            cmd_eval(checkpoints, overrides, find_conf_dir())
+        elif args.command == "stages":
             cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":
             cmd_shapes(args.variant, args.out)

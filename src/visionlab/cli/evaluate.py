@@ -1,0 +1,79 @@
+"""``visionlab eval CKPT [CKPT ...] [overrides]``: test-set metrics of trained classifiers.
+
+For each checkpoint: accuracy, macro-F1 and a per-class table on stdout; ``eval.json``,
+``confusion_matrix.png`` and ``top_losses.png`` in ``<run>/eval/<checkpoint>[-<overrides>]/``;
+the confusion matrix also in the run's TensorBoard (*Images*, ``eval/confusion_matrix``).
+With two or more checkpoints, their metrics side by side (feature extraction vs fine-tuning).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from visionlab.inference.checkpoint import load_classifier
+from visionlab.inference.evaluate import Evaluation, evaluate
+from visionlab.inference.figures import confusion_figure, top_losses_grid
+
+TOP_LOSSES = 16
+
+
+def output_dir(run_dir: Path, checkpoint: Path, overrides: list[str]) -> Path:
+    """``<run>/eval/<checkpoint stem>``, suffixed with the overrides when there are any."""
+    suffix = re.sub(r"[^A-Za-z0-9=.,_-]+", "_", ",".join(overrides))[:80]
+    return run_dir / "eval" / (checkpoint.stem + (f"-{suffix}" if suffix else ""))
+
+
+def print_per_class(evaluation: Evaluation) -> None:
+    """The per-class precision / recall / F1 / support table."""
+    width = max(8, *(len(name) for name in evaluation.class_names))
+    print(f"  {'class':<{width}}  precision  recall     f1  support")
+    for row in evaluation.per_class:
+        print(f"  {row['class']:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  "
+              f"{row['support']:7d}")
+
+
+def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> None:
+    """``eval.json``, the confusion-matrix figure (also to TensorBoard) and the top-losses grid."""
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(evaluation.as_dict(), indent=2))
+    figure = confusion_figure(evaluation.confusion, evaluation.class_names, title)
+    figure.savefig(out / "confusion_matrix.png", dpi=100)
+    tensorboard = trained.run_dir / "tensorboard"
+    if tensorboard.is_dir():
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(tensorboard / "eval")) as writer:
+            writer.add_figure("eval/confusion_matrix", figure, 0, close=False)
+    plt.close(figure)
+    wrong = evaluation.top_losses(TOP_LOSSES)
+    if wrong:
+        data = trained.datamodule
+        dataset = data.test_set if data.test_set is not None else data.val_set
+        top_losses_grid(dataset, wrong, evaluation, data.data_config).save(out / "top_losses.png")
+
+
+def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path) -> list[Evaluation]:
+    """Evaluate every checkpoint on its run's test set (``overrides`` applied); print, write, return."""
+    results = []
+    for checkpoint in checkpoints:
+        trained = load_classifier(checkpoint, conf_dir, overrides)
+        loader = trained.datamodule.test_dataloader()
+        evaluation = evaluate(trained.model, loader, list(trained.datamodule.class_names),
+                              f"evaluating {checkpoint.name}")
+        out = output_dir(trained.run_dir, checkpoint, overrides)
+        write_outputs(evaluation, trained, out, f"{trained.run_dir.name}/{checkpoint.name}")
+        print(f"{checkpoint}: accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
+              f"loss {evaluation.loss:.4f} on {int(evaluation.confusion.sum())} test images")
+        print_per_class(evaluation)
+        print(f"  written to {out}")
+        results.append(evaluation)
+    if len(results) > 1:
+        print("\n  accuracy  macro-F1    loss  checkpoint")
+        for checkpoint, evaluation in zip(checkpoints, results, strict=True):
+            print(f"  {evaluation.accuracy:8.4f}  {evaluation.macro_f1:8.4f}  {evaluation.loss:6.4f}  "
+                  f"{checkpoint}")
+    return results

@@ -1,0 +1,1 @@
+"""Using a trained classifier from its checkpoint alone: evaluation, prediction, export."""

@@ -1,0 +1,99 @@
+"""Rebuild a trained classifier, and the data it was trained on, from its checkpoint alone.
+
+A run directory holds everything: ``checkpoints/*.ckpt`` (weights and the class names, read
+with ``weights_only=True``: nothing is unpickled) and ``.hydra/overrides.yaml`` (how the run
+was composed). Composing ``conf/train.yaml`` with those overrides, plus any the user adds
+(``data=image_folder data.root=...``), gives the backbone, its preprocessing, the head and
+the freeze plan, so a truncated backbone (``freeze.truncate_after``) is rebuilt as trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from visionlab.errors import UserError, first_line
+from visionlab.modules.classifier import ClassifierModule
+from visionlab.train import build_model
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path`` (``weights_only=True``), or a UserError saying what it is not."""
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: give a classifier checkpoint (e.g. outputs/<date>/<time>/"
+                        "checkpoints/last.ckpt)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or pickled code that weights_only refuses
+        raise UserError(f"{path} is not a readable checkpoint ({first_line(err)}): it may be truncated; "
+                        "use another checkpoint of the run") from err
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    hparams = state.get("hyper_parameters", {})
+    if "latent_dim" in hparams:
+        raise UserError(f"{path} is a GAN checkpoint: draw from it with `visionlab sample {path}`")
+    if "class_names" not in hparams or "backbone" not in hparams:
+        raise UserError(f"{path} is not a visionlab classifier checkpoint (no class names or backbone)")
+    return state
+
+
+def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictConfig:
+    """The config of the run that wrote ``checkpoint``, with ``overrides`` applied on top."""
+    run_dir = checkpoint.resolve().parent.parent
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise UserError(f"{checkpoint}: no {saved}; the checkpoint must sit in its run directory "
+                        "(<run>/checkpoints/*.ckpt beside <run>/.hydra/), as train.py wrote it")
+    run_overrides = [str(o) for o in OmegaConf.load(saved)]
+    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*run_overrides, *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+@dataclass
+class TrainedClassifier:
+    """A classifier rebuilt from a checkpoint, in eval mode, with the data of its run config."""
+
+    model: ClassifierModule
+    datamodule: object
+    cfg: DictConfig
+    run_dir: Path
+
+
+def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
+    """Rebuild the classifier of ``checkpoint`` and set up its (possibly overridden) data.
+
+    The data's classes must be the checkpoint's, in the same order; otherwise a UserError
+    names the difference.
+    """
+    state = read_checkpoint(checkpoint)
+    cfg = run_config(checkpoint, conf_dir, list(overrides))
+    backbone = instantiate(cfg.backbone, pretrained=False)  # every weight comes from the checkpoint
+    datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    expected = list(state["hyper_parameters"]["class_names"])
+    check_classes(expected, list(datamodule.class_names))
+    model = build_model(cfg, backbone, datamodule)
+    model.load_state_dict(state["state_dict"])
+    return TrainedClassifier(model.eval(), datamodule, cfg, checkpoint.resolve().parent.parent)
+
+
+def check_classes(expected: list[str], found: list[str]) -> None:
+    """A UserError naming the difference when the data's classes are not the checkpoint's."""
+    if expected == found:
+        return
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    detail = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                         f"not in the checkpoint: {', '.join(extra)}" if extra else "")
+                       if part) or "the same names in another order"
+    raise UserError(f"the data's classes differ from the checkpoint's ({detail}): evaluate on data with the "
+                    f"classes {', '.join(expected)}")

@@ -1,0 +1,90 @@
+"""Test-set evaluation of a rebuilt classifier: metrics, a per-class table, the confusion
+matrix, and the most confidently wrong images ("top losses")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+
+@dataclass
+class Evaluation:
+    """Everything ``visionlab eval`` reports for one checkpoint on one test set."""
+
+    class_names: list[str]
+    confusion: torch.Tensor  # (C, C): rows are true classes, columns predictions
+    losses: torch.Tensor  # (N,) cross-entropy per image, in dataset order
+    predictions: torch.Tensor  # (N,)
+    targets: torch.Tensor  # (N,)
+    probabilities: torch.Tensor  # (N,) the predicted class's probability
+    per_class: list[dict] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """Correct predictions over all images."""
+        return float(self.confusion.diagonal().sum() / self.confusion.sum().clamp(min=1))
+
+    @property
+    def macro_f1(self) -> float:
+        """The mean of the per-class F1 scores (a class never seen nor predicted counts as 0)."""
+        return sum(row["f1"] for row in self.per_class) / max(1, len(self.per_class))
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy over the test set."""
+        return float(self.losses.mean())
+
+    def top_losses(self, k: int) -> list[int]:
+        """Dataset indices of the ``k`` wrong predictions with the highest loss (most confidently wrong)."""
+        wrong = (self.predictions != self.targets).nonzero().flatten()
+        order = self.losses[wrong].argsort(descending=True)
+        return wrong[order[:k]].tolist()
+
+    def as_dict(self) -> dict:
+        """Every number, for ``eval.json``."""
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "loss": self.loss,
+                "images": int(self.confusion.sum()), "classes": self.class_names,
+                "per_class": self.per_class, "confusion_matrix": self.confusion.tolist()}
+
+
+def per_class_table(confusion: torch.Tensor, class_names: list[str]) -> list[dict]:
+    """Precision, recall, F1 and support of every class from a confusion matrix."""
+    matrix = confusion.double()
+    rows = []
+    for index, name in enumerate(class_names):
+        tp = matrix[index, index]
+        predicted, actual = matrix[:, index].sum(), matrix[index].sum()
+        precision = float(tp / predicted) if predicted else 0.0
+        recall = float(tp / actual) if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": precision, "recall": recall, "f1": f1,
+                     "support": int(actual)})
+    return rows
+
+
+@torch.no_grad()
+def evaluate(model, loader: DataLoader, class_names: list[str], description: str = "evaluating"
+             ) -> Evaluation:
+    """Run ``model`` (eval mode) over ``loader``; a progress bar counts the batches."""
+    model.eval()
+    losses, predictions, targets, probabilities = [], [], [], []
+    with Progress(transient=True) as bar:
+        task = bar.add_task(description, total=len(loader))
+        for x, y in loader:
+            logits = model(x.to(model.device)).float().cpu()
+            losses.append(F.cross_entropy(logits, y, reduction="none"))
+            probs = logits.softmax(dim=-1)
+            confidence, predicted = probs.max(dim=-1)
+            predictions.append(predicted)
+            probabilities.append(confidence)
+            targets.append(y)
+            bar.advance(task)
+    predictions, targets = torch.cat(predictions), torch.cat(targets)
+    count = len(class_names)
+    confusion = torch.bincount(targets * count + predictions, minlength=count * count).view(count, count)
+    return Evaluation(class_names, confusion, torch.cat(losses), predictions, targets,
+                      torch.cat(probabilities), per_class_table(confusion, class_names))

@@ -1,0 +1,99 @@
+"""``visionlab eval`` from a checkpoint alone: metrics equal the run's, figures written, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import CONF_DIR, TINY
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from visionlab.cli.evaluate import cmd_eval
+from visionlab.cli.main import main
+from visionlab.inference.checkpoint import load_classifier
+from visionlab.train import run
+
+# A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
+RUN_OVERRIDES = [*TINY, "trainer.max_epochs=1", "freeze=feature_extraction", "freeze.truncate_after=block3",
+                 "data.cache_features=false"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_dir):
+    """A tiny classifier run laid out as train.py writes it (checkpoints/ beside .hydra/)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=RUN_OVERRIDES)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.data_dir = str(data_dir)
+    test_acc = run(cfg)
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(RUN_OVERRIDES))
+    best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    return run_dir, best, test_acc, [f"paths.data_dir={data_dir}"]
+
+
+def test_eval_reproduces_the_test_metrics_of_the_run_and_writes_its_figures(trained_run, capsys):
+    run_dir, best, test_acc, overrides = trained_run
+    (evaluation,) = cmd_eval([best], overrides, CONF_DIR)
+    assert evaluation.accuracy == pytest.approx(test_acc, abs=1e-6)
+    assert int(evaluation.confusion.sum()) == len(evaluation.targets) == 6 * 4  # 6 classes x 4 test images
+    assert float(evaluation.confusion.diagonal().sum() / evaluation.confusion.sum()) == evaluation.accuracy
+    (written,) = (run_dir / "eval").iterdir()
+    assert written.name.startswith(f"{best.stem}-paths.data_dir=")
+    report = json.loads((written / "eval.json").read_text())
+    assert report["accuracy"] == evaluation.accuracy and report["images"] == 24
+    assert [row["support"] for row in report["per_class"]] == [4] * 6
+    assert (written / "confusion_matrix.png").is_file()
+    assert (written / "top_losses.png").is_file() == (evaluation.accuracy < 1)
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_a_truncated_backbone_is_rebuilt_from_the_run_config(trained_run):
+    run_dir, best, _, overrides = trained_run
+    trained = load_classifier(best, CONF_DIR, overrides)
+    stages = [s.name for s in trained.model.backbone.stages()]
+    assert stages == ["block1", "block2", "block3"]
+    state = torch.load(best, weights_only=True)["state_dict"]
+    for key, value in trained.model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d, best: d / "missing.ckpt", "missing.ckpt does not exist"),
+    (lambda d, best: _write(d / "cut.ckpt", best.read_bytes()[:1000]), "is not a readable checkpoint"),
+    (lambda d, best: _write(d / "notes.ckpt", b"hello"), "is not a readable checkpoint"),
+    (lambda d, best: _save(d / "gan.ckpt", {"state_dict": {}, "hyper_parameters": {"latent_dim": 8}}),
+     "is a GAN checkpoint: draw from it with `visionlab sample"),
+    (lambda d, best: _save(d / "other.ckpt", {"state_dict": {}, "hyper_parameters": {}}),
+     "is not a visionlab classifier checkpoint"),
+])
+def test_bad_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys, make, message):
+    _, best, _, overrides = trained_run
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(make(tmp_path, best)), *overrides])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_data_with_other_classes_is_refused_naming_the_difference(trained_run, capsys):
+    _, best, _, overrides = trained_run
+    with pytest.raises(SystemExit):
+        main(["eval", str(best), *overrides, "data=shapes", "data.train_per_class=2"])
+    err = capsys.readouterr().err
+    assert ("the data's classes differ from the checkpoint's (missing chevron, crescent, diamond, heart, "
+            "tshape; not in the checkpoint: circle, cross") in err
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _save(path: Path, state: dict) -> Path:
+    torch.save(state, path)
+    return path
