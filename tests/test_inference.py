@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -97,3 +98,42 @@ def _write(path: Path, content: bytes) -> Path:
 def _save(path: Path, state: dict) -> Path:
     torch.save(state, path)
     return path
+
+
+def test_predict_writes_one_row_per_image_with_the_checkpoints_classes(trained_run, data_dir, tmp_path,
+                                                                        capsys):
+    _, best, _, _ = trained_run
+    folder = tmp_path / "images"
+    source = next(data_dir.rglob("test"))  # the run's test images, in class folders
+    images = sorted(source.rglob("*.png"))[:10]
+    for index, path in enumerate(images):
+        target = folder / ("nested" if index % 2 else "") / f"{index}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    main(["predict", str(best), str(folder), "--out", str(tmp_path / "p.csv"), "--top-k", "6"])
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    classes = torch.load(best, weights_only=True)["hyper_parameters"]["class_names"]
+    assert len(rows) == 10 and all(row["predicted"] in classes for row in rows)
+    for row in rows:
+        assert row["predicted"] == row["class_1"]
+        assert sorted(row[f"class_{r}"] for r in range(1, 7)) == classes
+        assert sum(float(row[f"probability_{r}"]) for r in range(1, 7)) == pytest.approx(1.0, abs=1e-4)
+    out = capsys.readouterr().out
+    assert "10 image(s) predicted" in out and "skipped 1 file(s) that are not images" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{empty}"], "holds no readable images"),
+    (["{image}", "--top-k", "7"], "--top-k 7 must be between 1 and the model's 6 classes"),
+])
+def test_predict_bad_input_is_one_line(trained_run, data_dir, tmp_path, capsys, args, message):
+    _, best, _, _ = trained_run
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.txt").write_text("x")
+    image = next(data_dir.rglob("*.png"))
+    args = [a.format(empty=tmp_path / "empty", image=image) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(best), *args, "--out", str(tmp_path / "p.csv")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

@@ -1,4 +1,4 @@
-"""The ``visionlab`` command: ``train``, ``eval``, ``stages``, ``shapes`` and ``sample`` subcommands."""
+"""The ``visionlab`` command: ``train``, ``eval``, ``predict``, ``stages``, ``shapes`` and ``sample``."""
 
 from __future__ import annotations
 
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                                            "checkpoints (Hydra overrides of the run's config may follow)")
     evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
                           help="one or more .ckpt files, then overrides (data=image_folder data.root=DIR)")
+    pred = sub.add_parser("predict", help="predict the class of an image or of every image in a folder")
+    pred.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
+    pred.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
+    pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV to write")
+    pred.add_argument("--top-k", type=int, default=3, help="classes and probabilities per image")
+    pred.add_argument("--batch-size", type=int, default=32)
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
     stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
@@ -117,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
             if not checkpoints:
                 raise UserError("eval needs at least one checkpoint (.ckpt) before the overrides")
             cmd_eval(checkpoints, overrides, find_conf_dir())
+        elif args.command == "predict":
+            from visionlab.cli.predict import cmd_predict
+
+            cmd_predict(args.checkpoint, args.input, args.out, args.top_k, args.batch_size, find_conf_dir())
         elif args.command == "stages":
             cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":

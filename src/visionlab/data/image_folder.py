@@ -67,7 +67,7 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
                        if p.is_file() and not p.name.startswith("."))
         readable = 0
         for path in files:
-            if _is_readable_image(path):
+            if is_readable_image(path):
                 samples.append((path, label))
                 readable += 1
             elif skip_corrupt:
@@ -84,7 +84,7 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
     return samples, [d.name for d in class_dirs]
 
 
-def _is_readable_image(path: Path) -> bool:
+def is_readable_image(path: Path) -> bool:
     """True if PIL can identify and verify ``path`` as an image."""
     try:
         with Image.open(path) as img:

@@ -18,8 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visionlab.errors import UserError, first_line
+from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.classifier import ClassifierModule
-from visionlab.train import build_model
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -59,31 +59,57 @@ def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictCo
 
 @dataclass
 class TrainedClassifier:
-    """A classifier rebuilt from a checkpoint, in eval mode, with the data of its run config."""
+    """A classifier rebuilt from a checkpoint, in eval mode, with its run's config; ``datamodule``
+    is set up only when the data was asked for."""
 
     model: ClassifierModule
-    datamodule: object
     cfg: DictConfig
     run_dir: Path
+    datamodule: object | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes the model predicts, in output order."""
+        return list(self.model.hparams.class_names)
+
+
+def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
+    """The classifier of ``checkpoint`` with its weights, without touching any data.
+
+    The backbone, its preprocessing and the head come from the run's config; the class
+    names and the place the freeze plan cut the backbone (``truncate_after``) from the
+    checkpoint.
+    """
+    state = read_checkpoint(checkpoint)
+    cfg = run_config(checkpoint, conf_dir, list(overrides))
+    hparams = state["hyper_parameters"]
+    backbone = instantiate(cfg.backbone, pretrained=False)  # every weight comes from the checkpoint
+    cut = hparams["backbone"].get("truncate_after", cfg.freeze.get("truncate_after"))
+    model = instantiate(cfg.model, backbone=backbone, num_classes=hparams["num_classes"],
+                        class_names=hparams["class_names"], optimizer=instantiate(cfg.optimizer),
+                        freeze_plan=FreezePlan(truncate_after=cut))
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as err:
+        raise UserError(f"{checkpoint} does not fit the network its run config builds "
+                        f"({first_line(err)[:200]}): did conf/ or the backbone change since the run?"
+                        ) from err
+    return TrainedClassifier(model.eval(), cfg, checkpoint.resolve().parent.parent)
 
 
 def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
-    """Rebuild the classifier of ``checkpoint`` and set up its (possibly overridden) data.
+    """:func:`rebuild_classifier` plus the run's (possibly overridden) data, set up.
 
     The data's classes must be the checkpoint's, in the same order; otherwise a UserError
     names the difference.
     """
-    state = read_checkpoint(checkpoint)
-    cfg = run_config(checkpoint, conf_dir, list(overrides))
-    backbone = instantiate(cfg.backbone, pretrained=False)  # every weight comes from the checkpoint
-    datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=None)
+    trained = rebuild_classifier(checkpoint, conf_dir, overrides)
+    datamodule = instantiate(trained.cfg.data, data_config=trained.model.backbone.data_config, augment=None)
     datamodule.prepare_data()
     datamodule.setup("test")
-    expected = list(state["hyper_parameters"]["class_names"])
-    check_classes(expected, list(datamodule.class_names))
-    model = build_model(cfg, backbone, datamodule)
-    model.load_state_dict(state["state_dict"])
-    return TrainedClassifier(model.eval(), datamodule, cfg, checkpoint.resolve().parent.parent)
+    check_classes(trained.class_names, list(datamodule.class_names))
+    trained.datamodule = datamodule
+    return trained
 
 
 def check_classes(expected: list[str], found: list[str]) -> None:

@@ -88,7 +88,9 @@ class ClassifierModule(L.LightningModule):
                 "head": head,
                 "label_smoothing": label_smoothing,
                 "backbone": {"name": backbone.name, "source": backbone.source,
-                             "num_features": backbone.num_features},
+                             "num_features": backbone.num_features,
+                             # where the plan cut it (freeze=auto decides from the data): rebuilt as trained
+                             "truncate_after": self.freeze_plan.truncate_after},
             }
         )
         self.backbone = backbone

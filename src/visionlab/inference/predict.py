@@ -1,0 +1,61 @@
+"""Class probabilities for a user's image files, with a model rebuilt from its checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from visionlab.data.image_folder import ImageFileDataset, is_readable_image
+from visionlab.data.transforms import eval_transform
+from visionlab.errors import UserError
+
+
+def find_images(source: Path) -> tuple[list[Path], list[Path]]:
+    """(readable images, skipped files) of an image file or a folder searched recursively."""
+    if not source.exists():
+        raise UserError(f"{source} does not exist: give an image file or a folder of images")
+    files = [source] if source.is_file() else sorted(
+        p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if is_readable_image(p)]
+    skipped = [p for p in files if p not in set(images)]
+    if not images:
+        raise UserError(f"{source} holds no readable images ({len(files)} other file(s)): give an image "
+                        "file or a folder with images in it")
+    return images, skipped
+
+
+@dataclass
+class Prediction:
+    """One image's top-k classes and probabilities, most probable first."""
+
+    path: Path
+    classes: list[str]
+    probabilities: list[float]
+
+
+@torch.no_grad()
+def predict(model, images: list[Path], class_names: list[str], top_k: int, batch_size: int
+            ) -> list[Prediction]:
+    """Top-``top_k`` predictions for every image, batched, with a progress bar."""
+    if not 1 <= top_k <= len(class_names):
+        raise UserError(f"--top-k {top_k} must be between 1 and the model's {len(class_names)} classes")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size} must be >= 1")
+    dataset = ImageFileDataset([(path, 0) for path in images], eval_transform(model.backbone.data_config))
+    loader = DataLoader(dataset, batch_size=batch_size)
+    results: list[Prediction] = []
+    model.eval()
+    with Progress(transient=True) as bar:
+        task = bar.add_task("predicting", total=len(images))
+        for x, _ in loader:
+            probabilities = model(x.to(model.device)).float().softmax(dim=-1).cpu()
+            top = probabilities.topk(top_k, dim=-1)
+            for values, indices in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                path = images[len(results)]
+                results.append(Prediction(path, [class_names[i] for i in indices], values))
+            bar.advance(task, len(x))
+    return results
