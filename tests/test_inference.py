@@ -137,3 +137,28 @@ def test_predict_bad_input_is_one_line(trained_run, data_dir, tmp_path, capsys, 
         main(["predict", str(best), *args, "--out", str(tmp_path / "p.csv")])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_with_a_dynamic_batch_and_writes_the_preprocessing(trained_run, tmp_path, fmt):
+    from visionlab.cli.export import cmd_export
+    from visionlab.inference.export import TOLERANCE, run_exported
+
+    _, best, _, overrides = trained_run
+    out = tmp_path / fmt
+    assert cmd_export(best, fmt, out, "probabilities", CONF_DIR, overrides) <= TOLERANCE
+    model = next(p for p in out.iterdir() if p.name.startswith("model."))
+    preprocessing = json.loads((out / "preprocessing.json").read_text())
+    trained = load_classifier(best, CONF_DIR, overrides)
+    assert preprocessing["class_names"] == trained.class_names and preprocessing["input_size"] == [3, 64, 64]
+    images = torch.stack([trained.datamodule.test_set[i][0] for i in range(3)])  # another batch size
+    with torch.no_grad():
+        expected = trained.model(images).softmax(dim=-1)
+    torch.testing.assert_close(run_exported(model, fmt, images), expected, atol=TOLERANCE, rtol=0)
+
+
+def test_unknown_export_format_lists_the_formats(trained_run, tmp_path, capsys):
+    _, best, _, _ = trained_run
+    with pytest.raises(SystemExit):
+        main(["export", str(best), "--format", "tflite", "--out", str(tmp_path / "x")])
+    assert "--format tflite is not one of: onnx, torchscript" in capsys.readouterr().err

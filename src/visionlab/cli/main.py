@@ -1,4 +1,5 @@
-"""The ``visionlab`` command: ``train``, ``eval``, ``predict``, ``stages``, ``shapes`` and ``sample``."""
+"""The ``visionlab`` command: ``train``, ``eval``, ``predict``, ``export``, ``stages``, ``shapes`` and
+``sample`` subcommands."""
 
 from __future__ import annotations
 
@@ -88,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV to write")
     pred.add_argument("--top-k", type=int, default=3, help="classes and probabilities per image")
     pred.add_argument("--batch-size", type=int, default=32)
+    exp = sub.add_parser("export", help="export a classifier to ONNX or TorchScript, checked against PyTorch")
+    exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
+    exp.add_argument("--format", default="onnx", help="onnx | torchscript")
+    exp.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/export/<format>)")
+    exp.add_argument("--output", default="probabilities", help="probabilities | logits")
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
     stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
@@ -127,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
             from visionlab.cli.predict import cmd_predict
 
             cmd_predict(args.checkpoint, args.input, args.out, args.top_k, args.batch_size, find_conf_dir())
+        elif args.command == "export":
+            from visionlab.cli.export import cmd_export
+
+            cmd_export(args.checkpoint, args.format, args.out, args.output, find_conf_dir())
         elif args.command == "stages":
             cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":
