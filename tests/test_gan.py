@@ -107,11 +107,31 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_linear_critic_and_positive
 
 @pytest.mark.parametrize("loss", ["bce", "hinge", "lsgan", "wgan_gp"])
 def test_every_loss_trains_a_finite_step_and_ema_trails_the_generator(tmp_path, loss):
-    model = tiny_gan(loss=loss, ema_decay=0.9, conditional=True, spectral_norm=loss == "hinge")
+    model = tiny_gan(loss=loss, ema_decay=0.9, conditional=True, spectral_norm=loss == "hinge",
+                     diffaugment=["color", "translation", "cutout"] if loss == "bce" else [])
     fit(model, tmp_path)
     ema = dict(model.generator_ema.named_parameters())
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert any(not torch.equal(ema[name], p) for name, p in model.generator.named_parameters())
+
+
+def test_diffaugment_shifts_cuts_and_recolours_each_image_differentiably():
+    from visionlab.modules.diffaugment import diff_augment
+
+    torch.manual_seed(0)
+    dot = torch.zeros(16, 1, 32, 32)
+    dot[:, :, 16, 16] = 1.0
+    shifted = diff_augment(dot, ["translation"])
+    assert torch.equal(shifted.sum(dim=(1, 2, 3)), torch.ones(16))  # moved, not lost: 1/8 of 32 px at most
+    where = shifted.flatten(1).argmax(dim=1)
+    assert ((where // 32 - 16).abs() <= 4).all() and ((where % 32 - 16).abs() <= 4).all()
+    assert len(set(where.tolist())) > 1  # each image its own shift
+    holes = (diff_augment(torch.ones(16, 3, 32, 32), ["cutout"]) == 0).sum(dim=(1, 2, 3)) / 3
+    assert (holes > 0).all() and (holes <= 16 * 16).all()
+    images = torch.rand(4, 3, 8, 8, requires_grad=True)
+    recoloured = diff_augment(images, ["color", "translation", "cutout"])
+    recoloured.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
 
 
 def test_ema_warms_up_then_averages_at_the_configured_decay():
@@ -163,6 +183,9 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
     ({"discriminator": "resnet"}, "model.discriminator='resnet' is not one of: mlp, dcgan, backbone"),
     ({"discriminator": "backbone"}, "model.discriminator=backbone needs a network from the backbone group"),
     ({"d_steps": 0}, "model.d_steps=0 must be >= 1"),
+    ({"diffaugment": ["flip"]}, "model.diffaugment has 'flip'; valid: color, translation, cutout"),
+    ({"diffaugment": ["color"], "sample_shape": (2,), "generator": "mlp", "discriminator": "mlp"},
+     "model.diffaugment augments images, not samples of shape"),
 ])
 def test_bad_gan_settings_are_one_line_errors(options, message):
     with pytest.raises(UserError, match=message):

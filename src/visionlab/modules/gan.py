@@ -14,6 +14,7 @@ from torchvision.utils import make_grid, save_image
 from visionlab.errors import UserError
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
+from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
@@ -30,7 +31,10 @@ class GANModule(L.LightningModule):
     class (the ``optimizer`` config group); the generator and the discriminator each get one,
     at ``g_lr`` and ``d_lr`` (two time-scale updates when they differ). Gradients go through
     ``manual_backward`` (so mixed precision works) and are clipped to ``grad_clip`` inside the
-    module. ``ema_decay`` > 0 keeps an exponential moving average of the generator
+    module. ``diffaugment`` (e.g. ``["color", "translation", "cutout"]``) augments every image
+    the discriminator judges, real or generated, differentiably
+    (:mod:`~visionlab.modules.diffaugment`), so that it cannot memorise a small training set.
+    ``ema_decay`` > 0 keeps an exponential moving average of the generator
     (``generator_ema``), used for the sample grids. The fixed noise of those grids is a
     buffer, so it is in every checkpoint with both optimizers' states; checkpoints hold plain
     hyperparameters only (``weights_only=True``).
@@ -73,6 +77,7 @@ class GANModule(L.LightningModule):
         fid_every: int = 0,
         fid_features: str = "shapes_net",
         sample_shape: Sequence[int] | None = None,
+        diffaugment: Sequence[str] = (),
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
     ) -> None:
@@ -86,6 +91,9 @@ class GANModule(L.LightningModule):
             raise UserError(f"model.d_steps={d_steps} must be >= 1")
         if not 0.0 <= ema_decay < 1.0:
             raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no EMA generator)")
+        if diffaugment and len(sample_shape) != 3:
+            raise UserError(f"model.diffaugment augments images, not samples of shape {sample_shape}: "
+                            "set model.diffaugment=[]")
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
         self.freeze_plan: FreezePlan | None = None
@@ -101,6 +109,7 @@ class GANModule(L.LightningModule):
             "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
+            "diffaugment": check_policies(diffaugment),
             "d_backbone": {"name": backbone.name, "source": backbone.source}
             if self.freeze_plan is not None else None,
         })
@@ -194,6 +203,13 @@ class GANModule(L.LightningModule):
                             "that optimizer.* value") from err
         return [g_opt, d_opt]
 
+    def judge(self, samples: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator's logits for ``samples`` (real or generated), after the
+        differentiable augmentation ``diffaugment`` when one is configured."""
+        if self.hparams.diffaugment:
+            samples = diff_augment(samples, self.hparams.diffaugment)
+        return self.discriminator(samples, labels)
+
     def training_step(self, batch, batch_idx: int) -> None:
         """``d_steps`` discriminator updates on this real batch, then one generator update."""
         real, labels = batch
@@ -203,14 +219,14 @@ class GANModule(L.LightningModule):
         for _ in range(self.hparams.d_steps):
             with torch.no_grad():
                 fake = self.generator(self.sample_latent(n), labels)
-            d_real, d_fake = self.discriminator(real, labels), self.discriminator(fake, labels)
+            d_real, d_fake = self.judge(real, labels), self.judge(fake, labels)
             d_loss = discriminator_loss(loss_name, d_real, d_fake, 1.0 - self.hparams.label_smoothing)
             if loss_name == "wgan_gp":
                 d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
                     lambda x: self.discriminator(x, labels), real, fake)
             self._update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(self.sample_latent(n), labels)
-        g_loss = generator_loss(loss_name, self.discriminator(fake, labels))
+        g_loss = generator_loss(loss_name, self.judge(fake, labels))
         self._update(g_opt, g_loss, self.generator, "generator")
         self._update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),
