@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -118,13 +119,20 @@ def test_stages_resolves_presets_and_shows_keras_aliases(capsys):
     assert "alias block5_conv1 -> features.24" in out
 
 
-def test_multirun_writes_one_run_dir_per_job(in_project):
-    _train_in_process("-m", "optimizer.lr=1e-3,1e-4", "debug=fast", "callbacks.progress_bar=null",
+def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_project, capfd):
+    _train_in_process("-m", "freeze=last_n", "freeze.n=999,1,2", "debug=fast", "callbacks.progress_bar=null",
                       "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2")
     (sweep,) = (in_project / "outputs" / "multirun").glob("*/*")
-    for job, lr in (("0", "0.001"), ("1", "0.0001")):
+    statuses = {job: json.loads((sweep / job / "status.json").read_text()) for job in ("0", "1", "2")}
+    assert statuses["0"]["status"] == "failed" and "freeze.n=999" in statuses["0"]["error"]
+    assert "freeze.n=999" in (sweep / "0" / "train.log").read_text()  # the failed job keeps its log
+    for job, n in (("1", "1"), ("2", "2")):
+        assert statuses[job]["status"] == "finished" and 0.0 <= statuses[job]["value"] <= 1.0
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
-        assert f"lr: {lr}" in (sweep / job / ".hydra" / "config.yaml").read_text()
+        assert f"freeze.n={n}" in statuses[job]["overrides"]
+    best = max(("1", "2"), key=lambda job: statuses[job]["value"])
+    assert (f"sweep: 2 finished, 1 failed; best test/acc={statuses[best]['value']:.4f} "
+            f"(freeze.n={best})") in capfd.readouterr().out
 
 
 def test_optuna_search_runs_trials_and_reports_the_best(in_project):
@@ -135,6 +143,20 @@ def test_optuna_search_runs_trials_and_reports_the_best(in_project):
     text = results.read_text()
     assert "best_params:" in text and "optimizer.lr:" in text and "best_value:" in text
     assert len(list(results.parent.glob("[0-9]/checkpoints/last.ckpt"))) == 2
+    import optuna
+
+    storage = f"sqlite:///{results.parent / 'optuna.db'}"
+    study = optuna.load_study(study_name="train", storage=storage)
+    assert len(study.trials) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    # Resumed in the same sweep dir (new job dirs), with a trial that raises: recorded as failed.
+    sweep_dir = f"hydra.sweep.dir={results.parent}"
+    _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=1", sweep_dir,
+                      "hydra.sweep.subdir=resumed_${hydra.job.num}", "data.batch_size=0", "debug=fast",
+                      "callbacks.progress_bar=null", "data.train_per_class=4", "data.val_per_class=2",
+                      "data.test_per_class=2")
+    states = [t.state for t in optuna.load_study(study_name="train", storage=storage).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
+    assert json.loads((results.parent / "resumed_0" / "status.json").read_text())["status"] == "failed"
 
 
 def test_visionlab_train_is_train_py_and_prints_each_line_once(in_project, capfd):

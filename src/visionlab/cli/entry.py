@@ -10,7 +10,13 @@ import logging
 from collections.abc import Callable
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# `hydra.sweeper.direction: ${optuna_direction:${mode}}`: the Optuna direction that matches `mode`.
+OmegaConf.register_new_resolver(
+    "optuna_direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True)
 
 # Lightning INFO lines a user cannot act on: an advert, and a note about our own model-summary callback.
 UNACTIONABLE = ("try installing [litlogger]", "Trainer already configured with model summary callbacks")
@@ -45,13 +51,51 @@ def one_console_line_per_record() -> None:
 
 
 def train_task(cfg: DictConfig) -> float | None:
-    """Run one training job; a UserError becomes one ``error:`` line and exit code 2."""
+    """Run one training job; a UserError becomes one ``error:`` line and exit code 2.
+
+    In a multirun a failing job does not stop the sweep (see :mod:`visionlab.cli.sweep`).
+    """
     from visionlab.cli.errors import exit_on_user_error
-    from visionlab.train import run
+    from visionlab.train import in_sweep, run
 
     one_console_line_per_record()
+    if in_sweep():
+        return sweep_job(cfg, run)
     with exit_on_user_error():
         return run(cfg)
+
+
+def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> float | None:
+    """One job of a sweep: its value, with ``status.json`` in the job directory either way.
+
+    A job that raises is logged (one line for a UserError, the traceback for anything else)
+    and returns NaN, which the basic sweeper records and moves past; under the Optuna sweeper
+    the error is re-raised instead, since that sweeper marks a trial failed only for a job
+    that raised (its ``max_failure_rate: 1.0`` then lets the search go on).
+    """
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from visionlab.cli.errors import find_user_error
+    from visionlab.cli.sweep import write_status
+
+    job_dir = Path(cfg.paths.output_dir)
+    overrides = list(HydraConfig.get().overrides.task)
+    try:
+        value = run(cfg)
+    except Exception as exc:
+        user_error = find_user_error(exc)
+        if user_error is not None:
+            log.error("job %s failed: %s", job_dir.name, user_error)
+        else:
+            log.exception("job %s failed", job_dir.name)
+        write_status(job_dir, "failed", overrides, error=str(user_error or exc).splitlines()[0])
+        if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
+            raise
+        return float("nan")
+    write_status(job_dir, "finished", overrides, value)
+    return value
 
 
 def hydra_train_main(conf_dir: str) -> Callable[[], float | None]:

@@ -1,0 +1,58 @@
+"""Sweeps that survive a failing job, and the line that sums a sweep up.
+
+In a multirun (grid or Optuna) a job that raises — a bad value, an out-of-memory, a loss gone
+NaN — is recorded as failed and the sweep goes on: the job's log keeps the error, its
+``status.json`` says ``failed``, and its return value is NaN (Optuna records the trial as
+failed). Each job writes ``status.json``; :class:`SweepCallback` reads them all at the end
+and logs ``N finished, M failed; best <metric>=<value> (<the overrides that differ>)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+STATUS_FILE = "status.json"
+
+
+def write_status(job_dir: Path, status: str, overrides: list[str], value: float | None = None,
+                 error: str | None = None) -> None:
+    """``<job dir>/status.json``: finished or failed, the overrides, the returned value, the error."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, "overrides": overrides, "value": value, "error": error}
+    (job_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))
+
+
+def summarize(sweep_dir: Path, metric: str | None, mode: str) -> str:
+    """One line over the jobs under ``sweep_dir``: how many finished and failed, and the best."""
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
+    finished = [r for r in records if r["status"] == "finished"]
+    failed = len(records) - len(finished)
+    line = f"sweep: {len(finished)} finished, {failed} failed"
+    scored = [r for r in finished if r["value"] is not None and not math.isnan(r["value"])]
+    if scored:
+        best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
+        shared = set.intersection(*(set(r["overrides"]) for r in records))
+        differing = [o for o in best["overrides"] if o not in shared]
+        line += f"; best {metric}={best['value']:.4f} ({', '.join(differing) or 'the shared overrides'})"
+    return line
+
+
+class SweepCallback(Callback):
+    """Hydra callback of every multirun: makes the sweep directory before the sweeper starts (the
+    Optuna study's SQLite file lives there) and logs :func:`summarize` of the jobs at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Create the sweep directory."""
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Log the summary line (it also lands in the console)."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        log.info(summarize(sweep_dir, config.get("optimized_metric"), config.get("mode", "max")))
