@@ -133,6 +133,32 @@ def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_proje
     best = max(("1", "2"), key=lambda job: statuses[job]["value"])
     assert (f"sweep: 2 finished, 1 failed; best test/acc={statuses[best]['value']:.4f} "
             f"(freeze.n={best})") in capfd.readouterr().out
+    for job in ("1", "2"):  # TensorBoard: a readable run name and the HPARAMS plugin's data
+        (events,) = (sweep / job / "tensorboard").iterdir()
+        assert f"freeze.n={job}" in events.name and "freeze=last_n" in events.name
+        hparams, scalars = read_hparams(events)
+        assert hparams["freeze.n"] == float(job) and hparams["freeze"] == "last_n"
+        assert hparams["backbone.name"] == "shapes_net" and hparams["status"] == "finished"
+        assert "hp_metric" not in scalars
+        assert scalars["hparams/test_acc"] == pytest.approx(statuses[job]["value"])
+        assert {"hparams/best_val_acc", "hparams/epochs", "hparams/wall_time_s"} <= set(scalars)
+
+
+def read_hparams(events: Path) -> tuple[dict, dict]:
+    """(hyperparameters, last scalar of every tag) of a run, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    hparams = {}
+    for key, value in start.hparams.items():
+        kind = value.WhichOneof("kind")
+        hparams[key] = getattr(value, kind)
+    scalars = {tag: accumulator.Scalars(tag)[-1].value for tag in accumulator.Tags()["scalars"]}
+    return hparams, scalars
 
 
 def test_optuna_search_runs_trials_and_reports_the_best(in_project):

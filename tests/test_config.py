@@ -99,3 +99,13 @@ def test_a_misspelt_option_of_any_group_is_an_error_listing_the_options(make_cfg
     with pytest.raises(MissingConfigException, match=f"Could not find '{group}/nope'") as info:
         make_cfg(f"{group}=nope")
     assert "Available options" in str(info.value)
+
+
+def test_long_run_names_are_shortened_but_stay_distinct():
+    from visionlab.resolvers import MAX_RUN_NAME, shorten
+
+    short = "freeze=two_phase,optimizer.lr=0.0001"
+    assert shorten(short) == short
+    first, second = "a=1," * 80 + "lr=0.1", "a=1," * 80 + "lr=0.2"
+    assert len(shorten(first)) == MAX_RUN_NAME and shorten(first) != shorten(second)
+    assert shorten(first).startswith("a=1,a=1,")

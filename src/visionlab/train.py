@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -181,6 +182,60 @@ def metric_value(metrics: dict, name: str, required: bool) -> float | None:
     return None
 
 
+# Always in the HPARAMS table (when set), so every run has the same columns; the overridden keys come first.
+KEY_GROUPS = ("data", "backbone", "freeze", "optimizer", "model")
+KEY_VALUES = ("backbone.name", "optimizer.lr", "data.batch_size", "trainer.max_epochs", "seed")
+
+
+def hparams_of(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> dict[str, object]:
+    """The hyperparameters a run is compared by: its overridden keys (a group as the option
+    given, e.g. ``freeze=two_phase``), then the options of :data:`KEY_GROUPS` (``choices``:
+    Hydra's runtime choices) and :data:`KEY_VALUES`; values as str, int, float or bool."""
+    from omegaconf import OmegaConf
+
+    params: dict[str, object] = {}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        node = OmegaConf.select(cfg, key, default=value)
+        params[key] = node if isinstance(node, (str, int, float, bool)) else value
+    for group in KEY_GROUPS:
+        if group in choices and group not in params:
+            params[group] = str(choices[group])
+    for key in KEY_VALUES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if key not in params and isinstance(value, (str, int, float, bool)):
+            params[key] = value
+    return params
+
+
+def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], seconds: float) -> None:
+    """Write the run's hyperparameters and final metrics to TensorBoard's HPARAMS plugin.
+
+    Metrics: ``hparams/best_<monitor>`` (the best checkpoint's score), every ``test/*`` value as
+    ``hparams/test_*``, ``hparams/epochs``, ``hparams/wall_time_s``; the hyperparameters include
+    ``status`` (``finished`` or ``stopped_early``). The tags are the same in every run.
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+    if not loggers:
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    overrides = list(hydra.overrides.task) if hydra else []
+    choices = dict(hydra.runtime.choices) if hydra else {}
+    early = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
+    params = {**hparams_of(cfg, overrides, choices), "status": "stopped_early" if early else "finished"}
+    summary = {"hparams/epochs": float(trainer.current_epoch), "hparams/wall_time_s": round(seconds, 1)}
+    checkpoint = trainer.checkpoint_callback
+    if cfg.get("monitor") and checkpoint is not None and checkpoint.best_model_score is not None:
+        summary[f"hparams/best_{cfg.monitor.replace('/', '_')}"] = float(checkpoint.best_model_score)
+    summary.update({f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items() if k.startswith("test/")})
+    for logger in loggers:
+        logger.log_hyperparams(params, summary)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Fit (and by default test) the configured model; return ``cfg.optimized_metric``."""
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
@@ -193,6 +248,7 @@ def run(cfg: DictConfig) -> float | None:
     warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
     L.seed_everything(cfg.seed, workers=True)
+    started = time.perf_counter()
     gan = is_gan(cfg)
     if gan and cfg.trainer.get("gradient_clip_val"):
         raise UserError(f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} does not apply to the "
@@ -235,6 +291,7 @@ def run(cfg: DictConfig) -> float | None:
         if best:
             log.info("best checkpoint: %s", best)
 
+    log_run_summary(trainer, cfg, metrics, time.perf_counter() - started)
     log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
                                        if k.split("/")[0] in ("train", "val", "test")
                                        and not k.endswith("_running")))

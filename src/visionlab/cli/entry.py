@@ -10,13 +10,9 @@ import logging
 from collections.abc import Callable
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
-
-# `hydra.sweeper.direction: ${optuna_direction:${mode}}`: the Optuna direction that matches `mode`.
-OmegaConf.register_new_resolver(
-    "optuna_direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True)
 
 # Lightning INFO lines a user cannot act on: an advert, and a note about our own model-summary callback.
 UNACTIONABLE = ("try installing [litlogger]", "Trainer already configured with model summary callbacks")

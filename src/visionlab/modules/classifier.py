@@ -91,7 +91,8 @@ class ClassifierModule(L.LightningModule):
                              "num_features": backbone.num_features,
                              # where the plan cut it (freeze=auto decides from the data): rebuilt as trained
                              "truncate_after": self.freeze_plan.truncate_after},
-            }
+            },
+            logger=False,  # the run logs the whole config to TensorBoard's HPARAMS (visionlab.train)
         )
         self.backbone = backbone
         self.head = ClassifierHead(self._head_in_features(backbone, head.get("pool", "avg")),

@@ -112,7 +112,7 @@ class GANModule(L.LightningModule):
             "diffaugment": check_policies(diffaugment),
             "d_backbone": {"name": backbone.name, "source": backbone.source}
             if self.freeze_plan is not None else None,
-        })
+        }, logger=False)  # the run logs the whole config to HPARAMS (visionlab.train)
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
             generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
