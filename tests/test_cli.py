@@ -142,6 +142,22 @@ def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_proje
         assert "hp_metric" not in scalars
         assert scalars["hparams/test_acc"] == pytest.approx(statuses[job]["value"])
         assert {"hparams/best_val_acc", "hparams/epochs", "hparams/wall_time_s"} <= set(scalars)
+    # visionlab compare: the ranked table from the event files, failed runs last
+    rows = compare_rows(sweep)
+    assert rows[0][:4] == ["#", "run", "best val/acc", "epoch"]
+    assert rows[0][-3:] == ["epochs", "wall time", "status"]
+    assert [row[1] for row in rows[1:]][-1] == "freeze.n=999" and rows[-1][-1] == "failed"
+    for row in rows[1:3]:
+        _, scalars = read_hparams(next((sweep / row[1][-1] / "tensorboard").iterdir()))
+        assert float(row[2]) == pytest.approx(scalars["hparams/best_val_acc"], abs=1e-4)
+        assert row[-1] == "finished"
+    assert (sweep / "compare.md").read_text().count("\n") == 2 + 3 and (sweep / "compare.png").is_file()
+
+
+def compare_rows(sweep: Path) -> list[list[str]]:
+    from visionlab.cli.compare import cmd_compare
+
+    return cmd_compare([sweep], None, None, None, None)
 
 
 def read_hparams(events: Path) -> tuple[dict, dict]:

@@ -1,5 +1,5 @@
-"""The ``visionlab`` command: ``train``, ``eval``, ``predict``, ``export``, ``stages``, ``shapes`` and
-``sample`` subcommands."""
+"""The ``visionlab`` command: ``train``, ``compare``, ``eval``, ``predict``, ``export``, ``stages``,
+``shapes`` and ``sample`` subcommands."""
 
 from __future__ import annotations
 
@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (Hydra overrides and flags such as -m follow, "
                                          "as for train.py)")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="e.g. backbone=resnet18 optimizer.lr=1e-4")
+    compare = sub.add_parser("compare", help="rank the runs under sweep or run directories; write "
+                                             "compare.md and compare.png")
+    compare.add_argument("directories", nargs="+", type=Path, help="run, sweep or outputs directories")
+    compare.add_argument("--metric", default=None, help="metric to rank and plot (default: the monitor)")
+    compare.add_argument("--sort", default=None, help="rank by this metric instead of --metric")
+    compare.add_argument("--top", type=int, default=None, help="only the N best runs")
+    compare.add_argument("--out", type=Path, default=None, help="folder for compare.md/png (default: DIR)")
     evaluate = sub.add_parser("eval", help="test-set metrics, confusion matrix and top losses of classifier "
                                            "checkpoints (Hydra overrides of the run's config may follow)")
     evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
@@ -121,7 +128,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
-        if args.command == "eval":
+        if args.command == "compare":
+            from visionlab.cli.compare import cmd_compare
+
+            cmd_compare(args.directories, args.metric, args.sort, args.top, args.out)
+        elif args.command == "eval":
             from visionlab.cli.evaluate import cmd_eval
 
             overrides = [t for t in args.targets if "=" in t]

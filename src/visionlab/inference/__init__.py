@@ -1,1 +1,2 @@
-"""Using a trained classifier from its checkpoint alone: evaluation, prediction, export."""
+"""Using what training left behind: a classifier from its checkpoint alone (evaluation,
+prediction, export) and run directories read back (comparison of runs)."""

@@ -1,0 +1,111 @@
+"""Read finished (or failed) run directories back: overrides, metrics, status, wall time.
+
+Works on any run train.py wrote, before or after this module existed: a run directory is
+one with ``.hydra/config.yaml``; its overrides come from ``.hydra/overrides.yaml``, its
+metrics from the TensorBoard event files (or ``csv/metrics.csv``), its status from
+``status.json`` (sweeps) or else from what it left behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+@dataclass
+class RunRecord:
+    """What one run did: its overrides, metric curves and final values, status, wall time."""
+
+    path: Path
+    overrides: list[str]
+    monitor: str | None
+    mode: str
+    max_epochs: int | None
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # tag -> [(epoch, value)]
+    status: str = "finished"
+    seconds: float | None = None
+
+    def best(self, metric: str) -> tuple[float, int] | None:
+        """(best value, its epoch) of ``metric`` by the run's ``mode``, or None if never logged."""
+        points = self.curves.get(metric)
+        if not points:
+            return None
+        epoch, value = (max if self.mode == "max" else min)(points, key=lambda p: p[1])
+        return value, epoch
+
+    def last(self, metric: str) -> float | None:
+        """The last logged value of ``metric``."""
+        points = self.curves.get(metric)
+        return points[-1][1] if points else None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the run trained (the highest epoch any metric was logged at, plus one)."""
+        return 1 + max((e for points in self.curves.values() for e, _ in points), default=-1)
+
+
+def find_runs(roots: list[Path]) -> list[Path]:
+    """Every run directory under ``roots`` (a run dir itself, a sweep dir, or outputs/)."""
+    found = []
+    for root in roots:
+        found += [p.parent.parent for p in sorted(root.rglob(".hydra/config.yaml"))]
+    return sorted(set(found))
+
+
+def _event_curves(run_dir: Path) -> tuple[dict[str, list[tuple[int, float]]], float | None]:
+    """Per-epoch curves of every scalar tag in the run's TensorBoard events, and the wall time."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, list[tuple[int, float]]] = {}
+    times: list[float] = []
+    for events in sorted({p.parent for p in run_dir.glob("tensorboard/**/events.out.tfevents.*")}):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        tags = accumulator.Tags()["scalars"]
+        epochs = {e.step: int(e.value) for e in accumulator.Scalars("epoch")} if "epoch" in tags else {}
+        for tag in tags:
+            if tag == "epoch":
+                continue
+            for event in accumulator.Scalars(tag):
+                curves.setdefault(tag, []).append((epochs.get(event.step, event.step), event.value))
+                times.append(event.wall_time)
+    seconds = max(times) - min(times) if times else None
+    return curves, seconds
+
+
+def _csv_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch curves from ``csv/metrics.csv`` (the csv logger)."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        return curves
+    for row in csv.DictReader(path.open()):
+        epoch = int(float(row.get("epoch") or 0))
+        for key, value in row.items():
+            if key not in ("epoch", "step") and value:
+                curves.setdefault(key, []).append((epoch, float(value)))
+    return curves
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """A :class:`RunRecord` of ``run_dir``."""
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    record = RunRecord(run_dir, overrides, config.get("monitor"), config.get("mode", "max"),
+                       OmegaConf.select(config, "trainer.max_epochs", default=None))
+    record.curves, record.seconds = _event_curves(run_dir)
+    if not record.curves:
+        record.curves = _csv_curves(run_dir)
+    status_file = run_dir / "status.json"
+    if status_file.is_file():
+        record.status = json.loads(status_file.read_text())["status"]
+    elif not (run_dir / "checkpoints").is_dir():
+        record.status = "failed"
+    if record.status == "finished" and record.max_epochs and 0 < record.epochs < record.max_epochs:
+        record.status = "stopped early"
+    return record
