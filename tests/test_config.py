@@ -109,3 +109,30 @@ def test_long_run_names_are_shortened_but_stay_distinct():
     first, second = "a=1," * 80 + "lr=0.1", "a=1," * 80 + "lr=0.2"
     assert len(shorten(first)) == MAX_RUN_NAME and shorten(first) != shorten(second)
     assert shorten(first).startswith("a=1,a=1,")
+
+
+@pytest.mark.parametrize("launcher, option, target", [
+    ("joblib", "hydra.launcher.n_jobs=3",
+     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+    ("slurm", "hydra.launcher.gpus_per_node=4",
+     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+])
+def test_sweep_launchers_compose(launcher, option, target):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}", option],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == target
+    if launcher == "slurm":  # one task per GPU, so Lightning's SLURM environment runs DDP
+        assert cfg.hydra.launcher.tasks_per_node == 4 and cfg.hydra.launcher.nodes == 1
+
+
+def test_loader_workers_start_with_the_platform_method_even_inside_a_joblib_job():
+    import multiprocessing
+
+    from visionlab.data.loading import worker_options
+
+    context = worker_options(2)["multiprocessing_context"]
+    assert context.get_start_method() == multiprocessing.get_all_start_methods()[0]
+    assert "multiprocessing_context" not in worker_options(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from visionlab.data.loading import resolve_num_workers, train_loader
+from visionlab.data.loading import resolve_num_workers, train_loader, worker_options
 from visionlab.data.transforms import AugmentFactory, eval_transform, train_transform
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
@@ -78,8 +78,8 @@ class ClassificationDataModule(L.LightningDataModule):
         if dataset is None:
             raise UserError(f"{type(self).__name__} has no such split: call setup() first, "
                             "or this dataset has no test split")
-        options = {"batch_size": self.batch_size, "num_workers": self.num_workers,
-                   "pin_memory": self._pin_memory()}
+        options = {"batch_size": self.batch_size, "pin_memory": self._pin_memory(),
+                   **worker_options(self.num_workers)}
         if not train:
             return DataLoader(dataset, shuffle=False, persistent_workers=self.num_workers > 0, **options)
         return train_loader(dataset, self.seed, self.trainer, **options)

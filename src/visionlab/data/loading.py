@@ -9,6 +9,7 @@ workers' base seed) is reseeded with the same epoch seed before each epoch's ite
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterator
 
@@ -36,6 +37,17 @@ def resolve_num_workers(num_workers: int | str) -> int:
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise UserError(f"data.num_workers={num_workers!r} must be a whole number >= 0 or auto")
     return num_workers
+
+
+def worker_options(num_workers: int) -> dict:
+    """DataLoader options for ``num_workers`` worker processes, started with the platform's own
+    method (fork on Linux, spawn on macOS and Windows), whatever the process's default context
+    is: inside a joblib (loky) sweep job that default is loky's, which cannot start them."""
+    options: dict = {"num_workers": num_workers}
+    if num_workers > 0:
+        platform_default = multiprocessing.get_all_start_methods()[0]
+        options["multiprocessing_context"] = multiprocessing.get_context(platform_default)
+    return options
 
 
 def train_loader(dataset: Dataset, seed: int | None, trainer, **options) -> DataLoader:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
-from visionlab.data.loading import train_loader
+from visionlab.data.loading import train_loader, worker_options
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.nets.backbone import Backbone
@@ -173,7 +173,7 @@ class CachedFeatureDataModule(L.LightningDataModule):
             log.info("feature cache: reusing %s", path)
             return read_features(path, self.max_memory_mb)
         loader = DataLoader(dataset, batch_size=self.source.batch_size, shuffle=False,
-                            num_workers=self.source.num_workers)
+                            **worker_options(self.source.num_workers))
         return extract_features(self.backbone, self.pool, loader, device, path, self.max_memory_mb,
                                 desc=f"extracting {split} features")
 
