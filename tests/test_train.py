@@ -113,9 +113,13 @@ def test_missing_ckpt_path_is_a_user_error(make_cfg, tmp_path):
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
 # Experiments whose data needs a user folder or a download run on shapes here.
+CATS_DOGS = ("scratch", "augment_dropout", "fast_feature_extraction", "feature_extraction_augment",
+             "fine_tune")
 OFFLINE_DATA = {
     "course_flowers_vgg16": ["data=shapes_target", "~data.val_fraction"],
-    "course_cats_dogs_scratch": ["data=shapes_target", "~data.binary"],
+    "course_flowers_vgg16_feature_extraction": ["data=shapes_target", "~data.val_fraction"],
+    "course_flowers_vgg16_fine_tune": ["data=shapes_target", "~data.val_fraction", "backbone.weights=null"],
+    **{f"course_cats_dogs_{name}": ["data=shapes_target", "~data.binary"] for name in CATS_DOGS},
     **{name: ["data=shapes"] for name in ("vanilla_gan_mnist", "dcgan_mnist", "cgan_mnist")},
 }
 # Experiments on data other than images (the tiny-image overrides do not apply).
