@@ -240,3 +240,11 @@ def test_a_user_error_wrapped_by_hydra_is_one_line_and_exit_2(capsys):
         _raise_user_error_wrapped_by_hydra()
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: the user's mistake\n"
+
+
+def test_compare_on_a_folder_without_runs_says_what_it_looked_for(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tmp_path / "empty")])
+    assert exit_info.value.code == 2
+    assert "(a run directory holds .hydra/config.yaml)" in capsys.readouterr().err
