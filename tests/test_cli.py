@@ -201,6 +201,16 @@ def test_optuna_search_runs_trials_and_reports_the_best(in_project):
     assert json.loads((results.parent / "resumed_0" / "status.json").read_text())["status"] == "failed"
 
 
+def test_joblib_launcher_runs_two_jobs_in_parallel_processes(in_project):
+    _train_in_process("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=1e-3,1e-4",
+                      "debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4",
+                      "data.val_per_class=2", "data.test_per_class=2")
+    (sweep,) = (in_project / "outputs" / "multirun").glob("*/*")
+    for job in ("0", "1"):  # each job in its own dir, workers of its loaders started fine
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_visionlab_train_is_train_py_and_prints_each_line_once(in_project, capfd):
     _train_in_process("debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4",
                       "data.val_per_class=2", "data.test_per_class=2")

@@ -136,3 +136,15 @@ def test_loader_workers_start_with_the_platform_method_even_inside_a_joblib_job(
     context = worker_options(2)["multiprocessing_context"]
     assert context.get_start_method() == multiprocessing.get_all_start_methods()[0]
     assert "multiprocessing_context" not in worker_options(0)
+
+
+@pytest.mark.parametrize("search", ["optuna", "optuna_finetune"])
+def test_optuna_direction_follows_mode_and_the_study_is_stored_in_the_sweep_dir(search):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        overrides = [f"hparams_search={search}", "mode=min", "hydra.sweep.dir=/runs/sweep"]
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "minimize" and sweeper.storage == "sqlite:////runs/sweep/optuna.db"
+    assert "optimizer.lr" in sweeper.params

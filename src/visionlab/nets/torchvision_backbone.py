@@ -111,6 +111,8 @@ def _create(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
     """
     if name in INCEPTION_FAMILY and not pretrained:
         kwargs.setdefault("init_weights", True)  # silences torchvision's init FutureWarning
+    if name.startswith(("vgg", "alexnet")) and not pretrained:
+        return _without_classifier_init(name, kwargs)
     try:
         weights = "DEFAULT" if pretrained else None
         model = torchvision.models.get_model(name, weights=weights, **kwargs)
@@ -178,6 +180,24 @@ def _features_only(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _last_conv_channels(module: nn.Module) -> int:
     """Output channels of the last Conv2d in ``module``: the width of its feature map."""
     return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+def _without_classifier_init(name: str, kwargs: dict) -> nn.Module:
+    """A randomly initialised VGG/AlexNet whose fc classifier (about 120M parameters, dropped
+    by the layout anyway) is never allocated or initialised: built on the meta device, then
+    only ``features`` is materialised, initialised as torchvision does (VGG: Kaiming normal,
+    fan-out; AlexNet: PyTorch's defaults). Seconds saved on every random VGG."""
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    model.classifier = nn.Identity()
+    model.to_empty(device="cpu")
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and name.startswith("vgg"):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+        elif hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return model
 
 
 def _pooled_features_layout(body: nn.Module) -> _Layout:
