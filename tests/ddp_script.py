@@ -1,14 +1,15 @@
-"""Two-process CPU DDP runs of a staged plan and of a GAN, for ``test_ddp_finetune.py``.
+"""Two-process CPU DDP runs of a staged plan (``test_ddp_finetune.py``) or of a GAN
+(``test_gan.py``).
 
-    python tests/ddp_script.py <out_dir>
+    python tests/ddp_script.py <out_dir> classifier|gan
 
 Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
-``ddp_find_unused_parameters_true``). The classifier's backbone is frozen in epoch 0 and
+``ddp_find_unused_parameters_true``). ``classifier``: the backbone is frozen in epoch 0 and
 unfrozen in epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and
-final weights. Then a conditional GAN with an EMA generator and a backbone discriminator
-(manual optimization, two optimizers) trains 2 epochs; each rank writes ``gan_rank<r>.pt``.
-Both runs share the two processes (their start-up is most of the test's time). Lightning's
-launcher re-executes this script for the second rank, so it must be a script.
+final weights. ``gan``: a conditional GAN with an EMA generator and a staged backbone
+discriminator (manual optimization, two optimizers) trains 2 epochs; each rank writes
+``gan_rank<r>.pt``. Lightning's launcher re-executes this script for the second rank, so it
+must be a script.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def ddp_trainer(out: Path, *callbacks: L.Callback) -> L.Trainer:
     )
 
 
-def main(out: Path) -> None:
-    """Train a classifier, then a GAN, 2 epochs each on 2 ranks; save each rank's weights."""
+def train_classifier(out: Path) -> None:
+    """Train a staged classifier 2 epochs on 2 ranks; save each rank's weights."""
     model = tiny_model(Staged({0: "head", 1: "all"}), lr=1e-2)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     snapshot = Snapshot()
@@ -64,6 +65,9 @@ def main(out: Path) -> None:
                 "parameters": [n for n, _ in model.named_parameters()], "world_size": trainer.world_size},
                out / f"rank{trainer.global_rank}.pt")
 
+
+def train_gan(out: Path) -> None:
+    """Train a conditional GAN with a backbone discriminator 2 epochs on 2 ranks; save each rank's weights."""
     torch.manual_seed(0)
     gan = GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), width=8, latent_dim=16,
                     num_classes=CLASSES, conditional=True, ema_decay=0.9, discriminator="backbone",
@@ -77,4 +81,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    {"classifier": train_classifier, "gan": train_gan}[sys.argv[2]](Path(sys.argv[1]))

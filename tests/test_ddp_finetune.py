@@ -1,5 +1,4 @@
-"""2-process CPU DDP: a stage unfrozen mid-run trains and stays identical on both ranks; so do a
-GAN's two networks under manual optimization."""
+"""2-process CPU DDP: a stage unfrozen mid-run trains and stays identical on both ranks."""
 
 from __future__ import annotations
 
@@ -13,9 +12,9 @@ SCRIPT = Path(__file__).with_name("ddp_script.py")
 LATE = "backbone.body.block1.conv1.conv.weight"  # frozen in epoch 0, trained in epoch 1
 
 
-def test_ddp_ranks_keep_identical_weights_after_an_unfreeze_for_a_classifier_and_a_gan(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True,
-                          timeout=600, cwd=SCRIPT.parents[1])
+def test_ddp_ranks_keep_identical_weights_after_an_unfreeze(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "classifier"], capture_output=True,
+                          text=True, timeout=600, cwd=SCRIPT.parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2
@@ -24,13 +23,3 @@ def test_ddp_ranks_keep_identical_weights_after_an_unfreeze_for_a_classifier_and
         assert not torch.equal(rank["final"][LATE], rank["initial"][LATE])  # trained in epoch 1
     for name in ranks[0]["parameters"]:
         assert torch.equal(ranks[0]["final"][name], ranks[1]["final"][name]), name
-    gans = [torch.load(tmp_path / f"gan_rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert gans[0]["world_size"] == 2
-    for name in gans[0]["parameters"]:  # BatchNorm statistics are per rank (without sync_batchnorm)
-        assert torch.equal(gans[0]["final"][name], gans[1]["final"][name]), name
-    initial, final = gans[0]["initial"], gans[0]["final"]
-    trained = ("generator.", "generator_ema.", "discriminator.head.", "discriminator.backbone.body.block4")
-    for prefix in trained:
-        assert any(not torch.equal(final[n], initial[n]) for n in final if n.startswith(prefix)), prefix
-    frozen = "discriminator.backbone.body.block1.conv1.conv.weight"  # block1 never unfreezes
-    assert torch.equal(final[frozen], initial[frozen])
