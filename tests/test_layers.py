@@ -15,7 +15,7 @@ LAYERS = [
     {"finetune", "metrics"},
     {"modules"},
     {"callbacks"},
-    {"train"},
+    {"train", "run_summary"},
     {"inference"},
     {"cli"},
 ]
