@@ -251,6 +251,15 @@ def test_model_gan_with_a_backbone_discriminator_runs_from_the_config_and_sample
     assert (tmp_path / "out" / "sample_0001.png").is_file()
 
 
+def test_a_fresh_projection_discriminator_is_not_dominated_by_the_label_term():
+    torch.manual_seed(0)
+    _, d = build_gan_nets("dcgan", "dcgan", 8, (3, 32, 32), num_classes=8, width=16)
+    images, labels = torch.rand(16, 3, 32, 32) * 2 - 1, torch.arange(16) % 8
+    features = d.features(images)
+    label_term = d.head.projection(features, labels)
+    assert label_term.abs().mean() < d.head.out(features).abs().mean() * 5
+
+
 def test_mlp_pair_makes_points_and_images():
     g, d = build_gan_nets("mlp", "mlp", 8, (2,))
     assert g(torch.randn(5, 8)).shape == (5, 2) and d(torch.randn(5, 2)).shape == (5,)

@@ -69,6 +69,8 @@ class Projection(nn.Module):
     def __init__(self, num_classes: int, width: int, spectral_norm: bool) -> None:
         super().__init__()
         embedding = nn.Embedding(num_classes, width) if num_classes else None
+        if embedding is not None:  # N(0, 0.02) as D's other weights: N(0, 1) rows swamp the logit
+            nn.init.normal_(embedding.weight, 0.0, 0.02)
         self.embedding = _maybe_spectral(embedding, spectral_norm) if embedding is not None else None
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | float:
