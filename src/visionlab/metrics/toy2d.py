@@ -30,6 +30,7 @@ def js_divergence(real: torch.Tensor, fake: torch.Tensor, bins: int = 24, extent
     m = 0.5 * (p + q)
 
     def kl(a: torch.Tensor) -> torch.Tensor:
+        """KL(a || m) over the cells where ``a`` has mass (m > 0 there)."""
         mask = a > 0
         return (a[mask] * (a[mask] / m[mask]).log()).sum()
 
