@@ -15,7 +15,7 @@ from omegaconf import open_dict
 
 from visionlab.cli.evaluate import cmd_eval
 from visionlab.cli.main import main
-from visionlab.inference.checkpoint import load_classifier
+from visionlab.inference.checkpoint import load_classifier, rebuild_classifier
 from visionlab.train import run
 
 # A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
@@ -63,6 +63,23 @@ def test_a_truncated_backbone_is_rebuilt_from_the_run_config(trained_run):
     state = torch.load(best, weights_only=True)["state_dict"]
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+def test_a_checkpoint_from_before_the_cut_was_recorded_rebuilds_from_its_weights(trained_run, tmp_path):
+    """Older checkpoints lack ``backbone.truncate_after``; a freeze=auto run chose the cut itself."""
+    _, best, _, overrides = trained_run
+    state = torch.load(best, weights_only=True)
+    del state["hyper_parameters"]["backbone"]["truncate_after"]
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / ".hydra").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / "old.ckpt")
+    old_overrides = [o for o in RUN_OVERRIDES if not o.startswith("freeze")] + ["freeze=auto",
+                                                                                "freeze.similar=false"]
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(old_overrides))
+    trained = rebuild_classifier(tmp_path / "checkpoints" / "old.ckpt", CONF_DIR, overrides)
+    assert [s.name for s in trained.model.backbone.stages()] == ["block1", "block2", "block3"]
+    for key, value in trained.model.state_dict().items():
+        assert torch.equal(value, state["state_dict"][key]), key
 
 
 @pytest.mark.parametrize("make, message", [

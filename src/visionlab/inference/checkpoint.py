@@ -77,24 +77,43 @@ def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = 
     """The classifier of ``checkpoint`` with its weights, without touching any data.
 
     The backbone, its preprocessing and the head come from the run's config; the class
-    names and the place the freeze plan cut the backbone (``truncate_after``) from the
-    checkpoint.
+    names and the place the freeze plan cut the backbone from the checkpoint
+    (:func:`truncation_of`).
     """
     state = read_checkpoint(checkpoint)
     cfg = run_config(checkpoint, conf_dir, list(overrides))
     hparams = state["hyper_parameters"]
-    backbone = instantiate(cfg.backbone, pretrained=False)  # every weight comes from the checkpoint
-    cut = hparams["backbone"].get("truncate_after", cfg.freeze.get("truncate_after"))
+    # Every weight comes from the checkpoint: neither hub weights nor the run's weight file.
+    backbone = instantiate(cfg.backbone, pretrained=False, weights=None)
+    cut = truncation_of(hparams, cfg, backbone, state["state_dict"])
     model = instantiate(cfg.model, backbone=backbone, num_classes=hparams["num_classes"],
                         class_names=hparams["class_names"], optimizer=instantiate(cfg.optimizer),
                         freeze_plan=FreezePlan(truncate_after=cut))
-    try:
-        model.load_state_dict(state["state_dict"])
-    except RuntimeError as err:
-        raise UserError(f"{checkpoint} does not fit the network its run config builds "
-                        f"({first_line(err)[:200]}): did conf/ or the backbone change since the run?"
-                        ) from err
+    mismatch = model.load_state_dict(state["state_dict"], strict=False)
+    if mismatch.missing_keys or mismatch.unexpected_keys:
+        raise UserError(f"{checkpoint} does not fit the network its run config builds ("
+                        f"{len(mismatch.missing_keys)} tensors missing, e.g. {mismatch.missing_keys[:2]}; "
+                        f"{len(mismatch.unexpected_keys)} unexpected, e.g. {mismatch.unexpected_keys[:2]}): "
+                        "did conf/ or the backbone change since the run?")
     return TrainedClassifier(model.eval(), cfg, checkpoint.resolve().parent.parent)
+
+
+def truncation_of(hparams: dict, cfg: DictConfig, backbone, state_dict: dict) -> str | None:
+    """The stage after which the run's freeze plan cut the backbone, or None.
+
+    Recorded in the checkpoint (``hyper_parameters.backbone.truncate_after``); checkpoints
+    written before that was recorded give it through the run's ``freeze.truncate_after``, or,
+    when the plan chose it itself (``freeze=auto``), through their weights: the last coarse
+    stage that has tensors in the checkpoint.
+    """
+    if "truncate_after" in hparams["backbone"]:
+        return hparams["backbone"]["truncate_after"]
+    if cfg.freeze.get("truncate_after"):
+        return cfg.freeze.truncate_after
+    stages = backbone.stages("coarse")
+    prefixes = {stage.name: tuple(f"backbone.body.{entry}." for entry in stage.modules) for stage in stages}
+    present = [name for name, starts in prefixes.items() if any(key.startswith(starts) for key in state_dict)]
+    return present[-1] if present and present[-1] != stages[-1].name else None
 
 
 def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
