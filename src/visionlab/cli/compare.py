@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError
 from visionlab.inference.runs import RunRecord, find_runs, read_run
 
 
 def differing(records: list[RunRecord]) -> dict[Path, str]:
     """Each run's overrides that not every run shares, as one label (the run dir when none)."""
-    shared = set.intersection(*(set(r.overrides) for r in records)) if records else set()
-    labels = {}
-    for record in records:
-        own = [o for o in record.overrides if o not in shared]
-        labels[record.path] = ",".join(own) or record.path.name
-    return labels
+    own = overrides_that_differ([r.overrides for r in records])
+    return {r.path: ",".join(mine) or r.path.name for r, mine in zip(records, own, strict=True)}
 
 
 def rank(records: list[RunRecord], metric: str, top: int | None) -> list[RunRecord]:

@@ -75,6 +75,7 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
 
     from visionlab.cli.errors import find_user_error
     from visionlab.cli.sweep import write_status
+    from visionlab.errors import first_line
 
     job_dir = Path(cfg.paths.output_dir)
     overrides = list(HydraConfig.get().overrides.task)
@@ -86,7 +87,7 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
             log.error("job %s failed: %s", job_dir.name, user_error)
         else:
             log.exception("job %s failed", job_dir.name)
-        write_status(job_dir, "failed", overrides, error=str(user_error or exc).splitlines()[0])
+        write_status(job_dir, "failed", overrides, error=first_line(user_error or exc))
         if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
             raise
         return float("nan")

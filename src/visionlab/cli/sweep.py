@@ -29,6 +29,12 @@ def write_status(job_dir: Path, status: str, overrides: list[str], value: float 
     (job_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))
 
 
+def overrides_that_differ(override_lists: list[list[str]]) -> list[list[str]]:
+    """Each list without the overrides every list has: what distinguishes the runs of a sweep."""
+    shared = set.intersection(*map(set, override_lists)) if override_lists else set()
+    return [[o for o in overrides if o not in shared] for overrides in override_lists]
+
+
 def summarize(sweep_dir: Path, metric: str | None, mode: str) -> str:
     """One line over the jobs under ``sweep_dir``: how many finished and failed, and the best."""
     records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
@@ -38,8 +44,7 @@ def summarize(sweep_dir: Path, metric: str | None, mode: str) -> str:
     scored = [r for r in finished if r["value"] is not None and not math.isnan(r["value"])]
     if scored:
         best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
-        shared = set.intersection(*(set(r["overrides"]) for r in records))
-        differing = [o for o in best["overrides"] if o not in shared]
+        differing = overrides_that_differ([r["overrides"] for r in records])[records.index(best)]
         line += f"; best {metric}={best['value']:.4f} ({', '.join(differing) or 'the shared overrides'})"
     return line
 

@@ -19,8 +19,6 @@ from visionlab.data.loading import train_loader
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
 
-SHAPES = ("ring", "grid", "line", "moons")
-
 
 def _ring(n: int, g: torch.Generator, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
     """8 Gaussians evenly spaced on a circle of radius 0.7."""
@@ -58,13 +56,19 @@ def _moons(n: int, g: torch.Generator, noise: float) -> tuple[torch.Tensor, torc
 
 SAMPLERS = {"ring": _ring, "grid": _grid, "line": _line, "moons": _moons}
 CLASSES = {"ring": 8, "grid": 25, "line": 4, "moons": 2}
+SHAPES = tuple(SAMPLERS)
+
+
+def check_shape(shape: str) -> str:
+    """``shape``, or a UserError listing the distributions."""
+    if shape not in SAMPLERS:
+        raise UserError(f"data.shape={shape!r} is not one of: {', '.join(SHAPES)}")
+    return shape
 
 
 def sample_toy2d(shape: str, n: int, seed: int, noise: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points ``(n, 2)`` of distribution ``shape`` and their mode labels ``(n,)``, seeded."""
-    if shape not in SAMPLERS:
-        raise UserError(f"data.shape={shape!r} is not one of: {', '.join(SHAPES)}")
-    return SAMPLERS[shape](n, torch.Generator().manual_seed(seed), noise)
+    return SAMPLERS[check_shape(shape)](n, torch.Generator().manual_seed(seed), noise)
 
 
 class Toy2DDataModule(L.LightningDataModule):
@@ -83,8 +87,7 @@ class Toy2DDataModule(L.LightningDataModule):
                  batch_size: int = 128, seed: int | None = 0, view_every: int = 5,
                  data_config: DataConfig | None = None, augment=None) -> None:
         super().__init__()
-        if shape not in SAMPLERS:
-            raise UserError(f"data.shape={shape!r} is not one of: {', '.join(SHAPES)}")
+        check_shape(shape)
         if augment is not None and getattr(augment, "func", augment).__name__ != "no_augment":
             raise UserError("data=toy2d holds 2-D points, not images: use augment=none")
         self.shape, self.n_train, self.n_val, self.noise = shape, n_train, n_val, noise

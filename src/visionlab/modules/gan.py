@@ -100,7 +100,6 @@ class GANModule(L.LightningModule):
         if discriminator == "backbone" and backbone is not None:
             self.freeze_plan = freeze_plan or FreezePlan()
             self.freeze_plan.prepare(backbone)  # may truncate it
-        # The backbone discriminator's network by name (None for the others); informative only.
         self.save_hyperparameters({
             "sample_shape": list(sample_shape), "num_classes": num_classes,
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
@@ -110,6 +109,7 @@ class GANModule(L.LightningModule):
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
             "diffaugment": check_policies(diffaugment),
+            # the backbone discriminator's network by name (None for the others); informative only
             "d_backbone": {"name": backbone.name, "source": backbone.source}
             if self.freeze_plan is not None else None,
         }, logger=False)  # the run logs the whole config to HPARAMS (visionlab.train)
