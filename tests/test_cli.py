@@ -154,6 +154,20 @@ def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_proje
     assert (sweep / "compare.md").read_text().count("\n") == 2 + 3 and (sweep / "compare.png").is_file()
 
 
+def test_compare_ranks_a_loss_lowest_first_and_the_monitor_by_mode(tmp_path):
+    from visionlab.cli.compare import rank
+    from visionlab.inference.runs import RunRecord
+
+    def record(name, acc, loss):
+        return RunRecord(tmp_path / name, [f"x={name}"], "val/acc", "max", 2,
+                         curves={"val/acc": [(0, acc / 2), (1, acc)], "val/loss": [(0, loss), (1, loss * 2)]})
+
+    runs = [record("a", 0.5, 0.9), record("b", 0.8, 0.3), record("c", 0.6, 0.6)]
+    assert [r.path.name for r in rank(runs, "val/acc", None)] == ["b", "c", "a"]
+    assert [r.path.name for r in rank(runs, "val/loss", 2)] == ["b", "c"]  # best = lowest, at epoch 0
+    assert runs[1].best("val/loss") == (0.3, 0)
+
+
 def compare_rows(sweep: Path) -> list[list[str]]:
     from visionlab.cli.compare import cmd_compare
 

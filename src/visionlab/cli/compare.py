@@ -23,10 +23,10 @@ def differing(records: list[RunRecord]) -> dict[Path, str]:
 
 
 def rank(records: list[RunRecord], metric: str, top: int | None) -> list[RunRecord]:
-    """Runs with a value of ``metric`` first, best first by each run's mode; then the rest."""
+    """Runs with a value of ``metric`` first, best first (see ``RunRecord.direction``); then the rest."""
     scored = [r for r in records if r.best(metric) is not None and r.status != "failed"]
     rest = [r for r in records if r not in scored]
-    maximise = (scored[0].mode if scored else "max") == "max"
+    maximise = (scored[0].direction(metric) if scored else "max") == "max"
     scored.sort(key=lambda r: r.best(metric)[0], reverse=maximise)
     ranked = scored + rest
     return ranked[:top] if top else ranked

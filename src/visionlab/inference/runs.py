@@ -15,6 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+LOWER_IS_BETTER = ("loss", "fid", "kid", "js")
+
 
 @dataclass
 class RunRecord:
@@ -29,12 +31,19 @@ class RunRecord:
     status: str = "finished"
     seconds: float | None = None
 
+    def direction(self, metric: str) -> str:
+        """``max`` or ``min``: the run's ``mode`` for its ``monitor``; for another metric, lower is
+        better for losses and distances (``loss``, ``fid``, ``kid``, ``js`` in the name)."""
+        if metric == self.monitor:
+            return self.mode
+        return "min" if any(word in metric for word in LOWER_IS_BETTER) else "max"
+
     def best(self, metric: str) -> tuple[float, int] | None:
-        """(best value, its epoch) of ``metric`` by the run's ``mode``, or None if never logged."""
+        """(best value, its epoch) of ``metric`` (see :meth:`direction`), or None if never logged."""
         points = self.curves.get(metric)
         if not points:
             return None
-        epoch, value = (max if self.mode == "max" else min)(points, key=lambda p: p[1])
+        epoch, value = (max if self.direction(metric) == "max" else min)(points, key=lambda p: p[1])
         return value, epoch
 
     def last(self, metric: str) -> float | None:
@@ -101,6 +110,8 @@ def read_run(run_dir: Path) -> RunRecord:
     record.curves, record.seconds = _event_curves(run_dir)
     if not record.curves:
         record.curves = _csv_curves(run_dir)
+    if "hparams/wall_time_s" in record.curves:  # the whole run, where it was recorded
+        record.seconds = record.curves["hparams/wall_time_s"][-1][1]
     status_file = run_dir / "status.json"
     if status_file.is_file():
         record.status = json.loads(status_file.read_text())["status"]
