@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning  # noqa: F401  (its console handler binds sys.stderr at import: import it before any capture)
@@ -58,3 +61,24 @@ def make_cfg(tmp_path, data_dir):
         return cfg
 
     return _make
+
+
+@pytest.fixture
+def in_project(tmp_path, monkeypatch) -> Iterator[Path]:
+    """Run ``visionlab`` commands (``visionlab.cli.main.main``) in this process from
+    ``tmp_path`` (data and outputs there).
+
+    A subprocess would pay several seconds of imports per test; one test in test_cli.py keeps
+    the real process exit for the user-error path.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VISIONLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cmd_train sets it for Hydra
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield tmp_path
+    for handler in root.handlers:  # Hydra's console and file handlers hold this test's streams
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:], root.level = handlers, level

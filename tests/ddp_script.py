@@ -1,7 +1,7 @@
-"""Two-process CPU DDP runs of a staged plan (``test_ddp_finetune.py``) or of a GAN
-(``test_gan.py``).
+"""Two-process CPU DDP runs of a staged plan and of a GAN, one after the other in the same
+two processes (``test_ddp.py``: one launch and one process group serve both tests).
 
-    python tests/ddp_script.py <out_dir> classifier|gan
+    python tests/ddp_script.py <out_dir> classifier gan
 
 Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
 ``ddp_find_unused_parameters_true``). ``classifier``: the backbone is frozen in epoch 0 and
@@ -81,4 +81,5 @@ def train_gan(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    {"classifier": train_classifier, "gan": train_gan}[sys.argv[2]](Path(sys.argv[1]))
+    for run in sys.argv[2:]:
+        {"classifier": train_classifier, "gan": train_gan}[run](Path(sys.argv[1]))

@@ -397,24 +397,3 @@ def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):
     rates = [row for row in rows if row.get("lr-generator/group0")]
     assert float(rates[0]["lr-generator/group0"]) == pytest.approx(cfg.model.g_lr)
     assert float(rates[0]["lr-discriminator/group0"]) == pytest.approx(cfg.model.d_lr)
-
-
-def test_ddp_on_two_cpu_ranks_keeps_both_networks_identical(tmp_path):
-    """A conditional GAN with an EMA generator and a staged backbone discriminator under DDP."""
-    import subprocess
-    import sys
-
-    script = Path(__file__).with_name("ddp_script.py")
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), "gan"], capture_output=True, text=True,
-                          timeout=600, cwd=script.parents[1])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    gans = [torch.load(tmp_path / f"gan_rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert gans[0]["world_size"] == 2
-    for name in gans[0]["parameters"]:  # BatchNorm statistics are per rank (without sync_batchnorm)
-        assert torch.equal(gans[0]["final"][name], gans[1]["final"][name]), name
-    initial, final = gans[0]["initial"], gans[0]["final"]
-    trained = ("generator.", "generator_ema.", "discriminator.head.", "discriminator.backbone.body.block4")
-    for prefix in trained:
-        assert any(not torch.equal(final[n], initial[n]) for n in final if n.startswith(prefix)), prefix
-    frozen = "discriminator.backbone.body.block1.conv1.conv.weight"  # block1 never unfreezes
-    assert torch.equal(final[frozen], initial[frozen])

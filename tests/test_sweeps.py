@@ -1,0 +1,127 @@
+"""Sweeps: Hydra multirun with a failing job, Optuna with a stored and resumed study, the
+joblib launcher, and ``visionlab compare`` over the runs they leave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from visionlab.cli.main import main
+
+SMALL_DATA = ["debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4", "data.val_per_class=2",
+              "data.test_per_class=2"]
+
+
+def _train_in_process(*overrides: str) -> None:
+    main(["train", *overrides])
+
+
+def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_project, capfd):
+    _train_in_process("-m", "freeze=last_n", "freeze.n=999,1,2", *SMALL_DATA)
+    (sweep,) = (in_project / "outputs" / "multirun").glob("*/*")
+    statuses = {job: json.loads((sweep / job / "status.json").read_text()) for job in ("0", "1", "2")}
+    assert statuses["0"]["status"] == "failed" and "freeze.n=999" in statuses["0"]["error"]
+    assert "freeze.n=999" in (sweep / "0" / "train.log").read_text()  # the failed job keeps its log
+    for job, n in (("1", "1"), ("2", "2")):
+        assert statuses[job]["status"] == "finished" and 0.0 <= statuses[job]["value"] <= 1.0
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        assert f"freeze.n={n}" in statuses[job]["overrides"]
+    best = max(("1", "2"), key=lambda job: statuses[job]["value"])
+    assert (f"sweep: 2 finished, 1 failed; best test/acc={statuses[best]['value']:.4f} "
+            f"(freeze.n={best})") in capfd.readouterr().out
+    for job in ("1", "2"):  # TensorBoard: a readable run name and the HPARAMS plugin's data
+        (events,) = (sweep / job / "tensorboard").iterdir()
+        assert f"freeze.n={job}" in events.name and "freeze=last_n" in events.name
+        hparams, scalars = read_hparams(events)
+        assert hparams["freeze.n"] == float(job) and hparams["freeze"] == "last_n"
+        assert hparams["backbone.name"] == "shapes_net" and hparams["status"] == "finished"
+        assert "hp_metric" not in scalars
+        assert scalars["hparams/test_acc"] == pytest.approx(statuses[job]["value"])
+        assert {"hparams/best_val_acc", "hparams/epochs", "hparams/wall_time_s"} <= set(scalars)
+    # visionlab compare: the ranked table from the event files, failed runs last
+    rows = compare_rows(sweep)
+    assert rows[0][:4] == ["#", "run", "best val/acc", "epoch"]
+    assert rows[0][-3:] == ["epochs", "wall time", "status"]
+    assert [row[1] for row in rows[1:]][-1] == "freeze.n=999" and rows[-1][-1] == "failed"
+    for row in rows[1:3]:
+        _, scalars = read_hparams(next((sweep / row[1][-1] / "tensorboard").iterdir()))
+        assert float(row[2]) == pytest.approx(scalars["hparams/best_val_acc"], abs=1e-4)
+        assert row[-1] == "finished"
+    assert (sweep / "compare.md").read_text().count("\n") == 2 + 3 and (sweep / "compare.png").is_file()
+
+
+def test_compare_ranks_a_loss_lowest_first_and_the_monitor_by_mode(tmp_path):
+    from visionlab.cli.compare import rank
+    from visionlab.inference.runs import RunRecord
+
+    def record(name, acc, loss):
+        return RunRecord(tmp_path / name, [f"x={name}"], "val/acc", "max", 2,
+                         curves={"val/acc": [(0, acc / 2), (1, acc)], "val/loss": [(0, loss), (1, loss * 2)]})
+
+    runs = [record("a", 0.5, 0.9), record("b", 0.8, 0.3), record("c", 0.6, 0.6)]
+    assert [r.path.name for r in rank(runs, "val/acc", None)] == ["b", "c", "a"]
+    assert [r.path.name for r in rank(runs, "val/loss", 2)] == ["b", "c"]  # best = lowest, at epoch 0
+    assert runs[1].best("val/loss") == (0.3, 0)
+
+
+def compare_rows(sweep: Path) -> list[list[str]]:
+    from visionlab.cli.compare import cmd_compare
+
+    return cmd_compare([sweep], None, None, None, None)
+
+
+def read_hparams(events: Path) -> tuple[dict, dict]:
+    """(hyperparameters, last scalar of every tag) of a run, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    hparams = {}
+    for key, value in start.hparams.items():
+        kind = value.WhichOneof("kind")
+        hparams[key] = getattr(value, kind)
+    scalars = {tag: accumulator.Scalars(tag)[-1].value for tag in accumulator.Tags()["scalars"]}
+    return hparams, scalars
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(in_project):
+    _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=2",
+                      "hydra.sweeper.sampler.n_startup_trials=1", *SMALL_DATA)
+    (results,) = (in_project / "outputs" / "multirun").glob("*/*/optimization_results.yaml")
+    text = results.read_text()
+    assert "best_params:" in text and "optimizer.lr:" in text and "best_value:" in text
+    assert len(list(results.parent.glob("[0-9]/checkpoints/last.ckpt"))) == 2
+    import optuna
+
+    storage = f"sqlite:///{results.parent / 'optuna.db'}"
+    study = optuna.load_study(study_name="train", storage=storage)
+    assert len(study.trials) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    # Resumed in the same sweep dir (new job dirs), with a trial that raises: recorded as failed.
+    sweep_dir = f"hydra.sweep.dir={results.parent}"
+    _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=1", sweep_dir,
+                      "hydra.sweep.subdir=resumed_${hydra.job.num}", "data.batch_size=0", *SMALL_DATA)
+    states = [t.state for t in optuna.load_study(study_name="train", storage=storage).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
+    assert json.loads((results.parent / "resumed_0" / "status.json").read_text())["status"] == "failed"
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel_processes(in_project):
+    _train_in_process("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=1e-3,1e-4",
+                      *SMALL_DATA)
+    (sweep,) = (in_project / "outputs" / "multirun").glob("*/*")
+    for job in ("0", "1"):  # each job in its own dir, workers of its loaders started fine
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "finished"
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_compare_on_a_folder_without_runs_says_what_it_looked_for(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(tmp_path / "empty")])
+    assert exit_info.value.code == 2
+    assert "(a run directory holds .hydra/config.yaml)" in capsys.readouterr().err
