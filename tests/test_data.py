@@ -91,6 +91,22 @@ def test_plain_shapes_have_a_flat_background_and_textured_ones_do_not(tmp_path):
     assert "background" not in (tmp_path / "shapes" / "spec.json").read_text()  # older trees still match
 
 
+def test_mono_shapes_are_light_grey_on_dark_grey_and_centred(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    spec = spec_for("shapes_mono", train_per_class=3, val_per_class=1, test_per_class=1, image_size=32)
+    root = generate(spec, tmp_path / "mono", show_progress=False)
+    for path in sorted(root.rglob("*.png")):
+        pixels = np.asarray(Image.open(path)).astype(int)
+        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all(), path
+        grey = pixels[..., 0]
+        assert grey[0, 0] <= 60 and grey.max() >= 180  # dark ground, light shape
+        ys, xs = np.nonzero(grey >= 120)
+        assert abs(ys.mean() - 15.5) < 5 and abs(xs.mean() - 15.5) < 5, path  # near the middle
+    assert '"centred": true' in (root / "spec.json").read_text()
+
+
 # --- torchvision datasets: offline behaviour ----------------------------------------------
 
 

@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
 from tiny import CLASSES, TensorDataModule, tiny_model, tiny_trainer
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
@@ -31,7 +32,8 @@ def tiny_gan(**options) -> GANModule:
 
 def fit(model: GANModule, root: Path, epochs: int = 1, ckpt_path: str | None = None, callbacks=(),
         **kwargs) -> L.Trainer:
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
+    kwargs.setdefault("logger", False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root),
                         deterministic=True, callbacks=[EpochSeedCallback(0), *callbacks], **kwargs)
     trainer.fit(model, datamodule=TensorDataModule(n_train=16, n_val=8), ckpt_path=ckpt_path)
@@ -71,10 +73,13 @@ def test_discriminator_phase_moves_only_d_and_generator_phase_only_g(tmp_path):
 def test_d_steps_discriminator_updates_per_generator_update(tmp_path, d_steps):
     model = tiny_gan(d_steps=d_steps)
     updates = record_updates(model)
-    trainer = fit(model, tmp_path)  # 2 batches
+    trainer = fit(model, tmp_path, epochs=2, logger=CSVLogger(tmp_path))  # 2 batches an epoch
     names = [name for name, _, _ in updates]
-    assert names == (["discriminator"] * d_steps + ["generator"]) * 2
-    assert trainer.global_step == 2 * (d_steps + 1)  # the step axis counts every optimizer step
+    assert names == (["discriminator"] * d_steps + ["generator"]) * 4
+    assert trainer.global_step == 4 * (d_steps + 1)  # global_step (and max_steps) count every update
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    logged = sorted({int(row["step"]) for row in rows if row.get("train/g_loss")})
+    assert logged == [1, 3]  # the logged axis counts batches: generator steps, whatever d_steps is
 
 
 def test_losses_equal_their_formulas():

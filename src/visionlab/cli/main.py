@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
     stages.add_argument("--granularity", default="coarse", choices=("coarse", "fine"))
     shapes = sub.add_parser("shapes", help="write a synthetic shapes dataset to a folder")
-    shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target", "shapes_plain"))
+    shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target", "shapes_plain",
+                                            "shapes_mono"))
     shapes.add_argument("--out", type=Path, default=Path("data/shapes"), help="parent folder")
     sample = sub.add_parser("sample", help="write images drawn from a trained GAN checkpoint")
     sample.add_argument("checkpoint", type=Path, help="a model=gan run's checkpoint (checkpoints/last.ckpt)")

@@ -61,9 +61,11 @@ SHAPE_CLASSES = ("circle", "ring", "crescent", *_POLYGONS)
 
 @dataclass(frozen=True)
 class ShapesSpec:
-    """What to generate: classes, images per class per split, image size, seed, and the
-    background: ``textured`` (a noisy gradient with clutter: the classification tasks) or
-    ``plain`` (one flat colour: a target a small GAN can learn in CPU minutes)."""
+    """What to generate: classes, images per class per split, image size, seed, the
+    background: ``textured`` (a noisy gradient with clutter: the classification tasks),
+    ``plain`` (one flat colour) or ``mono`` (a light grey shape on a dark grey ground, like
+    MNIST's strokes), and whether shapes are ``centred`` (large, near the middle) or placed
+    anywhere. ``mono`` + ``centred`` is what a DCGAN learns to draw in CPU minutes."""
 
     classes: tuple[str, ...]
     train_per_class: int
@@ -72,13 +74,15 @@ class ShapesSpec:
     image_size: int = 64
     seed: int = 0
     background: str = "textured"
+    centred: bool = False
 
     def to_json(self) -> str:
-        """The spec as canonical JSON: written beside the data and compared on reuse (the
-        default background is left out, so trees generated before it existed still match)."""
+        """The spec as canonical JSON: written beside the data and compared on reuse (fields
+        at their defaults are left out, so trees generated before they existed still match)."""
         fields = asdict(self)
-        if fields["background"] == "textured":
-            del fields["background"]
+        for name, default in (("background", "textured"), ("centred", False)):
+            if fields[name] == default:
+                del fields[name]
         return json.dumps(fields, sort_keys=True)
 
     def splits(self) -> dict[str, int]:
@@ -101,6 +105,10 @@ VARIANTS: dict[str, ShapesSpec] = {
     "shapes_plain": ShapesSpec(("circle", "square", "triangle", "star", "cross", "pentagon", "ring", "arrow"),
                                train_per_class=500, val_per_class=40, test_per_class=40, seed=3,
                                background="plain"),
+    # For the DCGAN preset: the same 8 classes as light grey shapes, centred, on dark grey.
+    "shapes_mono": ShapesSpec(("circle", "square", "triangle", "star", "cross", "pentagon", "ring", "arrow"),
+                              train_per_class=500, val_per_class=40, test_per_class=40, seed=4,
+                              background="mono", centred=True),
 }
 
 
@@ -149,17 +157,31 @@ def _draw_shape(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, r: f
         draw.polygon(pts, fill=colour)
 
 
-def render_shape(name: str, rng: random.Random, size: int, background: str = "textured") -> Image.Image:
+def _grey(rng: random.Random, lo: int, hi: int) -> tuple[int, int, int]:
+    level = rng.randint(lo, hi)
+    return level, level, level
+
+
+def render_shape(name: str, rng: random.Random, size: int, background: str = "textured",
+                 centred: bool = False) -> Image.Image:
     """One image of class ``name``: random colour, size, position, rotation; on a ``textured``
-    background also clutter, noise and sometimes blur, on a ``plain`` one none of those."""
-    plain = background == "plain"
-    img = Image.new("RGB", (size, size), _random_colour(rng, 40, 220)) if plain else _background(rng, size)
-    r = rng.uniform(0.2, 0.42) * size
-    cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
-    colour = _random_colour(rng)
+    background also clutter, noise and sometimes blur, on a ``plain`` or ``mono`` one none of
+    those. ``centred`` shapes are larger (radius 30-45% of the image) and within 6% of the middle."""
+    if background == "textured":
+        img = _background(rng, size)
+    else:
+        ground = _grey(rng, 0, 60) if background == "mono" else _random_colour(rng, 40, 220)
+        img = Image.new("RGB", (size, size), ground)
+    if centred:
+        r = rng.uniform(0.3, 0.45) * size
+        cx, cy = (size / 2 + rng.uniform(-0.06, 0.06) * size for _ in range(2))
+    else:
+        r = rng.uniform(0.2, 0.42) * size
+        cx, cy = rng.uniform(r, size - r), rng.uniform(r, size - r)
+    colour = _grey(rng, 180, 255) if background == "mono" else _random_colour(rng)
     bg = img.getpixel((int(cx), int(cy)))
     _draw_shape(ImageDraw.Draw(img), name, cx, cy, r, rng.uniform(0, 2 * math.pi), colour, bg)
-    if not plain and rng.random() < 0.3:
+    if background == "textured" and rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
     return img
 
@@ -191,7 +213,8 @@ def generate(spec: ShapesSpec, root: Path, show_progress: bool = True) -> Path:
                 out.mkdir(parents=True)
                 for i in range(per_class):
                     rng = random.Random(f"{spec.seed}-{split_index}-{class_index}-{i}")
-                    render_shape(name, rng, spec.image_size, spec.background).save(out / f"{i:05d}.png")
+                    image = render_shape(name, rng, spec.image_size, spec.background, spec.centred)
+                    image.save(out / f"{i:05d}.png")
                 bar.advance(task, per_class)
     (tmp / "spec.json").write_text(wanted)
     try:

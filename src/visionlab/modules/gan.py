@@ -48,8 +48,9 @@ class GANModule(L.LightningModule):
     train, epoch by epoch (:class:`~visionlab.finetune.callback.FreezeScheduleCallback` reads
     ``self.freeze_plan`` and ``self.backbone`` as it does for the classifier).
 
-    Step axis: Lightning's ``global_step`` (and so ``trainer.max_steps`` and the logged step)
-    counts every optimizer step, ``d_steps + 1`` per batch.
+    Step axis: Lightning's ``global_step`` (and so ``trainer.max_steps``) counts every
+    optimizer step, ``d_steps + 1`` per batch; the step metrics are logged at (TensorBoard's
+    x-axis, the CSV's ``step``) counts batches, i.e. generator steps.
     """
 
     def __init__(
