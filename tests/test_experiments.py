@@ -39,3 +39,12 @@ def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
     value = run(cfg)
     assert value is None if cfg.optimized_metric is None else 0.0 <= value <= 1.0
     assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file() != vgg
+
+
+@pytest.mark.parametrize("experiment", ["dcgan_shapes", "cgan_shapes", "gan_backbone_d_shapes"])
+def test_gan_presets_take_a_users_folder_in_place_of_their_shapes(make_cfg, experiment):
+    from hydra.utils import get_class
+
+    cfg = make_cfg(f"experiment={experiment}", "data=image_folder", "data.root=/somewhere", tiny=False)
+    assert get_class(cfg.data._target_).__name__ == "ImageFolderDataModule"
+    assert "variant" not in cfg.data and cfg.data.batch_size == 64  # the preset's batch size stays
