@@ -43,7 +43,7 @@ def fit(model: GANModule, root: Path, epochs: int = 1, ckpt_path: str | None = N
 def record_updates(model: GANModule) -> list[tuple[str, bool, bool]]:
     """Wraps the module's optimizer step: (network, D changed, G changed) for every update."""
     updates = []
-    original = model._update
+    original = model.update
 
     def snapshot():
         return ([p.detach().clone() for p in model.discriminator.parameters()],
@@ -58,7 +58,7 @@ def record_updates(model: GANModule) -> list[tuple[str, bool, bool]]:
         d_after, g_after = snapshot()
         updates.append((name, changed(d_before, d_after), changed(g_before, g_after)))
 
-    model._update = update
+    model.update = update
     return updates
 
 
@@ -146,7 +146,7 @@ def test_ema_warms_up_then_averages_at_the_configured_decay():
         for p in current.parameters():
             p.add_(1.0)
     before = [p.clone() for p in ema.parameters()]
-    model._update_ema()  # first update: decay (1 + 0) / (10 + 0) = 0.1
+    model.update_ema()  # first update: decay (1 + 0) / (10 + 0) = 0.1
     for old, new, target in zip(before, ema.parameters(), current.parameters(), strict=True):
         torch.testing.assert_close(new, 0.1 * old + 0.9 * target)
 

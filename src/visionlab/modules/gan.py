@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import lightning as L
 import torch
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 from visionlab.errors import UserError
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
+from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
-
-class GANModule(L.LightningModule):
+class GANModule(AdversarialModule):
     """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
     ``d_steps`` discriminator updates, then one generator update.
 
@@ -37,7 +33,8 @@ class GANModule(L.LightningModule):
     ``ema_decay`` > 0 keeps an exponential moving average of the generator
     (``generator_ema``), used for the sample grids. The fixed noise of those grids is a
     buffer, so it is in every checkpoint with both optimizers' states; checkpoints hold plain
-    hyperparameters only (``weights_only=True``).
+    hyperparameters only (``weights_only=True``); :class:`AdversarialModule` holds what the GAN
+    shares with the image-to-image modules and LAPGAN.
 
     Every ``fid_every`` epochs (0: never) the validation images and as many generated ones give
     ``val/fid`` and ``val/kid`` in the feature space of ``fid_features`` (see
@@ -52,6 +49,8 @@ class GANModule(L.LightningModule):
     optimizer step, ``d_steps + 1`` per batch; the step metrics are logged at (TensorBoard's
     x-axis, the CSV's ``step``) counts batches, i.e. generator steps.
     """
+
+    kind = "gan"
 
     def __init__(
         self,
@@ -82,16 +81,13 @@ class GANModule(L.LightningModule):
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, ema_decay)
         sample_shape = tuple(sample_shape) if sample_shape else (channels, image_size, image_size)
-        self.automatic_optimization = False
         if conditional and num_classes < 2:
             raise UserError(f"model.conditional=true needs labelled data with at least 2 classes, the data "
                             f"has {num_classes}: use a labelled dataset or model.conditional=false")
         if d_steps < 1:
             raise UserError(f"model.d_steps={d_steps} must be >= 1")
-        if not 0.0 <= ema_decay < 1.0:
-            raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no EMA generator)")
         if diffaugment and len(sample_shape) != 3:
             raise UserError(f"model.diffaugment augments images, not samples of shape {sample_shape}: "
                             "set model.diffaugment=[]")
@@ -117,8 +113,7 @@ class GANModule(L.LightningModule):
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
             generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
-        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema_decay > 0 else None
-        self.optimizer_factory = optimizer
+        self.init_ema()
         rows = classes or max(1, int(math.sqrt(num_samples)))
         columns = math.ceil(num_samples / rows)
         seeded = torch.Generator().manual_seed(0)
@@ -147,12 +142,8 @@ class GANModule(L.LightningModule):
         real, labels = batch
         metrics = self._generative.to(self.device)
         metrics.update(real, real=True)
-        generator = self.generator_ema if self.generator_ema is not None else self.generator
-        training = generator.training
-        generator.eval()
-        with torch.no_grad():
-            fake = generator(self.sample_latent(len(real)), labels if self.conditional else None)
-        generator.train(training)
+        labels = labels if self.conditional else None
+        fake = self.sample_in_eval_mode(lambda generator: generator(self.sample_latent(len(real)), labels))
         metrics.update(fake, real=False)
 
     def on_validation_epoch_end(self) -> None:
@@ -179,30 +170,16 @@ class GANModule(L.LightningModule):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Samples from the generator (its EMA copy when there is one) for noise ``z``."""
-        generator = self.generator_ema if self.generator_ema is not None else self.generator
-        return generator(z, labels if self.conditional else None)
+        return self.sampling_generator(z, labels if self.conditional else None)
 
-    # The order configure_optimizers returns them in (read by the learning-rate logger).
-    optimizer_names = ("generator", "discriminator")
-
-    def configure_optimizers(self):
-        """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``).
-
-        A backbone discriminator's optimizer has a group per backbone stage (at ``d_lr`` times
-        the plan's ``lr_mult``) and one for its head, as the classifier's has: every parameter is
-        in it from the start, and frozen ones, without gradients, are skipped.
+    def discriminator_parameters(self):
+        """The discriminator's parameters; a backbone discriminator's in a group per backbone stage
+        (at ``d_lr`` times the plan's ``lr_mult``) and one for its head, as the classifier's: every
+        parameter is in the optimizer from the start, and frozen ones, without gradients, are skipped.
         """
-        d_params = self.discriminator.parameters()
-        if self.freeze_plan is not None:
-            d_params = build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan,
-                                          self.hparams.d_lr)
-        try:
-            g_opt = self.optimizer_factory(params=self.generator.parameters(), lr=self.hparams.g_lr)
-            d_opt = self.optimizer_factory(params=d_params, lr=self.hparams.d_lr)
-        except ValueError as err:
-            raise UserError(f"the optimizer rejects its settings: {err}: fix model.g_lr / model.d_lr or "
-                            "that optimizer.* value") from err
-        return [g_opt, d_opt]
+        if self.freeze_plan is None:
+            return self.discriminator.parameters()
+        return build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan, self.hparams.d_lr)
 
     def judge(self, samples: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The discriminator's logits for ``samples`` (real or generated), after the
@@ -225,59 +202,20 @@ class GANModule(L.LightningModule):
             if loss_name == "wgan_gp":
                 d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
                     lambda x: self.discriminator(x, labels), real, fake)
-            self._update(d_opt, d_loss, self.discriminator, "discriminator")
+            self.update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(self.sample_latent(n), labels)
         g_loss = generator_loss(loss_name, self.judge(fake, labels))
-        self._update(g_opt, g_loss, self.generator, "generator")
-        self._update_ema()
+        self.update(g_opt, g_loss, self.generator, "generator")
+        self.update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),
                             ("d_fake", d_fake.mean())):
             self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True,
                      prog_bar=name.endswith("loss"), batch_size=n, sync_dist=True)
 
-    def _update(self, optimizer, loss: torch.Tensor, network: torch.nn.Module, name: str) -> None:
-        """One optimizer step on ``loss``; a non-finite loss stops the run before any weight changes."""
-        if not torch.isfinite(loss):
-            raise UserError(f"the {name} loss became {loss.item()} at step {self.global_step} (epoch "
-                            f"{self.current_epoch}): lower model.g_lr / model.d_lr or set model.grad_clip; "
-                            "the last checkpoint written before it is intact")
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            torch.nn.utils.clip_grad_norm_(network.parameters(), self.hparams.grad_clip)
-        optimizer.step()
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """``ema <- decay * ema + (1 - decay) * generator`` (buffers copied).
-
-        The decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after n generator steps, so
-        the average does not drag the random initial weights along for thousands of steps.
-        """
-        if self.generator_ema is None:
-            return
-        updates = self.global_step // (self.hparams.d_steps + 1)
-        decay = min(self.hparams.ema_decay, (1 + updates) / (10 + updates))
-        for ema, current in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
-            ema.lerp_(current, 1.0 - decay)
-        for ema, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            ema.copy_(current)
-
     def on_train_epoch_end(self) -> None:
         """Draw the fixed noise through the (EMA) generator: a grid in TensorBoard and ``samples/``."""
-        if len(self.hparams.sample_shape) != 3 or not self.trainer.is_global_zero:
+        if len(self.hparams.sample_shape) != 3:
             return
-        generator = self.generator_ema if self.generator_ema is not None else self.generator
-        training = generator.training
-        generator.eval()
-        with torch.no_grad():
-            images = generator(self.fixed_noise, self.fixed_labels) * 0.5 + 0.5
-        generator.train(training)
-        grid = make_grid(images.float().clamp(0, 1).cpu(), nrow=self.grid_columns, padding=2)
-        out = Path(self.trainer.default_root_dir) / "samples" / f"epoch_{self.current_epoch:03d}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, out)
-        for logger in self.trainer.loggers:
-            add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
-            if add_image is not None:
-                add_image("samples/fixed_noise", grid, self.current_epoch)
+        images = self.sample_in_eval_mode(lambda generator: generator(self.fixed_noise, self.fixed_labels))
+        grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=self.grid_columns, padding=2)
+        self.write_grid(grid, "samples/fixed_noise", f"epoch_{self.current_epoch:03d}.png")

@@ -1,0 +1,138 @@
+"""What every adversarially trained module shares: a generator and a discriminator, each with
+its own optimizer, stepped by hand (manual optimization), an optional EMA copy of the
+generator, and image grids written to ``samples/`` and TensorBoard.
+
+:class:`~visionlab.modules.gan.GANModule` (noise -> image), the image-to-image modules
+(:mod:`~visionlab.modules.restoration`: super-resolution, inpainting) and
+:class:`~visionlab.modules.lapgan.LAPGANModule` build on it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torchvision.utils import save_image
+
+from visionlab.errors import UserError
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class AdversarialModule(L.LightningModule):
+    """A generator (``self.generator``) against a discriminator (``self.discriminator``).
+
+    ``optimizer`` is a partially applied optimizer class (the ``optimizer`` config group); the
+    generator's gets ``g_lr``, the discriminator's ``d_lr``. Subclasses build both networks,
+    then call :meth:`init_ema`, and write ``training_step`` with :meth:`update`. Checkpoints
+    hold plain hyperparameters only (``weights_only=True``) and the module's ``kind``, which
+    ``visionlab sample`` reads to rebuild the right module.
+    """
+
+    # What `visionlab sample` and checkpoints call this module (the model config's name).
+    kind = ""
+    # The order configure_optimizers returns them in (read by the learning-rate logger).
+    optimizer_names = ("generator", "discriminator")
+
+    def __init__(self, optimizer: OptimizerFactory, ema_decay: float = 0.0) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        if not 0.0 <= ema_decay < 1.0:
+            raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no EMA generator)")
+        self.optimizer_factory = optimizer
+        self.generator_ema: nn.Module | None = None
+
+    @staticmethod
+    def needs_backbone(model_cfg) -> bool:
+        """Whether the run must build the ``backbone`` group's network for ``model_cfg`` (this
+        module's config): for a backbone discriminator, or a perceptual loss."""
+        return model_cfg.get("discriminator") == "backbone"
+
+    def init_ema(self) -> None:
+        """Make the EMA copy of ``self.generator`` when ``hparams.ema_decay`` > 0."""
+        if self.hparams.ema_decay > 0:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that draws samples and is measured: the EMA copy when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    def discriminator_parameters(self) -> Iterable:
+        """What the discriminator's optimizer trains (parameter groups where a plan sets them)."""
+        return self.discriminator.parameters()
+
+    def configure_optimizers(self):
+        """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``)."""
+        try:
+            g_opt = self.optimizer_factory(params=self.generator.parameters(), lr=self.hparams.g_lr)
+            d_opt = self.optimizer_factory(params=self.discriminator_parameters(), lr=self.hparams.d_lr)
+        except ValueError as err:
+            raise UserError(f"the optimizer rejects its settings: {err}: fix model.g_lr / model.d_lr or "
+                            "that optimizer.* value") from err
+        return [g_opt, d_opt]
+
+    def update(self, optimizer, loss: torch.Tensor, network: nn.Module, name: str) -> None:
+        """One optimizer step on ``loss``, the gradient norm clipped to ``hparams.grad_clip``;
+        a non-finite loss stops the run before any weight changes."""
+        if not torch.isfinite(loss):
+            raise UserError(f"the {name} loss became {loss.item()} at step {self.global_step} (epoch "
+                            f"{self.current_epoch}): lower model.g_lr / model.d_lr or set model.grad_clip; "
+                            "the last checkpoint written before it is intact")
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            torch.nn.utils.clip_grad_norm_(network.parameters(), self.hparams.grad_clip)
+        optimizer.step()
+
+    @property
+    def generator_steps(self) -> int:
+        """Generator updates so far: one per batch, after ``d_steps`` discriminator updates."""
+        return self.global_step // (self.hparams.get("d_steps", 1) + 1)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``ema <- decay * ema + (1 - decay) * generator`` (buffers copied).
+
+        The decay warms up as ``min(ema_decay, (1 + n) / (10 + n))`` after n generator steps, so
+        the average does not drag the random initial weights along for thousands of steps.
+        """
+        if self.generator_ema is None:
+            return
+        updates = self.generator_steps
+        decay = min(self.hparams.ema_decay, (1 + updates) / (10 + updates))
+        for ema, current in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+            ema.lerp_(current, 1.0 - decay)
+        for ema, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(current)
+
+    def sample_in_eval_mode(self, draw: Callable[[nn.Module], torch.Tensor]) -> torch.Tensor:
+        """``draw(generator)`` with the sampling generator in eval mode and no gradients."""
+        generator = self.sampling_generator
+        training = generator.training
+        generator.eval()
+        with torch.no_grad():
+            out = draw(generator)
+        generator.train(training)
+        return out
+
+    def write_grid(self, grid: torch.Tensor, tag: str, filename: str) -> None:
+        """Save ``grid`` (C, H, W in [0, 1]) to ``<run>/samples/<filename>`` and to every logger
+        that shows images (TensorBoard's *Images* tab, under ``tag``); rank 0 only."""
+        if not self.trainer.is_global_zero:
+            return
+        out = Path(self.trainer.default_root_dir) / "samples" / filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, out)
+        for logger in self.trainer.loggers:
+            add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
+            if add_image is not None:
+                add_image(tag, grid, self.current_epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record which module wrote the checkpoint (``visionlab sample`` rebuilds it)."""
+        checkpoint["visionlab_module"] = self.kind
