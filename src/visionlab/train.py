@@ -8,6 +8,7 @@ checkpoint and returns the value of ``cfg.optimized_metric`` for sweepers.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
 import warnings
@@ -97,15 +98,21 @@ def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
     )
 
 
-def is_gan(cfg: DictConfig) -> bool:
-    """Whether ``model=`` is the GAN (its own data scaling; a backbone only as its discriminator)."""
-    return cfg.model.get("_target_") == "visionlab.modules.gan.GANModule"
+def adversarial_class(cfg: DictConfig) -> type | None:
+    """The ``model=``'s class when it is trained adversarially (GAN, SRGAN, LAPGAN, inpainting:
+    its own data scaling, a backbone only where it asks for one), else None (the classifier)."""
+    from hydra.utils import get_class
+
+    from visionlab.modules.adversarial import AdversarialModule
+
+    target = get_class(cfg.model._target_)
+    return target if issubclass(target, AdversarialModule) else None
 
 
 def has_backbone(cfg: DictConfig) -> bool:
-    """Whether the run trains a backbone under a freeze plan: the classifier, or a GAN whose
-    discriminator is the ``backbone`` group's network."""
-    return not is_gan(cfg) or cfg.model.get("discriminator") == "backbone"
+    """Whether the run trains a backbone under a freeze plan: the classifier, or an adversarial
+    model whose discriminator is the ``backbone`` group's network."""
+    return adversarial_class(cfg) is None or cfg.model.get("discriminator") == "backbone"
 
 
 def gan_data_config(cfg: DictConfig) -> DataConfig:
@@ -114,18 +121,19 @@ def gan_data_config(cfg: DictConfig) -> DataConfig:
     return DataConfig(channels, cfg.model.image_size, (0.5,) * channels, (0.5,) * channels)
 
 
-def build_gan(cfg: DictConfig, datamodule) -> L.LightningModule:
-    """The configured GANModule for ``datamodule``'s classes (used when ``model.conditional``)
-    and samples (images at ``model.image_size``, or the datamodule's ``sample_shape``: points);
-    with ``model.discriminator=backbone`` also the ``backbone`` group's network and the
-    ``freeze`` group's plan for it."""
-    discriminator = {}
-    if has_backbone(cfg):
-        discriminator = {"backbone": instantiate(cfg.backbone),
-                         "freeze_plan": build_freeze_plan(cfg, datamodule)}
-    return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), num_classes=datamodule.num_classes,
-                       class_names=datamodule.class_names,
-                       sample_shape=getattr(datamodule, "sample_shape", None), **discriminator)
+def build_adversarial(cfg: DictConfig, module_class: type, datamodule) -> L.LightningModule:
+    """The configured adversarial module, given what its constructor asks for: the optimizer,
+    ``datamodule``'s classes (conditional models) and sample shape (points), and, when
+    :meth:`needs_backbone` says so, the ``backbone`` group's network and the ``freeze`` group's
+    plan (a backbone discriminator, a perceptual loss's feature network)."""
+    available = {"optimizer": instantiate(cfg.optimizer), "num_classes": datamodule.num_classes,
+                 "class_names": datamodule.class_names,
+                 "sample_shape": getattr(datamodule, "sample_shape", None)}
+    if module_class.needs_backbone(cfg.model):
+        available |= {"backbone": instantiate(cfg.backbone),
+                      "freeze_plan": build_freeze_plan(cfg, datamodule)}
+    accepted = inspect.signature(module_class).parameters
+    return instantiate(cfg.model, **{k: v for k, v in available.items() if k in accepted})
 
 
 def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
@@ -196,12 +204,12 @@ def run(cfg: DictConfig) -> float | None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
     L.seed_everything(cfg.seed, workers=True)
     started = time.perf_counter()
-    gan = is_gan(cfg)
-    if gan and cfg.trainer.get("gradient_clip_val"):
+    adversarial = adversarial_class(cfg)
+    if adversarial and cfg.trainer.get("gradient_clip_val"):
         raise UserError(f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} does not apply to the "
                         "GAN (manual optimization): set model.grad_clip instead")
     augment = instantiate(cfg.augment)
-    if gan:
+    if adversarial:
         datamodule = instantiate(cfg.data, data_config=gan_data_config(cfg), augment=augment)
     else:  # the backbone decides the input size and normalisation, the data the number of classes
         backbone = instantiate(cfg.backbone)
@@ -218,8 +226,8 @@ def run(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     prepare_and_setup(datamodule, trainer)
-    if gan:
-        model = build_gan(cfg, datamodule)
+    if adversarial:
+        model = build_adversarial(cfg, adversarial, datamodule)
     else:
         model = build_model(cfg, backbone, datamodule)
         datamodule = maybe_use_feature_cache(cfg, datamodule, model)

@@ -109,14 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("variant", choices=("shapes", "shapes_source", "shapes_target", "shapes_plain",
                                             "shapes_mono"))
     shapes.add_argument("--out", type=Path, default=Path("data/shapes"), help="parent folder")
-    sample = sub.add_parser("sample", help="write images drawn from a trained GAN checkpoint")
-    sample.add_argument("checkpoint", type=Path, help="a model=gan run's checkpoint (checkpoints/last.ckpt)")
+    sample = sub.add_parser("sample", help="write images drawn from a GAN or LAPGAN checkpoint, or upscale "
+                                           "(SRGAN) or inpaint a user's images")
+    sample.add_argument("checkpoint", type=Path, help="a model=gan|lapgan|srgan|inpaint run's checkpoint "
+                                                      "(checkpoints/last.ckpt)")
     sample.add_argument("--n", type=int, default=64, help="number of images")
     sample.add_argument("--out", type=Path, default=Path("samples"), help="output folder")
     sample.add_argument("--label", default=None, help="conditional GAN: the class to draw (name or index)")
     sample.add_argument("--per-class", type=int, default=None,
                         help="conditional GAN: write this many images per class as an ImageFolder tree")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--input", type=Path, default=None, dest="source",
+                        help="srgan / inpaint: an image or a folder of images to upscale or inpaint")
+    sample.add_argument("--mask", default=None, help="inpaint: center | random_boxes | free_form, the holes "
+                                                     "to make (default: the model's model.mask)")
     return parser
 
 
@@ -156,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "sample":
             from visionlab.cli.sample import cmd_sample
 
-            cmd_sample(args.checkpoint, args.n, args.out, args.label, args.per_class, args.seed)
+            cmd_sample(args.checkpoint, args.n, args.out, args.label, args.per_class, args.seed, args.source,
+                       args.mask)
 
 
 if __name__ == "__main__":

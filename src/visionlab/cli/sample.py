@@ -1,39 +1,43 @@
-"""``visionlab sample``: images from a trained GAN checkpoint, alone (no config needed)."""
+"""``visionlab sample``: images from a trained GAN or LAPGAN checkpoint, or a user's images
+upscaled (SRGAN) or inpainted by one, from the checkpoint alone (no config needed)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
+from visionlab.data.masks import check_mask
 from visionlab.errors import UserError
 
 
-def load_gan(checkpoint: Path):
-    """The GANModule of a ``model=gan`` checkpoint (read with ``weights_only=True``), in eval mode."""
+def load_generator(checkpoint: Path):
+    """The module of a ``model=gan|lapgan|srgan|inpaint`` checkpoint (read with ``weights_only=True``)
+    with its generator's weights, in eval mode; nothing of its discriminator is rebuilt."""
     from visionlab.modules.gan import GANModule
+    from visionlab.modules.inpaint import InpaintModule
+    from visionlab.modules.lapgan import LAPGANModule
+    from visionlab.modules.srgan import SRGANModule
 
     if not checkpoint.is_file():
         raise UserError(f"{checkpoint} does not exist: give a GAN checkpoint (e.g. outputs/<date>/<time>/"
                         "checkpoints/last.ckpt of a model=gan run)")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     hparams = dict(state.get("hyper_parameters", {}))
-    if "latent_dim" not in hparams or "generator" not in hparams:
-        raise UserError(f"{checkpoint} is not a GAN checkpoint (a classifier's?): sample needs one "
-                        "written by a model=gan run")
-    # Sampling needs the generator alone: a backbone discriminator is not rebuilt (a small
-    # stand-in takes its place) and no discriminator weights are loaded.
-    hparams.pop("d_backbone", None)
-    hparams["discriminator"] = "mlp"
-    model = GANModule(optimizer=functools.partial(torch.optim.Adam), **hparams)
+    modules = {m.kind: m for m in (GANModule, LAPGANModule, SRGANModule, InpaintModule)}
+    # checkpoints written before modules recorded their kind are GANModule's
+    kind = state.get("visionlab_module") or ("gan" if {"latent_dim", "generator"} <= set(hparams) else None)
+    if kind not in modules:
+        raise UserError(f"{checkpoint} is not a GAN checkpoint (a classifier's?): sample needs one written "
+                        f"by a model={'|'.join(modules)} run")
+    model = modules[kind].for_sampling(hparams)
     weights = {k: v for k, v in state["state_dict"].items() if not k.startswith("discriminator.")}
     missing = [k for k in model.load_state_dict(weights, strict=False).missing_keys
                if not k.startswith("discriminator.")]
     if missing:
         raise UserError(f"{checkpoint} lacks generator weights ({', '.join(missing[:3])}): it is not a "
-                        "complete GAN checkpoint")
+                        "complete checkpoint")
     return model.eval()
 
 
@@ -62,10 +66,36 @@ def generate(model, count: int, label: int | None, seed: int) -> torch.Tensor:
     return (model(z, labels) * 0.5 + 0.5).clamp(0, 1)
 
 
+def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> None:
+    """Upscale (SRGAN) or inpaint every image under ``source`` into ``out``."""
+    from visionlab.inference.predict import find_images
+    from visionlab.inference.restore import restore_files
+
+    images, skipped = find_images(source)
+    written = restore_files(model, images, out, mask, seed)
+    print(f"{len(images)} image(s) {'upscaled' if model.kind == 'srgan' else 'inpainted'}: {len(written)} "
+          f"file(s) written to {out}" + (f" ({len(skipped)} non-image file(s) skipped)" if skipped else ""))
+
+
 def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_class: int | None,
-               seed: int) -> None:
-    """Write ``count`` PNGs and ``grid.png`` to ``out``, or with ``per_class`` an ImageFolder tree."""
-    model = load_gan(checkpoint)
+               seed: int, source: Path | None = None, mask: str | None = None) -> None:
+    """Noise models (gan, lapgan): write ``count`` PNGs and ``grid.png`` to ``out``, or with
+    ``per_class`` an ImageFolder tree. Image-to-image models (srgan, inpaint): restore ``source``."""
+    model = load_generator(checkpoint)
+    restores = model.kind in ("srgan", "inpaint")
+    if restores and source is None:
+        raise UserError(f"this {model.kind} checkpoint restores images rather than drawing them: give "
+                        "--input <image or folder>")
+    if not restores and source is not None:
+        raise UserError(f"--input is for srgan and inpaint checkpoints; this {model.kind} checkpoint draws "
+                        "from noise: drop --input")
+    if mask is not None and model.kind != "inpaint":
+        raise UserError(f"--mask is for inpaint checkpoints, not {model.kind}: drop --mask")
+    if mask is not None:
+        check_mask(mask, "--mask")
+    if restores:
+        cmd_restore(model, source, out, mask, seed)
+        return
     if len(model.hparams.sample_shape) != 3:
         raise UserError(f"this GAN makes samples of shape {tuple(model.hparams.sample_shape)}, not images")
     if per_class:

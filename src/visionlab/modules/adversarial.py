@@ -9,8 +9,10 @@ generator, and image grids written to ``samples/`` and TensorBoard.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -110,15 +112,17 @@ class AdversarialModule(L.LightningModule):
         for ema, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             ema.copy_(current)
 
-    def sample_in_eval_mode(self, draw: Callable[[nn.Module], torch.Tensor]) -> torch.Tensor:
-        """``draw(generator)`` with the sampling generator in eval mode and no gradients."""
+    @contextlib.contextmanager
+    def sampling_mode(self) -> Iterator[nn.Module]:
+        """The sampling generator in eval mode, without gradients, for the ``with`` block."""
         generator = self.sampling_generator
         training = generator.training
         generator.eval()
-        with torch.no_grad():
-            out = draw(generator)
-        generator.train(training)
-        return out
+        try:
+            with torch.no_grad():
+                yield generator
+        finally:
+            generator.train(training)
 
     def write_grid(self, grid: torch.Tensor, tag: str, filename: str) -> None:
         """Save ``grid`` (C, H, W in [0, 1]) to ``<run>/samples/<filename>`` and to every logger
@@ -136,3 +140,14 @@ class AdversarialModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record which module wrote the checkpoint (``visionlab sample`` rebuilds it)."""
         checkpoint["visionlab_module"] = self.kind
+
+    @classmethod
+    def sampling_hparams(cls, hparams: dict) -> dict:
+        """A checkpoint's hyperparameters, changed so that only what sampling needs is rebuilt
+        (no pretrained backbone, no measuring network)."""
+        return hparams
+
+    @classmethod
+    def for_sampling(cls, hparams: dict) -> AdversarialModule:
+        """The module of a checkpoint's ``hparams``, built to load its generator's weights into."""
+        return cls(optimizer=functools.partial(torch.optim.Adam), **cls.sampling_hparams(dict(hparams)))

@@ -13,12 +13,13 @@ from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.diffaugment import check_policies, diff_augment
+from visionlab.modules.fid_validation import FIDValidation
 from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
 
 
-class GANModule(AdversarialModule):
+class GANModule(FIDValidation, AdversarialModule):
     """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
     ``d_steps`` discriminator updates, then one generator update.
 
@@ -122,38 +123,6 @@ class GANModule(AdversarialModule):
         self.register_buffer("fixed_labels", labels)
         self.grid_columns = columns
 
-    def setup(self, stage: str) -> None:
-        """Build the FID/KID feature network when it will be used (kept out of the checkpoint)."""
-        if stage == "fit" and self.hparams.fid_every and getattr(self, "_generative", None) is None:
-            from visionlab.metrics.generative import GenerativeMetrics, feature_network
-
-            # Not a registered submodule: the measuring network is no part of the GAN's state.
-            metrics = GenerativeMetrics(feature_network(self.hparams.fid_features))
-            object.__setattr__(self, "_generative", metrics)
-
-    def _fid_due(self) -> bool:
-        every = self.hparams.fid_every
-        return bool(every) and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        """On FID epochs: add the real batch and as many generated images to the FID/KID state."""
-        if not self._fid_due():
-            return
-        real, labels = batch
-        metrics = self._generative.to(self.device)
-        metrics.update(real, real=True)
-        labels = labels if self.conditional else None
-        fake = self.sample_in_eval_mode(lambda generator: generator(self.sample_latent(len(real)), labels))
-        metrics.update(fake, real=False)
-
-    def on_validation_epoch_end(self) -> None:
-        """Log ``val/fid`` and ``val/kid`` on FID epochs."""
-        if not self._fid_due():
-            return
-        scores = self._generative.compute()
-        self._generative.reset()
-        self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=False)
-
     @property
     def backbone(self) -> Backbone:
         """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
@@ -167,6 +136,16 @@ class GANModule(AdversarialModule):
     def sample_latent(self, n: int) -> torch.Tensor:
         """``n`` noise vectors on the module's device."""
         return torch.randn(n, self.hparams.latent_dim, device=self.device)
+
+    @classmethod
+    def sampling_hparams(cls, hparams: dict) -> dict:
+        """Sampling needs the generator alone: a small stand-in replaces a backbone discriminator."""
+        hparams.pop("d_backbone", None)
+        return hparams | {"discriminator": "mlp"}
+
+    def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        """``n`` images (samples) from the EMA generator, for fresh noise."""
+        return self(self.sample_latent(n), labels)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Samples from the generator (its EMA copy when there is one) for noise ``z``."""
@@ -216,6 +195,7 @@ class GANModule(AdversarialModule):
         """Draw the fixed noise through the (EMA) generator: a grid in TensorBoard and ``samples/``."""
         if len(self.hparams.sample_shape) != 3:
             return
-        images = self.sample_in_eval_mode(lambda generator: generator(self.fixed_noise, self.fixed_labels))
+        with self.sampling_mode() as generator:
+            images = generator(self.fixed_noise, self.fixed_labels)
         grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=self.grid_columns, padding=2)
         self.write_grid(grid, "samples/fixed_noise", f"epoch_{self.current_epoch:03d}.png")

@@ -21,7 +21,7 @@ from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
 
 # DCGAN: the spatial size the generator starts from (and the discriminator ends at), per image size.
-DCGAN_START = {28: 7, 32: 4, 64: 4}
+DCGAN_START = {8: 4, 16: 4, 28: 7, 32: 4, 64: 4}
 
 
 def dcgan_start_size(image_size: int) -> int:
@@ -231,13 +231,18 @@ def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_s
         g = MLPGenerator(latent_dim, sample_shape, num_classes=num_classes)
     else:
         g = DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes)
-    if discriminator == "backbone":
+    return g, build_discriminator(discriminator, sample_shape, num_classes, width, spectral_norm, backbone)
+
+
+def build_discriminator(name: str, sample_shape: Sequence[int], num_classes: int = 0, width: int = 64,
+                        spectral_norm: bool = False, backbone: Backbone | None = None) -> nn.Module:
+    """The discriminator ``model.discriminator`` names for samples of ``sample_shape``; ``backbone``
+    is the network of ``name="backbone"``."""
+    if name == "backbone":
         if backbone is None:
             raise UserError("model.discriminator=backbone needs a network from the backbone group "
                             "(e.g. backbone=shapes_net)")
-        d = BackboneDiscriminator(backbone, num_classes, spectral_norm)
-    elif discriminator == "mlp":
-        d = MLPDiscriminator(sample_shape, num_classes=num_classes, spectral_norm=spectral_norm)
-    else:
-        d = DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)
-    return g, d
+        return BackboneDiscriminator(backbone, num_classes, spectral_norm)
+    if name == "mlp":
+        return MLPDiscriminator(sample_shape, num_classes=num_classes, spectral_norm=spectral_norm)
+    return DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)

@@ -1,0 +1,94 @@
+"""Inpainting, "completing missing information" (context encoders, Pathak et al. 2016): a
+generator fills holes in images, trained with a reconstruction loss on the hole and an
+adversarial loss, against filling the hole with the mean colour of the visible pixels."""
+
+from __future__ import annotations
+
+import torch
+
+from visionlab.data.masks import check_mask, make_masks
+from visionlab.finetune.plans import FreezePlan
+from visionlab.modules.adversarial import OptimizerFactory
+from visionlab.modules.restoration import RestorationGAN
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.inpainting import InpaintingGenerator, check_depth
+
+
+def mean_fill(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``images`` with every hole pixel (``mask`` 1) set to the mean colour of that image's visible
+    pixels: the baseline inpainting must beat."""
+    visible = 1 - mask
+    counts = visible.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    mean = (images * visible).sum(dim=(2, 3), keepdim=True) / counts
+    return images * visible + mean * mask
+
+
+class InpaintModule(RestorationGAN):
+    """Fill the holes ``mask`` (center | random_boxes | free_form, :mod:`visionlab.data.masks`) makes.
+
+    G (:class:`~visionlab.nets.inpainting.InpaintingGenerator`: ``depth`` levels, ``g_width``
+    channels) sees the image with its holes blanked and the mask, and only its hole pixels are
+    used: the visible ones are copied through. The pixel loss counts the hole only; D judges
+    whole images. Training masks are drawn from the run's seeded RNG, validation masks from a
+    fixed seed per batch, the same every epoch. Metrics (``val/psnr``, ``val/ssim``, and
+    ``val/psnr_mean_fill``, ``val/ssim_mean_fill`` for the baseline) count hole pixels only;
+    each validation row shows the masked input, the mean fill, the inpainting and the original.
+    """
+
+    kind = "inpaint"
+    baseline_name = "mean_fill"
+    panel_names = ("masked", "mean_fill", "inpainted", "original")
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        image_size: int = 64,
+        channels: int = 3,
+        mask: str = "center",
+        depth: int = 3,
+        g_width: int = 32,
+        d_width: int = 64,
+        discriminator: str = "dcgan",
+        loss: str = "bce",
+        pixel_loss: str = "l1",
+        perceptual_weight: float = 0.0,
+        perceptual_layer: str | None = None,
+        adv_weight: float = 1e-3,
+        g_lr: float = 2e-4,
+        d_lr: float = 2e-4,
+        spectral_norm: bool = False,
+        ema_decay: float = 0.0,
+        grad_clip: float | None = None,
+        num_samples: int = 8,
+        backbone: Backbone | None = None,
+        freeze_plan: FreezePlan | None = None,
+    ) -> None:
+        hparams = {
+            "image_size": image_size, "channels": channels, "mask": check_mask(mask),
+            "depth": check_depth(depth, image_size), "g_width": g_width, "d_width": d_width,
+            "discriminator": discriminator, "loss": loss, "pixel_loss": pixel_loss,
+            "perceptual_weight": perceptual_weight, "perceptual_layer": perceptual_layer,
+            "adv_weight": adv_weight,
+            "g_lr": g_lr, "d_lr": d_lr, "spectral_norm": spectral_norm, "ema_decay": ema_decay,
+            "grad_clip": grad_clip, "num_samples": num_samples,
+        }
+        generator = InpaintingGenerator(channels, g_width, depth)
+        super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
+
+    def degrade(self, images: torch.Tensor, seed: int | None
+                ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``((images, mask), mask)``: the generator blanks the holes itself; the hole is what counts.
+        Without ``seed`` the masks' seed is drawn from the run's (seeded) RNG."""
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, (1,)))
+        mask = make_masks(self.hparams.mask, len(images), images.shape[-1], seed).to(images)
+        return (images, mask), mask
+
+    def baseline(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The holes filled with the mean visible colour."""
+        return mean_fill(*inputs)
+
+    def panels(self, inputs, baseline, restored, real) -> list[torch.Tensor]:
+        """The input with its holes shown mid-grey, the mean fill, the inpainting, the original."""
+        images, mask = inputs
+        return [images * (1 - mask), baseline, restored, real]

@@ -1,0 +1,185 @@
+"""LAPGAN (Denton et al. 2015): a GAN per level of a Laplacian pyramid, coarse to fine."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torchvision.utils import make_grid
+
+from visionlab.errors import UserError
+from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
+from visionlab.modules.diffaugment import check_policies, diff_augment
+from visionlab.modules.fid_validation import FIDValidation
+from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss
+from visionlab.nets.lapgan import LAPGANGenerator, build_discriminators, pyramid_sizes
+from visionlab.nets.pyramid import laplacian_pyramid, up
+
+SCHEDULES = ("joint", "progressive")
+
+
+class LAPGANModule(FIDValidation, AdversarialModule):
+    """Images drawn coarse to fine over ``levels`` pyramid levels (e.g. 8 -> 16 -> 32 -> 64 px).
+
+    Level 0 is a DCGAN at the coarsest size (class-conditional with ``conditional``); each
+    finer level k has a generator of the Laplacian detail given the upscaled level k-1 image
+    and a discriminator of (upscaled coarser image, image) pairs. In training every level
+    learns from real data: the real images' Laplacian pyramid gives level k's condition (the
+    upscaled real level k-1 image) and its real sample (condition + real detail); sampling
+    runs the whole pyramid on the generator's own images. ``schedule=joint`` updates every
+    level on every batch; ``progressive`` trains level 0 for the first ``max_epochs / levels``
+    epochs, then level 1, and so on (each level gets the whole step while it trains).
+
+    All levels' generators share one optimizer (at ``g_lr``) and all discriminators another
+    (``d_lr``): their parameters are disjoint, so summing the levels' losses is the same update
+    as one optimizer per level. ``val/fid`` / ``val/kid`` (every ``fid_every`` epochs) measure
+    the final images; every epoch writes the fixed noise's grid at every level.
+    """
+
+    kind = "lapgan"
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        image_size: int = 64,
+        channels: int = 3,
+        levels: int = 4,
+        num_classes: int = 0,
+        class_names: Sequence[str] | None = None,
+        latent_dim: int = 64,
+        width: int = 32,
+        detail_width: int = 64,
+        detail_depth: int = 3,
+        conditional: bool = False,
+        loss: str = "bce",
+        g_lr: float = 2e-4,
+        d_lr: float = 2e-4,
+        schedule: str = "joint",
+        spectral_norm: bool = False,
+        diffaugment: Sequence[str] = (),
+        ema_decay: float = 0.0,
+        grad_clip: float | None = None,
+        num_samples: int = 64,
+        fid_every: int = 0,
+        fid_features: str = "shapes_net",
+    ) -> None:
+        super().__init__(optimizer, ema_decay)
+        sizes = pyramid_sizes(image_size, levels)
+        if schedule not in SCHEDULES:
+            raise UserError(f"model.schedule={schedule!r} is not one of: {', '.join(SCHEDULES)}")
+        if conditional and num_classes < 2:
+            raise UserError(f"model.conditional=true needs labelled data with at least 2 classes, the data "
+                            f"has {num_classes}: use a labelled dataset or model.conditional=false")
+        self.save_hyperparameters({
+            "image_size": image_size, "channels": channels, "levels": levels, "num_classes": num_classes,
+            "class_names": list(class_names or [str(i) for i in range(num_classes)]),
+            "latent_dim": latent_dim, "width": width, "detail_width": detail_width,
+            "detail_depth": detail_depth,
+            "conditional": conditional, "loss": check_loss(loss), "g_lr": g_lr, "d_lr": d_lr,
+            "schedule": schedule, "spectral_norm": spectral_norm, "diffaugment": check_policies(diffaugment),
+            "ema_decay": ema_decay, "grad_clip": grad_clip, "num_samples": num_samples,
+            "fid_every": fid_every, "fid_features": fid_features,
+        }, logger=False)
+        classes = num_classes if conditional else 0
+        self.generator = LAPGANGenerator(latent_dim, channels, sizes, width, detail_width, detail_depth,
+                                         classes)
+        self.discriminator = build_discriminators(channels, sizes, width, classes, spectral_norm)
+        self.init_ema()
+        rows = classes or max(1, int(math.sqrt(num_samples)))
+        self.grid_columns = math.ceil(num_samples / rows)
+        seeded = torch.Generator().manual_seed(0)
+        noise = torch.randn(rows * self.grid_columns, latent_dim, generator=seeded)
+        self.register_buffer("fixed_noise", noise)
+        self.register_buffer("fixed_labels", torch.arange(rows).repeat_interleave(self.grid_columns)
+                             if classes else None)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether level 0 takes class labels."""
+        return bool(self.hparams.conditional)
+
+    def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        """``n`` final-size images from the (EMA) pyramid, for fresh noise."""
+        return self(torch.randn(n, self.hparams.latent_dim, device=self.device), labels)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-size images from the (EMA) pyramid for noise ``z``."""
+        return self.sampling_generator(z, labels if self.hparams.conditional else None)
+
+    def active_levels(self) -> list[int]:
+        """The levels trained this epoch: all (joint), or one (progressive)."""
+        levels = self.hparams.levels
+        if self.hparams.schedule == "joint":
+            return list(range(levels))
+        epochs = self.trainer.max_epochs
+        if not epochs or epochs < levels:
+            raise UserError(f"model.schedule=progressive splits trainer.max_epochs={epochs} among {levels} "
+                            "levels: set max_epochs to at least the number of levels, or schedule=joint")
+        return [min(levels - 1, self.current_epoch * levels // epochs)]
+
+    def level_batches(self, real: torch.Tensor) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """Per level, coarsest first: (condition, real image). Level 0 has no condition; level k's
+        is the upscaled real level k-1 image, and its real image is that plus the real detail."""
+        coarsest, details = laplacian_pyramid(real, self.hparams.levels)
+        batches, image = [(None, coarsest)], coarsest
+        for detail in details:
+            condition = up(image)
+            image = condition + detail
+            batches.append((condition, image))
+        return batches
+
+    def judge(self, level: int, condition: torch.Tensor | None, image: torch.Tensor,
+              labels: torch.Tensor | None) -> torch.Tensor:
+        """Level ``level``'s discriminator logits for ``image`` (given ``condition``), after DiffAugment."""
+        x = image if condition is None else torch.cat([condition, image], dim=1)
+        if self.hparams.diffaugment:
+            x = diff_augment(x, self.hparams.diffaugment)
+        return self.discriminator[level](x, labels if level == 0 else None)
+
+    def generate(self, level: int, condition: torch.Tensor | None, n: int,
+                 labels: torch.Tensor | None) -> torch.Tensor:
+        """Level ``level``'s training generator's image: from noise (level 0) or ``condition`` + detail."""
+        if condition is None:
+            z = torch.randn(n, self.hparams.latent_dim, device=self.device)
+            return self.generator.levels[0](z, labels)
+        return condition + self.generator.levels[level](condition)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        """A discriminator update, then a generator update, of every active level (losses summed)."""
+        real, labels = batch
+        labels = labels if self.hparams.conditional else None
+        g_opt, d_opt = self.optimizers()
+        loss, n = self.hparams.loss, len(real)
+        batches = self.level_batches(real)
+        levels = [(k, *batches[k]) for k in self.active_levels()]
+        d_loss = real.new_zeros(())
+        for level, condition, image in levels:
+            with torch.no_grad():
+                fake = self.generate(level, condition, n, labels)
+            d_loss = d_loss + discriminator_loss(loss, self.judge(level, condition, image, labels),
+                                                 self.judge(level, condition, fake, labels))
+        self.update(d_opt, d_loss, self.discriminator, "discriminator")
+        g_loss = real.new_zeros(())
+        for level, condition, _ in levels:
+            fake = self.generate(level, condition, n, labels)
+            g_loss = g_loss + generator_loss(loss, self.judge(level, condition, fake, labels))
+        self.update(g_opt, g_loss, self.generator, "generator")
+        self.update_ema()
+        for name, value in (("d_loss", d_loss), ("g_loss", g_loss)):
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=n, sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:
+        """The fixed noise through the (EMA) pyramid: the final grid (``samples/fixed_noise``,
+        ``samples/epoch_NNN.png``) and every level's (``samples/level_K``, ``samples/level_K/``)."""
+        with self.sampling_mode() as generator:
+            labels = self.fixed_labels if self.hparams.conditional else None
+            pyramid = generator.pyramid(self.fixed_noise, labels)
+        epoch = self.current_epoch
+        for level, images in enumerate(pyramid):
+            grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=self.grid_columns,
+                             padding=2)
+            if level == len(pyramid) - 1:
+                self.write_grid(grid, "samples/fixed_noise", f"epoch_{epoch:03d}.png")
+            self.write_grid(grid, f"samples/level_{level}", f"level_{level}/epoch_{epoch:03d}.png")

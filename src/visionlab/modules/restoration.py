@@ -1,0 +1,200 @@
+"""Image-to-image GANs: a generator restores a degraded image (a low-resolution copy, an image
+with holes), a discriminator judges restored images against real ones.
+
+:class:`RestorationGAN` holds what super-resolution (:class:`~visionlab.modules.srgan.SRGANModule`)
+and inpainting (:class:`~visionlab.modules.inpaint.InpaintModule`) share: the degradation made
+on the fly from any image dataset, the content + adversarial loss, and validation against a
+baseline that needs no training (bicubic upscaling, mean fill), with an image row per sample.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from torchvision.utils import make_grid
+
+from visionlab.errors import UserError
+from visionlab.finetune.param_groups import build_param_groups
+from visionlab.finetune.plans import FreezePlan
+from visionlab.metrics.restoration import RestorationScores
+from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
+from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.gan import build_discriminator
+from visionlab.nets.perceptual import PerceptualFeatures
+
+PIXEL_LOSSES = ("mse", "l1")
+DISCRIMINATORS = ("dcgan", "backbone")
+VALIDATION_SEED = 1_000_003  # validation batch i degrades with seed VALIDATION_SEED + i, every epoch
+
+
+def pixel_loss(kind: str, images: torch.Tensor, targets: torch.Tensor,
+               region: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared (``mse``) or absolute (``l1``) difference over the pixels of ``region``
+    (N, 1, H, W; 1 = counted), or over every pixel when ``region`` is None."""
+    error = (images - targets) ** 2 if kind == "mse" else (images - targets).abs()
+    if region is None:
+        return error.mean()
+    region = region.expand_as(error)
+    return (error * region).sum() / region.sum().clamp_min(1)
+
+
+class RestorationGAN(AdversarialModule):
+    """Restore degraded images: ``loss = pixel + perceptual_weight * perceptual + adv_weight * adversarial``.
+
+    Subclasses make the generator and define :meth:`degrade` (real images -> the generator's
+    inputs and the region the pixel loss and the metrics count), :meth:`restore` and
+    :meth:`baseline`. The pixel loss (``pixel_loss``: mse | l1) counts the region only; the
+    perceptual loss compares whole images in the features of ``backbone`` at
+    ``perceptual_layer`` (:class:`PerceptualFeatures`; kept out of the checkpoint, rebuilt
+    from the config); the adversarial loss is ``loss`` (bce | hinge | lsgan) from a
+    ``discriminator`` (``dcgan``: a conv classifier; ``backbone``: the backbone group's
+    network + a logit head, its stages under ``freeze_plan``; it gets its own copy when the
+    perceptual loss uses the same network) on whole images. ``hparams`` are the subclass's
+    plain constructor arguments, saved as the checkpoint's hyperparameters.
+
+    Every validation epoch logs ``val/psnr`` and ``val/ssim`` of the (EMA) generator and
+    ``val/psnr_<baseline>``, ``val/ssim_<baseline>`` of the baseline on the same degraded
+    images, and writes rows of :meth:`panels` for the first ``num_samples`` images.
+    """
+
+    baseline_name = ""
+    panel_names: tuple[str, ...] = ()
+
+    def __init__(self, optimizer: OptimizerFactory, generator: nn.Module, hparams: dict,
+                 backbone: Backbone | None, freeze_plan: FreezePlan | None) -> None:
+        super().__init__(optimizer, hparams["ema_decay"])
+        discriminator, perceptual_weight = hparams["discriminator"], hparams["perceptual_weight"]
+        if discriminator not in DISCRIMINATORS:
+            raise UserError(f"model.discriminator={discriminator!r} is not one of: "
+                            f"{', '.join(DISCRIMINATORS)}")
+        if hparams["pixel_loss"] not in PIXEL_LOSSES:
+            raise UserError(f"model.pixel_loss={hparams['pixel_loss']!r} is not one of: "
+                            f"{', '.join(PIXEL_LOSSES)}")
+        if check_loss(hparams["loss"]) == "wgan_gp":
+            raise UserError("model.loss=wgan_gp is not offered for image-to-image GANs: use bce, hinge or "
+                            "lsgan")
+        if perceptual_weight < 0 or hparams["adv_weight"] < 0:
+            raise UserError(f"model.perceptual_weight={perceptual_weight} and model.adv_weight="
+                            f"{hparams['adv_weight']} must be >= 0")
+        self.save_hyperparameters(hparams, logger=False)  # the run logs the whole config (visionlab.train)
+        self.perceptual: PerceptualFeatures | None = None
+        if perceptual_weight > 0:
+            if backbone is None or not hparams["perceptual_layer"]:
+                raise UserError("model.perceptual_weight > 0 needs a feature network (the backbone group, "
+                                "e.g. backbone=shapes_net) and model.perceptual_layer (see `visionlab "
+                                "stages NAME`)")
+            source = copy.deepcopy(backbone) if discriminator == "backbone" else backbone
+            # Not a registered submodule: a fixed measuring network, no part of the model's state.
+            object.__setattr__(self, "perceptual", PerceptualFeatures(source, hparams["perceptual_layer"]))
+        self.freeze_plan: FreezePlan | None = None
+        if discriminator == "backbone" and backbone is not None:
+            self.freeze_plan = freeze_plan or FreezePlan()
+            self.freeze_plan.prepare(backbone)
+        size, channels = hparams["image_size"], hparams["channels"]
+        self.generator = generator
+        self.discriminator = build_discriminator(discriminator, (channels, size, size), 0, hparams["d_width"],
+                                                 hparams["spectral_norm"], backbone)
+        self.init_ema()
+        self.scores, self.baseline_scores = RestorationScores(), RestorationScores()
+        self._panels: list[torch.Tensor] = []
+
+    @classmethod
+    def sampling_hparams(cls, hparams: dict) -> dict:
+        """Restoring needs the generator alone: no perceptual network, a small stand-in discriminator."""
+        return hparams | {"discriminator": "dcgan", "perceptual_weight": 0.0}
+
+    @staticmethod
+    def needs_backbone(model_cfg) -> bool:
+        """A backbone discriminator or a perceptual loss needs the backbone group's network."""
+        return model_cfg.get("discriminator") == "backbone" or model_cfg.get("perceptual_weight", 0) > 0
+
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
+        return self.discriminator.backbone
+
+    def discriminator_parameters(self):
+        """The discriminator's parameters; a backbone discriminator's in a group per stage (see GANModule)."""
+        if self.freeze_plan is None:
+            return self.discriminator.parameters()
+        return build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan, self.hparams.d_lr)
+
+    def degrade(self, images: torch.Tensor, seed: int | None
+                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """``(inputs, region)``: what the generator gets for real ``images`` and the pixels the
+        loss and metrics count (None: all). ``seed`` fixes any randomness (None: the global RNG)."""
+        raise NotImplementedError
+
+    def restore(self, generator: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The restored images, by ``generator`` (the training one or its EMA copy)."""
+        return generator(*inputs)
+
+    def baseline(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The untrained baseline's restoration of ``inputs``."""
+        raise NotImplementedError
+
+    def panels(self, inputs: tuple[torch.Tensor, ...], baseline: torch.Tensor, restored: torch.Tensor,
+               real: torch.Tensor) -> list[torch.Tensor]:
+        """The images of one validation row, all at the output size, in [-1, 1] (``panel_names``)."""
+        raise NotImplementedError
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Restore ``inputs`` (as :meth:`degrade` makes them) with the (EMA) generator."""
+        return self.restore(self.sampling_generator, inputs)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        """One discriminator update on real vs restored images, then one generator update."""
+        real, _ = batch
+        inputs, region = self.degrade(real, seed=None)
+        g_opt, d_opt = self.optimizers()
+        with torch.no_grad():
+            fake = self.restore(self.generator, inputs)
+        d_loss = discriminator_loss(self.hparams.loss, self.discriminator(real), self.discriminator(fake))
+        self.update(d_opt, d_loss, self.discriminator, "discriminator")
+        fake = self.restore(self.generator, inputs)
+        losses = {"pixel_loss": pixel_loss(self.hparams.pixel_loss, fake, real, region),
+                  "adv_loss": generator_loss(self.hparams.loss, self.discriminator(fake))}
+        g_loss = losses["pixel_loss"] + self.hparams.adv_weight * losses["adv_loss"]
+        if self.perceptual is not None:
+            losses["perceptual_loss"] = self.perceptual.to(self.device).loss(fake, real)
+            g_loss = g_loss + self.hparams.perceptual_weight * losses["perceptual_loss"]
+        self.update(g_opt, g_loss, self.generator, "generator")
+        self.update_ema()
+        for name, value in {"d_loss": d_loss, "g_loss": g_loss, **losses}.items():
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True,
+                     prog_bar=name in ("d_loss", "pixel_loss"), batch_size=len(real), sync_dist=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Restore a seeded degradation of the batch; score it and the baseline against the originals."""
+        real, _ = batch
+        inputs, region = self.degrade(real, seed=VALIDATION_SEED + batch_idx)
+        with self.sampling_mode() as generator:
+            restored = self.restore(generator, inputs)
+        baseline = self.baseline(inputs)
+        self.scores.update(restored, real, region)
+        self.baseline_scores.update(baseline, real, region)
+        # The rows spread over the validation batches (they often come sorted by class).
+        n = math.ceil(self.hparams.num_samples / max(1, self.trainer.num_val_batches[0]))
+        if sum(len(p) for p in self._panels[:1]) < self.hparams.num_samples:
+            rows = self.panels(tuple(i[:n] for i in inputs), baseline[:n], restored[:n], real[:n])
+            self._panels = ([torch.cat(pair) for pair in zip(self._panels, rows, strict=True)]
+                            if self._panels else rows)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/psnr``, ``val/ssim`` and the baseline's; write the rows of panels."""
+        scores, baseline = self.scores.compute(), self.baseline_scores.compute()
+        self.scores.reset()
+        self.baseline_scores.reset()
+        self.log_dict({f"val/{k}": v for k, v in scores.items()}, prog_bar=True)
+        self.log_dict({f"val/{k}_{self.baseline_name}": v for k, v in baseline.items()})
+        if self._panels and not self.trainer.sanity_checking:
+            panels = [p[:self.hparams.num_samples] for p in self._panels]
+            rows = torch.stack(panels, dim=1).flatten(0, 1)  # sample by sample, panel by panel
+            grid = make_grid((rows * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=len(panels), padding=2)
+            self.write_grid(grid, "samples/" + "|".join(self.panel_names),
+                            f"epoch_{self.current_epoch:03d}.png")
+        self._panels = []
