@@ -21,6 +21,9 @@ from torch import nn
 from torchvision.utils import save_image
 
 from visionlab.errors import UserError
+from visionlab.finetune.param_groups import build_param_groups
+from visionlab.finetune.plans import FreezePlan
+from visionlab.nets.backbone import Backbone
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -47,6 +50,21 @@ class AdversarialModule(L.LightningModule):
             raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no EMA generator)")
         self.optimizer_factory = optimizer
         self.generator_ema: nn.Module | None = None
+        self.freeze_plan: FreezePlan | None = None
+
+    def adopt_freeze_plan(self, discriminator: str, backbone: Backbone | None,
+                          freeze_plan: FreezePlan | None) -> None:
+        """For a backbone discriminator, keep ``freeze_plan`` (default: everything trains) and let
+        it prepare ``backbone`` (it may truncate it): FreezeScheduleCallback then applies it epoch
+        by epoch through ``self.freeze_plan`` and ``self.backbone``, as for the classifier."""
+        if discriminator == "backbone" and backbone is not None:
+            self.freeze_plan = freeze_plan or FreezePlan()
+            self.freeze_plan.prepare(backbone)
+
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
+        return self.discriminator.backbone
 
     @staticmethod
     def needs_backbone(model_cfg) -> bool:
@@ -65,8 +83,12 @@ class AdversarialModule(L.LightningModule):
         return self.generator_ema if self.generator_ema is not None else self.generator
 
     def discriminator_parameters(self) -> Iterable:
-        """What the discriminator's optimizer trains (parameter groups where a plan sets them)."""
-        return self.discriminator.parameters()
+        """The discriminator's parameters; a backbone discriminator's in a group per backbone stage
+        (at ``d_lr`` times the plan's ``lr_mult``) and one for its head, as the classifier's: every
+        parameter is in the optimizer from the start, and frozen ones, without gradients, are skipped."""
+        if self.freeze_plan is None:
+            return self.discriminator.parameters()
+        return build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan, self.hparams.d_lr)
 
     def configure_optimizers(self):
         """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``)."""

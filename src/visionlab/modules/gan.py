@@ -9,7 +9,6 @@ import torch
 from torchvision.utils import make_grid
 
 from visionlab.errors import UserError
-from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.diffaugment import check_policies, diff_augment
@@ -94,10 +93,7 @@ class GANModule(FIDValidation, AdversarialModule):
                             "set model.diffaugment=[]")
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
-        self.freeze_plan: FreezePlan | None = None
-        if discriminator == "backbone" and backbone is not None:
-            self.freeze_plan = freeze_plan or FreezePlan()
-            self.freeze_plan.prepare(backbone)  # may truncate it
+        self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
         self.save_hyperparameters({
             "sample_shape": list(sample_shape), "num_classes": num_classes,
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
@@ -124,11 +120,6 @@ class GANModule(FIDValidation, AdversarialModule):
         self.grid_columns = columns
 
     @property
-    def backbone(self) -> Backbone:
-        """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
-        return self.discriminator.backbone
-
-    @property
     def conditional(self) -> bool:
         """Whether generator and discriminator take class labels."""
         return bool(self.hparams.conditional)
@@ -150,15 +141,6 @@ class GANModule(FIDValidation, AdversarialModule):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Samples from the generator (its EMA copy when there is one) for noise ``z``."""
         return self.sampling_generator(z, labels if self.conditional else None)
-
-    def discriminator_parameters(self):
-        """The discriminator's parameters; a backbone discriminator's in a group per backbone stage
-        (at ``d_lr`` times the plan's ``lr_mult``) and one for its head, as the classifier's: every
-        parameter is in the optimizer from the start, and frozen ones, without gradients, are skipped.
-        """
-        if self.freeze_plan is None:
-            return self.discriminator.parameters()
-        return build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan, self.hparams.d_lr)
 
     def judge(self, samples: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The discriminator's logits for ``samples`` (real or generated), after the

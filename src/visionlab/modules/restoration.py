@@ -17,7 +17,6 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from visionlab.errors import UserError
-from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.restoration import RestorationScores
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
@@ -46,8 +45,8 @@ class RestorationGAN(AdversarialModule):
     """Restore degraded images: ``loss = pixel + perceptual_weight * perceptual + adv_weight * adversarial``.
 
     Subclasses make the generator and define :meth:`degrade` (real images -> the generator's
-    inputs and the region the pixel loss and the metrics count), :meth:`restore` and
-    :meth:`baseline`. The pixel loss (``pixel_loss``: mse | l1) counts the region only; the
+    inputs and the region the pixel loss and the metrics count), :meth:`baseline` and
+    :meth:`panels`. The pixel loss (``pixel_loss``: mse | l1) counts the region only; the
     perceptual loss compares whole images in the features of ``backbone`` at
     ``perceptual_layer`` (:class:`PerceptualFeatures`; kept out of the checkpoint, rebuilt
     from the config); the adversarial loss is ``loss`` (bce | hinge | lsgan) from a
@@ -90,10 +89,7 @@ class RestorationGAN(AdversarialModule):
             source = copy.deepcopy(backbone) if discriminator == "backbone" else backbone
             # Not a registered submodule: a fixed measuring network, no part of the model's state.
             object.__setattr__(self, "perceptual", PerceptualFeatures(source, hparams["perceptual_layer"]))
-        self.freeze_plan: FreezePlan | None = None
-        if discriminator == "backbone" and backbone is not None:
-            self.freeze_plan = freeze_plan or FreezePlan()
-            self.freeze_plan.prepare(backbone)
+        self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
         size, channels = hparams["image_size"], hparams["channels"]
         self.generator = generator
         self.discriminator = build_discriminator(discriminator, (channels, size, size), 0, hparams["d_width"],
@@ -112,26 +108,11 @@ class RestorationGAN(AdversarialModule):
         """A backbone discriminator or a perceptual loss needs the backbone group's network."""
         return model_cfg.get("discriminator") == "backbone" or model_cfg.get("perceptual_weight", 0) > 0
 
-    @property
-    def backbone(self) -> Backbone:
-        """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
-        return self.discriminator.backbone
-
-    def discriminator_parameters(self):
-        """The discriminator's parameters; a backbone discriminator's in a group per stage (see GANModule)."""
-        if self.freeze_plan is None:
-            return self.discriminator.parameters()
-        return build_param_groups(self.backbone, self.discriminator.head, self.freeze_plan, self.hparams.d_lr)
-
     def degrade(self, images: torch.Tensor, seed: int | None
                 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         """``(inputs, region)``: what the generator gets for real ``images`` and the pixels the
         loss and metrics count (None: all). ``seed`` fixes any randomness (None: the global RNG)."""
         raise NotImplementedError
-
-    def restore(self, generator: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The restored images, by ``generator`` (the training one or its EMA copy)."""
-        return generator(*inputs)
 
     def baseline(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The untrained baseline's restoration of ``inputs``."""
@@ -144,7 +125,7 @@ class RestorationGAN(AdversarialModule):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Restore ``inputs`` (as :meth:`degrade` makes them) with the (EMA) generator."""
-        return self.restore(self.sampling_generator, inputs)
+        return self.sampling_generator(*inputs)
 
     def training_step(self, batch, batch_idx: int) -> None:
         """One discriminator update on real vs restored images, then one generator update."""
@@ -152,10 +133,10 @@ class RestorationGAN(AdversarialModule):
         inputs, region = self.degrade(real, seed=None)
         g_opt, d_opt = self.optimizers()
         with torch.no_grad():
-            fake = self.restore(self.generator, inputs)
+            fake = self.generator(*inputs)
         d_loss = discriminator_loss(self.hparams.loss, self.discriminator(real), self.discriminator(fake))
         self.update(d_opt, d_loss, self.discriminator, "discriminator")
-        fake = self.restore(self.generator, inputs)
+        fake = self.generator(*inputs)
         losses = {"pixel_loss": pixel_loss(self.hparams.pixel_loss, fake, real, region),
                   "adv_loss": generator_loss(self.hparams.loss, self.discriminator(fake))}
         g_loss = losses["pixel_loss"] + self.hparams.adv_weight * losses["adv_loss"]
@@ -173,7 +154,7 @@ class RestorationGAN(AdversarialModule):
         real, _ = batch
         inputs, region = self.degrade(real, seed=VALIDATION_SEED + batch_idx)
         with self.sampling_mode() as generator:
-            restored = self.restore(generator, inputs)
+            restored = generator(*inputs)
         baseline = self.baseline(inputs)
         self.scores.update(restored, real, region)
         self.baseline_scores.update(baseline, real, region)
