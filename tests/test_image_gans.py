@@ -221,12 +221,16 @@ def test_checkpoints_round_trip_with_weights_only_and_rebuild_the_generator(tmp_
     rebuilt = load_generator(tmp_path / "model.ckpt")
     model.eval()
     if model.kind == "lapgan":
+        from visionlab.cli.main import main
+
         z = torch.randn(3, 8)
         torch.manual_seed(1)
         expected = model(z)
         torch.manual_seed(1)
         torch.testing.assert_close(rebuilt(z), expected)
         assert {"train/d_loss", "train/g_loss"} <= set(logged(tmp_path))
+        main(["sample", str(tmp_path / "model.ckpt"), "--n", "3", "--out", str(tmp_path / "drawn")])
+        assert Image.open(tmp_path / "drawn" / "sample_0002.png").size == (32, 32)
         return
     images = torch.rand(3, 3, 32, 32) * 2 - 1
     inputs, _ = model.degrade(images, seed=0)
@@ -241,15 +245,17 @@ def test_sample_upscales_and_inpaints_a_users_images(tmp_path, capsys):
     from visionlab.cli.main import main
 
     folder = tmp_path / "mine"
-    folder.mkdir()
+    (folder / "more").mkdir(parents=True)
     Image.new("RGB", (12, 10), (200, 30, 30)).save(folder / "wide.png")
+    Image.new("L", (6, 9), 90).save(folder / "more" / "wide.png")  # the same name in a subfolder
     Image.fromarray((torch.rand(32, 32, 3) * 255).byte().numpy()).save(folder / "noise.png")
     (folder / "notes.txt").write_text("not an image")
     for make, name in ((srgan, "sr"), (inpainter, "fill")):
         fit(make(), tmp_path / name).save_checkpoint(tmp_path / f"{name}.ckpt")
     main(["sample", str(tmp_path / "sr.ckpt"), "--input", str(folder), "--out", str(tmp_path / "up")])
-    assert "2 image(s) upscaled" in capsys.readouterr().out
+    assert "3 image(s) upscaled: 3 file(s)" in capsys.readouterr().out
     assert Image.open(tmp_path / "up" / "wide_x4.png").size == (48, 40)
+    assert Image.open(tmp_path / "up" / "more" / "wide_x4.png").size == (24, 36)
     main(["sample", str(tmp_path / "fill.ckpt"), "--input", str(folder / "noise.png"), "--mask",
           "random_boxes", "--out", str(tmp_path / "filled")])
     original = torch.tensor(list(Image.open(folder / "noise.png").getdata()))

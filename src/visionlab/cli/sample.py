@@ -72,7 +72,7 @@ def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> 
     from visionlab.inference.restore import restore_files
 
     images, skipped = find_images(source)
-    written = restore_files(model, images, out, mask, seed)
+    written = restore_files(model, images, source if source.is_dir() else source.parent, out, mask, seed)
     print(f"{len(images)} image(s) {'upscaled' if model.kind == 'srgan' else 'inpainted'}: {len(written)} "
           f"file(s) written to {out}" + (f" ({len(skipped)} non-image file(s) skipped)" if skipped else ""))
 
@@ -96,8 +96,9 @@ def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_c
     if restores:
         cmd_restore(model, source, out, mask, seed)
         return
-    if len(model.hparams.sample_shape) != 3:
-        raise UserError(f"this GAN makes samples of shape {tuple(model.hparams.sample_shape)}, not images")
+    shape = model.hparams.get("sample_shape")  # points (toy2d) rather than images; LAPGAN: always images
+    if shape is not None and len(shape) != 3:
+        raise UserError(f"this GAN makes samples of shape {tuple(shape)}, not images")
     if per_class:
         for index, name in enumerate(model.hparams.class_names):
             class_index(model, name)  # checks the model is conditional

@@ -28,26 +28,30 @@ def _save(images: torch.Tensor, path: Path) -> None:
 
 
 @torch.no_grad()
-def restore_files(model, images: list[Path], out: Path, mask: str | None = None, seed: int = 0) -> list[Path]:
-    """Upscale (``model.kind == "srgan"``) or inpaint every image; returns the files written.
+def restore_files(model, images: list[Path], root: Path, out: Path, mask: str | None = None,
+                  seed: int = 0) -> list[Path]:
+    """Upscale (``model.kind == "srgan"``) or inpaint every image under ``root``; returns the files
+    written, under ``out`` in the same subfolders as their images under ``root`` (so that
+    ``a/01.png`` and ``b/01.png`` do not overwrite each other).
 
     SRGAN keeps each image's size and writes ``<stem>_x<scale>.png``. Inpainting resizes each image
     to the model's ``image_size``, hides ``mask`` holes (the model's own kind when None; image i
     uses seed ``seed + i``) and writes ``<stem>_masked.png`` and ``<stem>_inpainted.png``.
     """
-    out.mkdir(parents=True, exist_ok=True)
     hparams, written = model.hparams, []
     with Progress(transient=True) as bar:
         task = bar.add_task("upscaling" if model.kind == "srgan" else "inpainting", total=len(images))
         for index, path in enumerate(images):
+            folder = out / path.parent.relative_to(root)
+            folder.mkdir(parents=True, exist_ok=True)
             if model.kind == "srgan":
-                target = out / f"{path.stem}_x{hparams.scale}.png"
+                target = folder / f"{path.stem}_x{hparams.scale}.png"
                 _save(model(load_image(path, hparams.channels)), target)
                 written.append(target)
             else:
                 image = load_image(path, hparams.channels, hparams.image_size)
                 holes = make_masks(mask or hparams.mask, 1, hparams.image_size, seed + index)
-                pair = (out / f"{path.stem}_masked.png", out / f"{path.stem}_inpainted.png")
+                pair = (folder / f"{path.stem}_masked.png", folder / f"{path.stem}_inpainted.png")
                 _save(image * (1 - holes), pair[0])
                 _save(model(image, holes), pair[1])
                 written += pair
