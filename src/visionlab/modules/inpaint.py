@@ -9,7 +9,7 @@ import torch
 from visionlab.data.masks import check_mask, make_masks
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
-from visionlab.modules.restoration import RestorationGAN
+from visionlab.modules.restoration import RestorationGAN, plain_arguments
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.inpainting import InpaintingGenerator, check_depth
 
@@ -63,15 +63,9 @@ class InpaintModule(RestorationGAN):
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
     ) -> None:
-        hparams = {
-            "image_size": image_size, "channels": channels, "mask": check_mask(mask),
-            "depth": check_depth(depth, image_size), "g_width": g_width, "d_width": d_width,
-            "discriminator": discriminator, "loss": loss, "pixel_loss": pixel_loss,
-            "perceptual_weight": perceptual_weight, "perceptual_layer": perceptual_layer,
-            "adv_weight": adv_weight,
-            "g_lr": g_lr, "d_lr": d_lr, "spectral_norm": spectral_norm, "ema_decay": ema_decay,
-            "grad_clip": grad_clip, "num_samples": num_samples,
-        }
+        hparams = plain_arguments(locals())
+        check_mask(mask)
+        check_depth(depth, image_size)
         generator = InpaintingGenerator(channels, g_width, depth)
         super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
 

@@ -30,6 +30,13 @@ DISCRIMINATORS = ("dcgan", "backbone")
 VALIDATION_SEED = 1_000_003  # validation batch i degrades with seed VALIDATION_SEED + i, every epoch
 
 
+def plain_arguments(arguments: dict) -> dict:
+    """A constructor's ``locals()`` without ``self`` and the objects it was handed (optimizer,
+    backbone, freeze plan): its plain hyperparameters, as the checkpoint stores them."""
+    objects = ("self", "__class__", "optimizer", "backbone", "freeze_plan")
+    return {k: v for k, v in arguments.items() if k not in objects}
+
+
 def pixel_loss(kind: str, images: torch.Tensor, targets: torch.Tensor,
                region: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared (``mse``) or absolute (``l1``) difference over the pixels of ``region``

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
-from visionlab.modules.restoration import RestorationGAN
+from visionlab.modules.restoration import RestorationGAN, plain_arguments
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.srresnet import SRResNet, bicubic_downscale, bicubic_upscale, check_scale
 
@@ -53,14 +53,8 @@ class SRGANModule(RestorationGAN):
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
     ) -> None:
-        hparams = {
-            "image_size": image_size, "channels": channels, "scale": check_scale(scale, image_size),
-            "blocks": blocks, "g_width": g_width, "d_width": d_width, "discriminator": discriminator,
-            "loss": loss, "pixel_loss": pixel_loss, "perceptual_weight": perceptual_weight,
-            "perceptual_layer": perceptual_layer, "adv_weight": adv_weight, "g_lr": g_lr, "d_lr": d_lr,
-            "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
-            "num_samples": num_samples,
-        }
+        hparams = plain_arguments(locals())
+        check_scale(scale, image_size)
         generator = SRResNet(channels, scale, g_width, blocks)
         super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
 
