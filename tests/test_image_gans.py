@@ -206,6 +206,18 @@ def test_restoration_scores_count_only_the_region():
     perfect.update(targets, targets)
     assert perfect.compute() == {"psnr": math.inf, "ssim": pytest.approx(1.0)}
 
+def test_restoration_scores_are_float32_under_mixed_precision():
+    # smooth images, as real ones are: half precision cancels their small variances in SSIM
+    g = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-0.2, 0.6, 32).view(1, 1, 1, 32).expand(2, 3, 32, 32)
+    targets = ramp + 0.02 * torch.randn(2, 3, 32, 32, generator=g)
+    images = targets + 0.02 * torch.randn(2, 3, 32, 32, generator=g)
+    full, mixed = RestorationScores(), RestorationScores()
+    full.update(images, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as trainer.precision=bf16-mixed validates
+        mixed.update(images, targets)
+    assert mixed.compute() == pytest.approx(full.compute(), abs=1e-4)
+
 
 # --- All three: training, checkpoints, `visionlab sample` ---
 

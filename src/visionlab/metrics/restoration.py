@@ -33,8 +33,11 @@ class RestorationScores(Metric):
         if region is None:
             region = torch.ones_like(targets[:, :1])
         region = region.float().expand_as(targets)
-        _, ssim_map = structural_similarity_index_measure(images, targets, data_range=1.0, reduction="none",
-                                                          return_full_image=True)
+        # In float32 even under bf16/16-mixed autocast: SSIM's variances are differences of
+        # near-equal squares, which half precision cancels into nonsense (SSIM < 0).
+        with torch.autocast(images.device.type, enabled=False):
+            _, ssim_map = structural_similarity_index_measure(images, targets, data_range=1.0,
+                                                              reduction="none", return_full_image=True)
         self.squared_error += (((images - targets) ** 2) * region).sum().double()
         self.ssim_sum += (ssim_map * region).sum().double()
         self.pixels += region.sum().double()
