@@ -309,6 +309,9 @@ def test_sample_refuses_what_a_checkpoint_cannot_do(tmp_path, capsys, build, arg
                    backbone=create_backbone("shapes_net", source="custom", pretrained=False)),
      "model.perceptual_layer='block9' is not a layer of shapes_net; its layers: block1, block2"),
     (lambda: srgan(loss="wgan_gp"), "model.loss=wgan_gp is not offered for image-to-image GANs"),
+    (lambda: inpainter(image_size=96),
+     "model.image_size=96: the dcgan discriminator judges 8, 16, 28, 32, 64, 128 px images; use one of "
+     "those or model.discriminator=backbone"),
 ])
 def test_bad_settings_are_one_line_user_errors(build, message):
     with pytest.raises(UserError, match=re.escape(message)):

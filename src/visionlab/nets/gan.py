@@ -21,7 +21,7 @@ from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
 
 # DCGAN: the spatial size the generator starts from (and the discriminator ends at), per image size.
-DCGAN_START = {8: 4, 16: 4, 28: 7, 32: 4, 64: 4}
+DCGAN_START = {8: 4, 16: 4, 28: 7, 32: 4, 64: 4, 128: 4}
 
 
 def dcgan_start_size(image_size: int) -> int:
