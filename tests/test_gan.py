@@ -182,7 +182,7 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     ({"conditional": True, "num_classes": 1}, "model.conditional=true needs labelled data with at least 2"),
-    ({"image_size": 48}, r"model.image_size=48: the dcgan architecture makes 8, 16, 28, 32, 64, 128 px"),
+    ({"image_size": 33}, r"model.image_size=33: the dcgan architecture makes even sizes of at least 8 px"),
     ({"loss": "wasserstein"}, "model.loss='wasserstein' is not one of: bce, hinge, lsgan, wgan_gp"),
     ({"generator": "stylegan"}, "model.generator='stylegan' is not one of: mlp, dcgan"),
     ({"discriminator": "resnet"}, "model.discriminator='resnet' is not one of: mlp, dcgan, backbone"),

@@ -22,7 +22,7 @@ from visionlab.metrics.restoration import RestorationScores
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss
 from visionlab.nets.backbone import Backbone
-from visionlab.nets.gan import DCGAN_START, build_discriminator
+from visionlab.nets.gan import build_discriminator
 from visionlab.nets.perceptual import PerceptualFeatures
 
 PIXEL_LOSSES = ("mse", "l1")
@@ -86,11 +86,6 @@ class RestorationGAN(AdversarialModule):
         if perceptual_weight < 0 or hparams["adv_weight"] < 0:
             raise UserError(f"model.perceptual_weight={perceptual_weight} and model.adv_weight="
                             f"{hparams['adv_weight']} must be >= 0")
-        size = hparams["image_size"]
-        if discriminator == "dcgan" and size not in DCGAN_START:
-            raise UserError(f"model.image_size={size}: the dcgan discriminator judges "
-                            f"{', '.join(map(str, DCGAN_START))} px images; use one of those or "
-                            "model.discriminator=backbone (any size)")
         self.save_hyperparameters(hparams, logger=False)  # the run logs the whole config (visionlab.train)
         self.perceptual: PerceptualFeatures | None = None
         if perceptual_weight > 0:
@@ -102,7 +97,7 @@ class RestorationGAN(AdversarialModule):
             # Not a registered submodule: a fixed measuring network, no part of the model's state.
             object.__setattr__(self, "perceptual", PerceptualFeatures(source, hparams["perceptual_layer"]))
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
-        channels = hparams["channels"]
+        size, channels = hparams["image_size"], hparams["channels"]
         self.generator = generator
         self.discriminator = build_discriminator(discriminator, (channels, size, size), 0, hparams["d_width"],
                                                  hparams["spectral_norm"], backbone)

@@ -20,16 +20,18 @@ from visionlab.errors import UserError
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
 
-# DCGAN: the spatial size the generator starts from (and the discriminator ends at), per image size.
-DCGAN_START = {8: 4, 16: 4, 28: 7, 32: 4, 64: 4, 128: 4}
-
 
 def dcgan_start_size(image_size: int) -> int:
-    """The smallest feature map of a DCGAN for ``image_size``, or a UserError naming the sizes it can make."""
-    if image_size not in DCGAN_START:
-        raise UserError(f"model.image_size={image_size}: the dcgan architecture makes "
-                        f"{', '.join(map(str, DCGAN_START))} px images; use one of those (or the mlp)")
-    return DCGAN_START[image_size]
+    """The smallest feature map of a DCGAN for ``image_size`` (where G starts and D ends): the size
+    halved while it is even and at least 8 (64 -> 4, 28 -> 7, 96 -> 6), so any even size from
+    8 px works; another is a UserError."""
+    if image_size < 8 or image_size % 2:
+        raise UserError(f"model.image_size={image_size}: the dcgan architecture makes even sizes of at "
+                        "least 8 px (e.g. 28, 32, 64); use one of those (or the mlp)")
+    start = image_size
+    while start % 2 == 0 and start >= 8:
+        start //= 2
+    return start
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

@@ -7,20 +7,23 @@ import torch
 from torch import nn
 
 from visionlab.errors import UserError
-from visionlab.nets.gan import DCGAN_START, DCGANDiscriminator, DCGANGenerator
+from visionlab.nets.gan import DCGANDiscriminator, DCGANGenerator
 from visionlab.nets.pyramid import up
 
 
 def pyramid_sizes(image_size: int, levels: int) -> list[int]:
-    """The image size of every level, coarsest first, or a UserError when the pyramid does not fit."""
-    sizes = [image_size // 2**k for k in reversed(range(levels))] if levels >= 1 else []
-    if levels < 2 or image_size % 2 ** (levels - 1) or not set(sizes) <= set(DCGAN_START):
-        fits = [f"{lv} levels: {s // 2 ** (lv - 1)}->{s} px" for s in (32, 64) for lv in (2, 3, 4)
-                if set(s // 2**k for k in range(lv)) <= set(DCGAN_START)]
-        raise UserError(f"model.levels={levels} does not fit model.image_size={image_size}: every level "
-                        f"halves the size and each must be one of {', '.join(map(str, DCGAN_START))} px; "
-                        f"pyramids that fit: {'; '.join(fits)}")
-    return sizes
+    """The image size of every level, coarsest first: ``image_size`` halved ``levels - 1`` times,
+    down to at least 8 px (level 0's DCGAN). A pyramid that does not fit is a UserError."""
+    coarsest = image_size // 2 ** max(levels - 1, 0)
+    if levels < 2 or coarsest * 2 ** (levels - 1) != image_size or coarsest < 8 or coarsest % 2:
+        deepest = max((lv for lv in range(2, 8) if image_size % 2 ** (lv - 1) == 0
+                       and image_size // 2 ** (lv - 1) >= 8 and image_size // 2 ** (lv - 1) % 2 == 0),
+                      default=None)
+        fix = (f"use 2 to {deepest} levels for {image_size} px" if deepest
+               else "use an image_size of 16, 32, 64 (a multiple of 16)")
+        raise UserError(f"model.levels={levels} does not fit model.image_size={image_size}: each level "
+                        f"halves the size, down to an even coarsest size of at least 8 px; {fix}")
+    return [coarsest * 2**k for k in range(levels)]
 
 
 class DetailGenerator(nn.Module):
