@@ -69,7 +69,8 @@ class AdversarialModule(L.LightningModule):
     @staticmethod
     def needs_backbone(model_cfg) -> bool:
         """Whether the run must build the ``backbone`` group's network for ``model_cfg`` (this
-        module's config): for a backbone discriminator, or a perceptual loss."""
+        module's config): here for a backbone discriminator; subclasses add their own uses (the
+        restoration modules' perceptual loss)."""
         return model_cfg.get("discriminator") == "backbone"
 
     def init_ema(self) -> None:
