@@ -181,6 +181,16 @@ def test_masks_are_reproducible_from_the_seed_and_inpainting_copies_the_visible_
     assert not torch.equal(filled[~visible], images[~visible])
 
 
+def test_a_hole_discriminator_judges_only_the_filled_pixels():
+    model = inpainter(d_input="hole").eval()
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    hole = make_masks("random_boxes", 2, 32, seed=3)
+    elsewhere = images + (1 - hole) * torch.rand_like(images)  # the visible part changed
+    torch.testing.assert_close(model.judge(elsewhere, hole), model.judge(images, hole))
+    whole = inpainter(d_input="image").eval()
+    assert not torch.allclose(whole.judge(elsewhere, hole), whole.judge(images, hole))
+
+
 def test_mean_fill_paints_each_hole_with_the_mean_visible_colour():
     images = torch.rand(2, 3, 16, 16)
     mask = make_masks("center", 2, 16, seed=0)
@@ -304,6 +314,7 @@ def test_sample_refuses_what_a_checkpoint_cannot_do(tmp_path, capsys, build, arg
     (lambda: lapgan(schedule="sideways"), "model.schedule='sideways' is not one of: joint, progressive"),
     (lambda: inpainter(mask="blob"), "model.mask='blob' is not one of: center, random_boxes, free_form"),
     (lambda: inpainter(depth=4), "model.depth=4 does not fit model.image_size=32"),
+    (lambda: inpainter(d_input="center"), "model.d_input='center' is not one of: image, hole"),
     (lambda: srgan(perceptual_weight=1.0, perceptual_layer="block1"), "needs a feature network"),
     (lambda: srgan(perceptual_weight=1.0, perceptual_layer="block9",
                    backbone=create_backbone("shapes_net", source="custom", pretrained=False)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from visionlab.data.masks import check_mask, make_masks
+from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
 from visionlab.modules.restoration import RestorationGAN, plain_arguments
@@ -23,14 +24,17 @@ def mean_fill(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return images * visible + mean * mask
 
 
+D_INPUTS = ("image", "hole")
+
+
 class InpaintModule(RestorationGAN):
     """Fill the holes ``mask`` (center | random_boxes | free_form, :mod:`visionlab.data.masks`) makes.
 
     G (:class:`~visionlab.nets.inpainting.InpaintingGenerator`: ``depth`` levels, ``g_width``
     channels) sees the image with its holes blanked and the mask, and only its hole pixels are
     used: the visible ones are copied through. The pixel loss counts the hole only; D judges
-    whole images. Training masks are drawn from the run's seeded RNG, validation masks from a
-    fixed seed per batch, the same every epoch. Metrics (``val/psnr``, ``val/ssim``, and
+    whole images (``d_input=image``) or the hole alone (``hole``). Training masks are drawn from
+    the run's seeded RNG, validation masks from a fixed seed per batch, the same every epoch. Metrics (``val/psnr``, ``val/ssim``, and
     ``val/psnr_mean_fill``, ``val/ssim_mean_fill`` for the baseline) count hole pixels only;
     each validation row shows the masked input, the mean fill, the inpainting and the original.
     """
@@ -49,6 +53,7 @@ class InpaintModule(RestorationGAN):
         g_width: int = 32,
         d_width: int = 64,
         discriminator: str = "dcgan",
+        d_input: str = "image",
         loss: str = "bce",
         pixel_loss: str = "l1",
         perceptual_weight: float = 0.0,
@@ -66,6 +71,8 @@ class InpaintModule(RestorationGAN):
         hparams = plain_arguments(locals())
         check_mask(mask)
         check_depth(depth, image_size)
+        if d_input not in D_INPUTS:
+            raise UserError(f"model.d_input={d_input!r} is not one of: {', '.join(D_INPUTS)}")
         generator = InpaintingGenerator(channels, g_width, depth)
         super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
 
@@ -77,6 +84,11 @@ class InpaintModule(RestorationGAN):
             seed = int(torch.randint(2**31 - 1, (1,)))
         mask = make_masks(self.hparams.mask, len(images), images.shape[-1], seed).to(images)
         return (images, mask), mask
+
+    def judge(self, images: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        """D's logits for the whole image (``d_input=image``) or for the hole alone (``hole``: the
+        visible pixels blanked, so that D judges only what was filled in)."""
+        return self.discriminator(images * region if self.hparams.d_input == "hole" else images)
 
     def baseline(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The holes filled with the mean visible colour."""

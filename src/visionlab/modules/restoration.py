@@ -130,6 +130,11 @@ class RestorationGAN(AdversarialModule):
         """The images of one validation row, all at the output size, in [-1, 1] (``panel_names``)."""
         raise NotImplementedError
 
+    def judge(self, images: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator's logits for real or restored ``images`` (whole images; subclasses may
+        show it less)."""
+        return self.discriminator(images)
+
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Restore ``inputs`` (as :meth:`degrade` makes them) with the (EMA) generator."""
         return self.sampling_generator(*inputs)
@@ -141,11 +146,11 @@ class RestorationGAN(AdversarialModule):
         g_opt, d_opt = self.optimizers()
         with torch.no_grad():
             fake = self.generator(*inputs)
-        d_loss = discriminator_loss(self.hparams.loss, self.discriminator(real), self.discriminator(fake))
+        d_loss = discriminator_loss(self.hparams.loss, self.judge(real, region), self.judge(fake, region))
         self.update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(*inputs)
         losses = {"pixel_loss": pixel_loss(self.hparams.pixel_loss, fake, real, region),
-                  "adv_loss": generator_loss(self.hparams.loss, self.discriminator(fake))}
+                  "adv_loss": generator_loss(self.hparams.loss, self.judge(fake, region))}
         g_loss = losses["pixel_loss"] + self.hparams.adv_weight * losses["adv_loss"]
         if self.perceptual is not None:
             losses["perceptual_loss"] = self.perceptual.to(self.device).loss(fake, real)
