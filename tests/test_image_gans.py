@@ -297,8 +297,8 @@ def test_sample_refuses_what_a_checkpoint_cannot_do(tmp_path, capsys, build, arg
 
     (tmp_path / "EMPTY").mkdir()
     (tmp_path / "EMPTY" / "readme.txt").write_text("no images here")
-    build().on_save_checkpoint(state := {})
     model = build()
+    model.on_save_checkpoint(state := {})
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), **state},
                tmp_path / "m.ckpt")
     with pytest.raises(SystemExit) as exit_info:

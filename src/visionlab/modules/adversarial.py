@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from visionlab.errors import UserError
 from visionlab.finetune.param_groups import build_param_groups
@@ -147,11 +148,30 @@ class AdversarialModule(L.LightningModule):
         finally:
             generator.train(training)
 
-    def write_grid(self, grid: torch.Tensor, tag: str, filename: str) -> None:
-        """Save ``grid`` (C, H, W in [0, 1]) to ``<run>/samples/<filename>`` and to every logger
-        that shows images (TensorBoard's *Images* tab, under ``tag``); rank 0 only."""
+    @property
+    def conditional(self) -> bool:
+        """Whether the module takes class labels (``hparams.conditional``; image-to-image: never)."""
+        return bool(self.hparams.get("conditional", False))
+
+    def register_fixed_noise(self, num_samples: int, latent_dim: int, classes: int) -> None:
+        """The noise (and, with ``classes``, labels: one grid row per class) that every epoch's
+        sample grid draws, ``num_samples`` of it in ``grid_columns`` columns; buffers, so every
+        checkpoint keeps them."""
+        rows = classes or max(1, int(math.sqrt(num_samples)))
+        self.grid_columns = math.ceil(num_samples / rows)
+        seeded = torch.Generator().manual_seed(0)
+        noise = torch.randn(rows * self.grid_columns, latent_dim, generator=seeded)
+        self.register_buffer("fixed_noise", noise)
+        labels = torch.arange(rows).repeat_interleave(self.grid_columns) if classes else None
+        self.register_buffer("fixed_labels", labels)
+
+    def write_grid(self, images: torch.Tensor, columns: int, tag: str, filename: str) -> None:
+        """A grid of ``images`` (N, C, H, W in [-1, 1]) in ``columns`` columns, saved to
+        ``<run>/samples/<filename>`` and to every logger that shows images (TensorBoard's *Images*
+        tab, under ``tag``); rank 0 only."""
         if not self.trainer.is_global_zero:
             return
+        grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=columns, padding=2)
         out = Path(self.trainer.default_root_dir) / "samples" / filename
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, out)

@@ -36,7 +36,7 @@ class FIDValidation:
         real, labels = batch
         metrics = self._generative.to(self.device)
         metrics.update(real, real=True)
-        labels = labels if self.hparams.get("conditional") else None
+        labels = labels if self.conditional else None
         with self.sampling_mode():
             metrics.update(self.draw(len(real), labels), real=False)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-from torchvision.utils import make_grid
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
@@ -111,18 +109,7 @@ class GANModule(FIDValidation, AdversarialModule):
         self.generator, self.discriminator = build_gan_nets(
             generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
         self.init_ema()
-        rows = classes or max(1, int(math.sqrt(num_samples)))
-        columns = math.ceil(num_samples / rows)
-        seeded = torch.Generator().manual_seed(0)
-        self.register_buffer("fixed_noise", torch.randn(rows * columns, latent_dim, generator=seeded))
-        labels = torch.arange(rows).repeat_interleave(columns) if classes else None
-        self.register_buffer("fixed_labels", labels)
-        self.grid_columns = columns
-
-    @property
-    def conditional(self) -> bool:
-        """Whether generator and discriminator take class labels."""
-        return bool(self.hparams.conditional)
+        self.register_fixed_noise(num_samples, latent_dim, classes)
 
     def sample_latent(self, n: int) -> torch.Tensor:
         """``n`` noise vectors on the module's device."""
@@ -179,5 +166,5 @@ class GANModule(FIDValidation, AdversarialModule):
             return
         with self.sampling_mode() as generator:
             images = generator(self.fixed_noise, self.fixed_labels)
-        grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=self.grid_columns, padding=2)
-        self.write_grid(grid, "samples/fixed_noise", f"epoch_{self.current_epoch:03d}.png")
+        self.write_grid(images, self.grid_columns, "samples/fixed_noise",
+                        f"epoch_{self.current_epoch:03d}.png")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-from torchvision.utils import make_grid
 
 from visionlab.errors import UserError
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
@@ -86,18 +84,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
                                          classes)
         self.discriminator = build_discriminators(channels, sizes, width, classes, spectral_norm)
         self.init_ema()
-        rows = classes or max(1, int(math.sqrt(num_samples)))
-        self.grid_columns = math.ceil(num_samples / rows)
-        seeded = torch.Generator().manual_seed(0)
-        noise = torch.randn(rows * self.grid_columns, latent_dim, generator=seeded)
-        self.register_buffer("fixed_noise", noise)
-        self.register_buffer("fixed_labels", torch.arange(rows).repeat_interleave(self.grid_columns)
-                             if classes else None)
-
-    @property
-    def conditional(self) -> bool:
-        """Whether level 0 takes class labels."""
-        return bool(self.hparams.conditional)
+        self.register_fixed_noise(num_samples, latent_dim, classes)
 
     def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` final-size images from the (EMA) pyramid, for fresh noise."""
@@ -105,7 +92,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Final-size images from the (EMA) pyramid for noise ``z``."""
-        return self.sampling_generator(z, labels if self.hparams.conditional else None)
+        return self.sampling_generator(z, labels if self.conditional else None)
 
     def active_levels(self) -> list[int]:
         """The levels trained this epoch: all (joint), or one (progressive)."""
@@ -148,7 +135,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
     def training_step(self, batch, batch_idx: int) -> None:
         """A discriminator update, then a generator update, of every active level (losses summed)."""
         real, labels = batch
-        labels = labels if self.hparams.conditional else None
+        labels = labels if self.conditional else None
         g_opt, d_opt = self.optimizers()
         loss, n = self.hparams.loss, len(real)
         batches = self.level_batches(real)
@@ -174,12 +161,11 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         """The fixed noise through the (EMA) pyramid: the final grid (``samples/fixed_noise``,
         ``samples/epoch_NNN.png``) and every level's (``samples/level_K``, ``samples/level_K/``)."""
         with self.sampling_mode() as generator:
-            labels = self.fixed_labels if self.hparams.conditional else None
+            labels = self.fixed_labels if self.conditional else None
             pyramid = generator.pyramid(self.fixed_noise, labels)
         epoch = self.current_epoch
         for level, images in enumerate(pyramid):
-            grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=self.grid_columns,
-                             padding=2)
             if level == len(pyramid) - 1:
-                self.write_grid(grid, "samples/fixed_noise", f"epoch_{epoch:03d}.png")
-            self.write_grid(grid, f"samples/level_{level}", f"level_{level}/epoch_{epoch:03d}.png")
+                self.write_grid(images, self.grid_columns, "samples/fixed_noise", f"epoch_{epoch:03d}.png")
+            self.write_grid(images, self.grid_columns, f"samples/level_{level}",
+                            f"level_{level}/epoch_{epoch:03d}.png")

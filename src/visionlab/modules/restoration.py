@@ -14,7 +14,6 @@ import math
 
 import torch
 from torch import nn
-from torchvision.utils import make_grid
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
@@ -187,7 +186,6 @@ class RestorationGAN(AdversarialModule):
         if self._panels and not self.trainer.sanity_checking:
             panels = [p[:self.hparams.num_samples] for p in self._panels]
             rows = torch.stack(panels, dim=1).flatten(0, 1)  # sample by sample, panel by panel
-            grid = make_grid((rows * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=len(panels), padding=2)
-            self.write_grid(grid, "samples/" + "|".join(self.panel_names),
+            self.write_grid(rows, len(panels), "samples/" + "|".join(self.panel_names),
                             f"epoch_{self.current_epoch:03d}.png")
         self._panels = []
