@@ -7,9 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import lightning  # noqa: F401  (its console handler binds sys.stderr at import: import it before any capture)
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -32,10 +30,21 @@ TINY = [
 ]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Import Lightning before any test captures output (its console handler binds
+    ``sys.stderr`` at import), in each process that runs tests. The xdist controller only
+    hands out tests: skipping the import there saves seconds before the workers start."""
+    is_xdist_controller = bool(config.getoption("numprocesses", None)) and not hasattr(config, "workerinput")
+    if not is_xdist_controller:
+        import lightning  # noqa: F401
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Run the tiny test models on one thread: on a shared 2-core machine a second thread
     mostly waits for the first and makes the suite several times slower."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -148,3 +148,11 @@ def test_optuna_direction_follows_mode_and_the_study_is_stored_in_the_sweep_dir(
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == "minimize" and sweeper.storage == "sqlite:////runs/sweep/optuna.db"
     assert "optimizer.lr" in sweeper.params
+
+
+def test_the_default_progress_bar_redraws_at_most_ten_times_a_second(make_cfg):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    callbacks = instantiate_named(make_cfg(tiny=False).callbacks)
+    bars = [c for c in callbacks if isinstance(c, RichProgressBar)]
+    assert len(bars) == 1 and 0 < bars[0].refresh_rate <= 10  # Lightning's 100 a second slows small models
