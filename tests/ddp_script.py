@@ -8,8 +8,8 @@ Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
 unfrozen in epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and
 final weights. ``gan``: a conditional GAN with an EMA generator and a staged backbone
 discriminator (manual optimization, two optimizers) trains 2 epochs; each rank writes
-``gan_rank<r>.pt``. Lightning's launcher re-executes this script for the second rank, so it
-must be a script.
+``gan_rank<r>.pt``. ``test_ddp.py`` starts it once per rank with ``LOCAL_RANK`` set (as
+torchrun does); run alone, Lightning's launcher re-executes it for the second rank.
 """
 
 from __future__ import annotations

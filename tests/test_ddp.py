@@ -1,9 +1,15 @@
 """2-process CPU DDP (gloo), one launch for both tests: a classifier whose stage unfreezes
 mid-run, and a conditional GAN with an EMA generator and a staged backbone discriminator.
-Both must train and stay identical on the two ranks."""
+Both must train and stay identical on the two ranks.
+
+The two ranks start together, as torchrun or SLURM start them (``LOCAL_RANK`` and the
+rendezvous address in the environment): each imports torch and Lightning at the same time,
+where Lightning's own launcher would start rank 1 only after rank 0's imports."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +17,32 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.xdist_group("ddp")  # one worker runs the module fixture once
+
 SCRIPT = Path(__file__).with_name("ddp_script.py")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for the ranks' rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def ddp_out(tmp_path_factory) -> Path:
-    """Run ``ddp_script.py`` once for both models; the folder holds each rank's weights."""
+    """Run ``ddp_script.py`` once for both models on 2 ranks; the folder holds each rank's weights."""
     out = tmp_path_factory.mktemp("ddp")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), "classifier", "gan"], capture_output=True,
-                          text=True, timeout=600, cwd=SCRIPT.parents[1])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NODE_RANK": "0",
+                  "WORLD_SIZE": "2"}
+    command = [sys.executable, str(SCRIPT), str(out), "classifier", "gan"]
+    ranks = [subprocess.Popen(command, env={**os.environ, **rendezvous, "LOCAL_RANK": str(rank)},
+                              cwd=SCRIPT.parents[1], text=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+             for rank in (0, 1)]
+    errors = [rank.communicate(timeout=600)[1] for rank in ranks]
+    for rank, stderr in zip(ranks, errors, strict=True):
+        assert rank.returncode == 0, stderr[-3000:]
     return out
 
 

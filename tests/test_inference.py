@@ -18,6 +18,8 @@ from visionlab.cli.main import main
 from visionlab.inference.checkpoint import load_classifier, rebuild_classifier
 from visionlab.train import run
 
+pytestmark = pytest.mark.xdist_group("trained_run")  # one worker runs the module fixture once
+
 # A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
 RUN_OVERRIDES = [*TINY, "trainer.max_epochs=1", "freeze=feature_extraction", "freeze.truncate_after=block3",
                  "data.cache_features=false"]

@@ -26,6 +26,7 @@ from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
 from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
+from visionlab.preflight import check_paths, in_sweep
 from visionlab.run_summary import log_run_summary
 
 log = logging.getLogger(__name__)
@@ -159,14 +160,6 @@ def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModul
     return cached
 
 
-def in_sweep() -> bool:
-    """Whether this run is a job of a Hydra multirun (grid sweep, Optuna search)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 @contextlib.contextmanager
 def lightning_settings_as_user_errors():
     """Lightning's ``MisconfigurationException`` (a Trainer setting that cannot work with this data
@@ -193,9 +186,7 @@ def metric_value(metrics: dict, name: str, required: bool) -> float | None:
 
 def run(cfg: DictConfig) -> float | None:
     """Fit (and by default test) the configured model; return ``cfg.optimized_metric``."""
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist: give the path of a .ckpt file "
-                        "(e.g. outputs/<date>/<time>/checkpoints/last.ckpt)")
+    check_paths(cfg)
     # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     # Metrics are logged per epoch, so Lightning's hint about log_every_n_steps does not apply;
