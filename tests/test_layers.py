@@ -15,7 +15,7 @@ LAYERS = [
     {"finetune", "metrics"},
     {"modules"},
     {"callbacks"},
-    {"train", "run_summary"},
+    {"train", "run_summary", "preflight"},
     {"inference"},
     {"cli"},
 ]
