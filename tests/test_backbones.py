@@ -309,3 +309,22 @@ LAST_STAGES = {
 @pytest.mark.parametrize("preset", PRESETS)
 def test_each_preset_names_the_stage_its_backbone_ends_with(preset):
     assert _built_preset(preset).stages("coarse")[-1].name == LAST_STAGES[preset]
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
+def test_a_random_timm_vgg_is_initialised_as_timm_does_without_its_pre_logits(name):
+    torch.manual_seed(0)
+    backbone = create_backbone(name, source="timm", pretrained=False, input_size=32)
+    features = backbone.body.features
+    assert "pre_logits" in backbone.head_prefixes
+    assert sum(p.numel() for p in backbone.parameters()) == sum(p.numel() for p in features.parameters())
+    for module in features:
+        if isinstance(module, nn.Conv2d):  # timm's VGG init: Kaiming normal, fan-out, zero bias
+            fan_out = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+            assert module.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+            assert torch.equal(module.bias, torch.zeros_like(module.bias))
+        elif isinstance(module, nn.BatchNorm2d):  # unit scale, fresh statistics
+            assert torch.equal(module.weight, torch.ones_like(module.weight))
+            assert torch.equal(module.running_var, torch.ones_like(module.running_var))
+            assert torch.equal(module.running_mean, torch.zeros_like(module.running_mean))
+            assert module.num_batches_tracked.item() == 0

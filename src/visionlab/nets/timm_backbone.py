@@ -7,7 +7,8 @@ parameters after ``num_classes=0`` (VGG's ``pre_logits`` ConvMlp with its 7x7 co
 channels, MobileNetV3's ``conv_head`` after the pooling) are replaced by ``nn.Identity``:
 a backbone that gets a new head should end at its last feature map, and dead parameters
 would waste memory (120 M of VGG16's 138 M) and confuse DDP. The pruning is found by
-tracing one forward pass, so it needs no per-family list.
+tracing one forward pass, so it needs no per-family list. A random VGG is traced on the meta
+device, so its pruned part never gets memory or an initialisation.
 
 Stages come from the model's own ``group_matcher`` (models without one, such as the
 MetaFormers, are cut at the modules their ``feature_info`` lists): ``coarse=True`` gives the natural
@@ -20,6 +21,8 @@ timm groups it per conv for both granularities, so it uses the Keras-style block
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import timm
 import torch
@@ -44,10 +47,21 @@ def timm_backbone(
     (ViT and relatives) are built for it (position embeddings resampled when pretrained).
     Extra keyword arguments go to ``timm.create_model``.
     """
-    model = _create(name, pretrained, in_chans, input_size, kwargs)
+    # A random VGG is built on the meta device: its 100M-parameter pre_logits, dropped below,
+    # then never take memory or an initialisation (seconds per build).
+    on_meta = not pretrained and timm.models.get_arch_name(name) in timm.list_models(module="vgg")
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
+        model = _create(name, pretrained, in_chans, input_size, kwargs)
     cfg = timm.data.resolve_model_data_config(model)
     size = input_size or cfg["input_size"][-1]
-    head_only = _drop_head_only_modules(model, torch.zeros(1, in_chans, size, size), name)
+    example = torch.zeros(1, in_chans, size, size, device="meta" if on_meta else "cpu")
+    head_only = _drop_head_only_modules(model, example, name)
+    if on_meta:
+        model.to_empty(device="cpu")
+        model._initialize_weights()  # timm's VGG initialisation, of what is kept
+        for module in model.modules():  # the _bn variants' running statistics
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
     if isinstance(model, timm.models.vgg.VGG):
         coarse, fine, aliases = vgg_stages(model.features, "features")
     else:
