@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,20 @@ def ddp_out(tmp_path_factory) -> Path:
     rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NODE_RANK": "0",
                   "WORLD_SIZE": "2"}
     command = [sys.executable, str(SCRIPT), str(out), "classifier", "gan"]
+    logs = [out / f"rank{rank}.log" for rank in (0, 1)]
     ranks = [subprocess.Popen(command, env={**os.environ, **rendezvous, "LOCAL_RANK": str(rank)},
-                              cwd=SCRIPT.parents[1], text=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-             for rank in (0, 1)]
-    errors = [rank.communicate(timeout=600)[1] for rank in ranks]
-    for rank, stderr in zip(ranks, errors, strict=True):
-        assert rank.returncode == 0, stderr[-3000:]
+                              cwd=SCRIPT.parents[1], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+             for rank, log in zip((0, 1), logs, strict=True)]
+    deadline = time.monotonic() + 600
+    while None in (codes := [rank.poll() for rank in ranks]):  # a failed rank leaves the other waiting
+        if any(codes) or time.monotonic() > deadline:
+            for rank in ranks:
+                rank.kill()
+            break
+        time.sleep(0.2)
+    codes = [rank.wait() for rank in ranks]
+    assert codes == [0, 0], "\n".join(f"rank {r} exited with {code}:\n{logs[r].read_text()[-2000:]}"
+                                      for r, code in enumerate(codes) if code)
     return out
 
 
