@@ -27,6 +27,7 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "callbacks.progress_bar=null",
     "callbacks.model_summary=null",
+    "callbacks.augmented_batch.max_images=4",  # the grid is still drawn and written, from 4 images
     "logger=csv",
 ]
 

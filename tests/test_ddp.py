@@ -1,6 +1,6 @@
-"""2-process CPU DDP (gloo), one launch for both tests: a classifier whose stage unfreezes
-mid-run, and a conditional GAN with an EMA generator and a staged backbone discriminator.
-Both must train and stay identical on the two ranks.
+"""2-process CPU DDP (gloo), one launch for two models (the launch is most of the cost): a
+classifier whose stage unfreezes mid-run, and a conditional GAN with an EMA generator and a
+staged backbone discriminator. Both must train and stay identical on the two ranks.
 
 The two ranks start together, as torchrun or SLURM start them (``LOCAL_RANK`` and the
 rendezvous address in the environment): each imports torch and Lightning at the same time,
@@ -15,10 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
-
-pytestmark = pytest.mark.xdist_group("ddp")  # one worker runs the module fixture once
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 
@@ -30,10 +27,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ddp_out(tmp_path_factory) -> Path:
-    """Run ``ddp_script.py`` once for both models on 2 ranks; the folder holds each rank's weights."""
-    out = tmp_path_factory.mktemp("ddp")
+def launch_two_ranks(out: Path) -> None:
+    """Run ``ddp_script.py`` for both models on 2 ranks; ``out`` gets each rank's weights."""
     rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NODE_RANK": "0",
                   "WORLD_SIZE": "2"}
     command = [sys.executable, str(SCRIPT), str(out), "classifier", "gan"]
@@ -51,10 +46,16 @@ def ddp_out(tmp_path_factory) -> Path:
     codes = [rank.wait() for rank in ranks]
     assert codes == [0, 0], "\n".join(f"rank {r} exited with {code}:\n{logs[r].read_text()[-2000:]}"
                                       for r, code in enumerate(codes) if code)
-    return out
 
 
-def test_ddp_ranks_keep_identical_weights_after_an_unfreeze(ddp_out):
+def test_ddp_keeps_the_ranks_identical_for_a_staged_classifier_and_a_gan(tmp_path):
+    launch_two_ranks(tmp_path)
+    check_staged_classifier(tmp_path)
+    check_gan(tmp_path)
+
+
+def check_staged_classifier(ddp_out: Path) -> None:
+    """Both ranks froze block1 in epoch 0, trained it in epoch 1 and ended identical."""
     late = "backbone.body.block1.conv1.conv.weight"  # frozen in epoch 0, trained in epoch 1
     ranks = [torch.load(ddp_out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2
@@ -65,7 +66,8 @@ def test_ddp_ranks_keep_identical_weights_after_an_unfreeze(ddp_out):
         assert torch.equal(ranks[0]["final"][name], ranks[1]["final"][name]), name
 
 
-def test_ddp_gan_keeps_both_networks_identical_on_the_two_ranks(ddp_out):
+def check_gan(ddp_out: Path) -> None:
+    """Both ranks ended with identical GAN parameters; what trains moved, block1 stayed frozen."""
     gans = [torch.load(ddp_out / f"gan_rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert gans[0]["world_size"] == 2
     for name in gans[0]["parameters"]:  # BatchNorm statistics are per rank (without sync_batchnorm)

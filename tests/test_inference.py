@@ -18,16 +18,15 @@ from visionlab.cli.main import main
 from visionlab.inference.checkpoint import load_classifier, rebuild_classifier
 from visionlab.train import run
 
-pytestmark = pytest.mark.xdist_group("trained_run")  # one worker runs the module fixture once
-
 # A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
 RUN_OVERRIDES = [*TINY, "trainer.max_epochs=1", "freeze=feature_extraction", "freeze.truncate_after=block3",
                  "data.cache_features=false"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, data_dir):
-    """A tiny classifier run laid out as train.py writes it (checkpoints/ beside .hydra/)."""
+    """A tiny classifier run laid out as train.py writes it (checkpoints/ beside .hydra/); once
+    per test process, since xdist may hand this module's tests to a worker between others."""
     run_dir = tmp_path_factory.mktemp("run")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=RUN_OVERRIDES)
