@@ -8,14 +8,18 @@ Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
 unfrozen in epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and
 final weights. ``gan``: a conditional GAN with an EMA generator and a staged backbone
 discriminator (manual optimization, two optimizers) trains 2 epochs; each rank writes
-``gan_rank<r>.pt``. ``test_ddp.py`` starts it once per rank with ``LOCAL_RANK`` set (as
-torchrun does); run alone, Lightning's launcher re-executes it for the second rank.
+``gan_rank<r>.pt``. With ``WORLD_SIZE`` and the rendezvous address in the environment but no
+``LOCAL_RANK`` (``test_ddp.py``), the process forks itself into the ranks after its imports and
+sets ``LOCAL_RANK`` in each, as torchrun would set it (one import of torch and Lightning for all
+ranks); run alone, Lightning's launcher re-executes it for the second rank.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import lightning as L
@@ -80,6 +84,40 @@ def train_gan(out: Path) -> None:
                out / f"gan_rank{trainer.global_rank}.pt")
 
 
+def fork_ranks(world_size: int) -> list[int]:
+    """Fork this process into the other ranks, with ``LOCAL_RANK`` set in every rank; the child
+    pids (in rank 0; none in the others)."""
+    children = []
+    for rank in range(1, world_size):
+        pid = os.fork()
+        if pid == 0:
+            os.environ["LOCAL_RANK"] = str(rank)
+            return []
+        children.append(pid)
+    os.environ["LOCAL_RANK"] = "0"
+    return children
+
+
+def train(out: Path, runs: list[str]) -> None:
+    """Train the named models, one after the other, in this rank."""
+    for run in runs:
+        {"classifier": train_classifier, "gan": train_gan}[run](out)
+
+
 if __name__ == "__main__":
-    for run in sys.argv[2:]:
-        {"classifier": train_classifier, "gan": train_gan}[run](Path(sys.argv[1]))
+    out, runs = Path(sys.argv[1]), sys.argv[2:]
+    if "WORLD_SIZE" not in os.environ or "LOCAL_RANK" in os.environ:
+        train(out, runs)
+        sys.exit(0)
+    children = fork_ranks(int(os.environ["WORLD_SIZE"]))
+    try:
+        train(out, runs)
+        failed = False
+    except BaseException:
+        traceback.print_exc()
+        failed = True
+    if os.environ["LOCAL_RANK"] != "0":  # a forked rank: leave without running rank 0's exit handlers
+        sys.stderr.flush()
+        os._exit(int(failed))
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    sys.exit(int(failed or any(codes)))
