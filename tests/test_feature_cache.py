@@ -48,8 +48,10 @@ def test_cached_and_uncached_give_the_same_head_gradients_on_the_first_batch(tmp
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_cached_run_matches_the_end_to_end_run(make_cfg, tmp_path):
-    common = ["backbone.pretrained=false", "backbone.input_size=32", "freeze=feature_extraction",
+@pytest.mark.parametrize("backbone", ["shapes_net", "resnet18"])  # resnet18: timm's own pooling
+def test_cached_run_matches_the_end_to_end_run(make_cfg, tmp_path, backbone):
+    common = [f"backbone={backbone}", "backbone.pretrained=false", "backbone.input_size=32",
+              "freeze=feature_extraction",
               "augment=none", "callbacks.early_stopping=null", "optimized_metric=val/acc",
               "test_after_fit=false"]
     results = {}

@@ -97,8 +97,9 @@ class Backbone(nn.Module):
 
     def pool(self, features: torch.Tensor, kind: str) -> torch.Tensor:
         """``(N, D)`` from ``forward_features``' output: ``avg`` is the source model's own global
-        pooling where it has one (``global_pool_fn``), else :func:`pool_features`."""
-        if kind == "avg" and self.global_pool_fn is not None:
+        pooling where it has one (``global_pool_fn``), else :func:`pool_features`. Vectors
+        ``(N, D)`` (features pooled already, as the feature cache serves them) pass through."""
+        if kind == "avg" and self.global_pool_fn is not None and features.ndim != 2:
             return self.global_pool_fn(self.body, features)
         return pool_features(features, kind)
 
