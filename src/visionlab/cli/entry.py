@@ -54,13 +54,14 @@ def train_task(cfg: DictConfig) -> float | None:
     from visionlab.cli.errors import exit_on_user_error
     from visionlab.preflight import check_paths, in_sweep
 
-    if not in_sweep():  # a sweep job's errors are its status, not the sweep's end (see sweep_job)
+    sweep = in_sweep()
+    if not sweep:  # a sweep job's errors are its status, not the sweep's end (see sweep_job)
         with exit_on_user_error():
             check_paths(cfg)  # before the imports below, which take seconds
     from visionlab.train import run
 
     one_console_line_per_record()
-    if in_sweep():
+    if sweep:
         return sweep_job(cfg, run)
     with exit_on_user_error():
         return run(cfg)

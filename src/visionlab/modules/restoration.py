@@ -171,7 +171,7 @@ class RestorationGAN(AdversarialModule):
         self.baseline_scores.update(baseline, real, region)
         # The rows spread over the validation batches (they often come sorted by class).
         n = math.ceil(self.hparams.num_samples / max(1, self.trainer.num_val_batches[0]))
-        if sum(len(p) for p in self._panels[:1]) < self.hparams.num_samples:
+        if not self._panels or len(self._panels[0]) < self.hparams.num_samples:
             rows = self.panels(tuple(i[:n] for i in inputs), baseline[:n], restored[:n], real[:n])
             self._panels = ([torch.cat(pair) for pair in zip(self._panels, rows, strict=True)]
                             if self._panels else rows)
