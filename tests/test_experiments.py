@@ -26,8 +26,9 @@ POINTS = {"gan_toy2d": ["data.n_train=64", "trainer.enable_progress_bar=false", 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_fast_smoke_run(make_cfg, experiment):
-    shared = ["debug=fast", "backbone.pretrained=false", "backbone.input_size=32", "data.batch_size=4",
-              "callbacks.model_checkpoint=null"]
+    # debug=fast's one epoch (the tiny overrides' two epochs would take its place)
+    shared = ["debug=fast", "trainer.max_epochs=1", "backbone.pretrained=false", "backbone.input_size=32",
+              "data.batch_size=4", "callbacks.model_checkpoint=null"]
     cfg = make_cfg(f"experiment={experiment}", *OFFLINE_DATA.get(experiment, []), *POINTS.get(experiment, []),
                    *shared, tiny=experiment not in POINTS)
     value = run(cfg)
