@@ -141,6 +141,30 @@ def test_predict_writes_one_row_per_image_with_the_checkpoints_classes(trained_r
     assert "10 image(s) predicted" in out and "skipped 1 file(s) that are not images" in out
 
 
+def test_predict_without_top_k_gives_three_classes_or_all_of_a_binary_model(tmp_path):
+    import functools
+
+    from PIL import Image
+
+    from visionlab.inference.predict import predict
+    from visionlab.modules.classifier import ClassifierModule
+    from visionlab.nets.custom import shapes_net
+
+    images = []
+    for index, size in enumerate((20, 48, 90)):  # the model resizes them as it was trained
+        images.append(tmp_path / f"{index}.png")
+        Image.new("RGB", (size, size), (40 * index, 90, 200)).save(images[-1])
+    for classes in (["cat", "dog"], ["a", "b", "c", "d"]):
+        model = ClassifierModule(shapes_net(input_size=32), len(classes),
+                                 optimizer=functools.partial(torch.optim.Adam))
+        predictions = predict(model, images, classes, None, batch_size=2)
+        assert [p.path for p in predictions] == images
+        for p in predictions:
+            assert len(set(p.classes)) == len(p.classes) == min(3, len(classes))
+            assert set(p.classes) <= set(classes)
+            assert p.probabilities == sorted(p.probabilities, reverse=True)
+
+
 @pytest.mark.parametrize("args, message", [
     (["{empty}"], "holds no readable images"),
     (["{image}", "--top-k", "7"], "--top-k 7 must be between 1 and the model's 6 classes"),

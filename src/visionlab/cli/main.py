@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     pred.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
     pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV to write")
-    pred.add_argument("--top-k", type=int, default=3, help="classes and probabilities per image")
+    pred.add_argument("--top-k", type=int, default=None,
+                      help="classes and probabilities per image (default: 3, or all of a model with fewer)")
     pred.add_argument("--batch-size", type=int, default=32)
     exp = sub.add_parser("export", help="export a classifier to ONNX or TorchScript, checked against PyTorch")
     exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")

@@ -24,7 +24,7 @@ def write_csv(predictions: list[Prediction], out: Path) -> None:
             writer.writerow([str(p.path), p.classes[0], f"{p.probabilities[0]:.6f}", *ranked])
 
 
-def cmd_predict(checkpoint: Path, source: Path, out: Path, top_k: int, batch_size: int, conf_dir: Path
+def cmd_predict(checkpoint: Path, source: Path, out: Path, top_k: int | None, batch_size: int, conf_dir: Path
                 ) -> list[Prediction]:
     """Predict every image under ``source``; write ``out``; print counts per class and skipped files."""
     trained = rebuild_classifier(checkpoint, conf_dir)

@@ -13,6 +13,8 @@ from visionlab.data.image_folder import ImageFileDataset, is_readable_image
 from visionlab.data.transforms import eval_transform
 from visionlab.errors import UserError
 
+DEFAULT_TOP_K = 3  # classes per image when not asked: fewer if the model has fewer
+
 
 def find_images(source: Path) -> tuple[list[Path], list[Path]]:
     """(readable images, skipped files) of an image file or a folder searched recursively."""
@@ -38,9 +40,12 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(model, images: list[Path], class_names: list[str], top_k: int, batch_size: int
+def predict(model, images: list[Path], class_names: list[str], top_k: int | None, batch_size: int
             ) -> list[Prediction]:
-    """Top-``top_k`` predictions for every image, batched, with a progress bar."""
+    """Top-``top_k`` predictions for every image, batched, with a progress bar (``None``: the
+    :data:`DEFAULT_TOP_K` most probable, or every class of a model with fewer)."""
+    if top_k is None:
+        top_k = min(DEFAULT_TOP_K, len(class_names))
     if not 1 <= top_k <= len(class_names):
         raise UserError(f"--top-k {top_k} must be between 1 and the model's {len(class_names)} classes")
     if batch_size < 1:
