@@ -41,6 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
         import lightning  # noqa: F401
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Exempt what the imports created (torch, Lightning, timm: millions of objects that live
+    as long as the process) from the garbage collector's full passes, which otherwise walk
+    them all again, a quarter of a second each, a dozen times per worker."""
+    gc.freeze()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Exempt every object left from the interpreter's last garbage collections: over torch's and
     Lightning's object graphs they take seconds per process at exit, and each xdist worker's
