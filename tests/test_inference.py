@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -12,10 +13,14 @@ import yaml
 from conftest import CONF_DIR, TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from PIL import Image
 
 from visionlab.cli.evaluate import cmd_eval
 from visionlab.cli.main import main
 from visionlab.inference.checkpoint import load_classifier, rebuild_classifier
+from visionlab.inference.predict import predict
+from visionlab.modules.classifier import ClassifierModule
+from visionlab.nets.custom import shapes_net
 from visionlab.train import run
 
 # A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
@@ -142,14 +147,6 @@ def test_predict_writes_one_row_per_image_with_the_checkpoints_classes(trained_r
 
 
 def test_predict_without_top_k_gives_three_classes_or_all_of_a_binary_model(tmp_path):
-    import functools
-
-    from PIL import Image
-
-    from visionlab.inference.predict import predict
-    from visionlab.modules.classifier import ClassifierModule
-    from visionlab.nets.custom import shapes_net
-
     images = []
     for index, size in enumerate((20, 48, 90)):  # the model resizes them as it was trained
         images.append(tmp_path / f"{index}.png")

@@ -36,8 +36,8 @@ class InpaintModule(RestorationGAN):
     whole images (``d_input=image``) or the hole alone (``hole``). Training masks are drawn from
     the run's seeded RNG, validation masks from a fixed seed per batch, the same every epoch.
     Metrics (``val/psnr``, ``val/ssim``, and ``val/psnr_mean_fill``, ``val/ssim_mean_fill`` for
-    the baseline) count hole pixels only;
-    each validation row shows the masked input, the mean fill, the inpainting and the original.
+    the baseline) count hole pixels only; each validation row shows the masked input, the mean
+    fill, the inpainting and the original.
     """
 
     kind = "inpaint"
