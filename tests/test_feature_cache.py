@@ -25,6 +25,7 @@ from visionlab.nets.custom import shapes_net
 from visionlab.train import run
 
 
+@pytest.mark.numerics
 def test_cached_and_uncached_give_the_same_head_gradients_on_the_first_batch(tmp_path):
     source = TensorDataModule()
     source.setup("fit")
@@ -48,6 +49,7 @@ def test_cached_and_uncached_give_the_same_head_gradients_on_the_first_batch(tmp
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("backbone", ["shapes_net", "resnet18"])  # resnet18: timm's own pooling
 def test_cached_run_matches_the_end_to_end_run(make_cfg, tmp_path, backbone):
     common = [f"backbone={backbone}", "backbone.pretrained=false", "backbone.input_size=32",
@@ -61,9 +63,14 @@ def test_cached_run_matches_the_end_to_end_run(make_cfg, tmp_path, backbone):
         results[cache] = run(cfg)
         ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
         results[cache, "head"] = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("head.")}
-    assert results[True] == pytest.approx(results[False], abs=1e-6)
+    # The cache runs the backbone over other batches than the loop does, so features differ in
+    # their last bits (by CPU instruction set, too) and Adam may turn that into a step on an
+    # element whose gradient is near zero: compare each head tensor as a whole, and allow the
+    # validation accuracy one image decided the other way (24 images under TINY).
+    assert results[True] == pytest.approx(results[False], abs=1 / 24 + 1e-9)
     for key, value in results[False, "head"].items():
-        torch.testing.assert_close(results[True, "head"][key], value, rtol=1e-4, atol=1e-6)
+        difference = float((results[True, "head"][key] - value).norm())
+        assert difference <= 1e-4 * float(value.norm()), (key, difference)
 
 
 @pytest.mark.parametrize("plan, augment, message", [

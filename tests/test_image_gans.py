@@ -216,6 +216,7 @@ def test_restoration_scores_count_only_the_region():
     perfect.update(targets, targets)
     assert perfect.compute() == {"psnr": math.inf, "ssim": pytest.approx(1.0)}
 
+@pytest.mark.numerics
 def test_restoration_scores_are_float32_under_mixed_precision():
     # smooth images, as real ones are: half precision cancels their small variances in SSIM
     g = torch.Generator().manual_seed(0)

@@ -178,6 +178,7 @@ def test_predict_bad_input_is_one_line(trained_run, data_dir, tmp_path, capsys, 
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch_with_a_dynamic_batch_and_writes_the_preprocessing(trained_run, tmp_path, fmt):
     from visionlab.cli.export import cmd_export

@@ -6,11 +6,13 @@ import functools
 
 import pytest
 import torch
-from tiny import TensorDataModule, tiny_model, tiny_trainer
+from tiny import TensorDataModule, assert_trained_alike, tiny_model, tiny_trainer
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import Staged
 from visionlab.modules.classifier import ClassifierModule
+
+pytestmark = pytest.mark.numerics
 
 
 def _train(tmp_path, model: ClassifierModule, epochs: int = 2) -> dict[str, torch.Tensor]:
@@ -18,14 +20,21 @@ def _train(tmp_path, model: ClassifierModule, epochs: int = 2) -> dict[str, torc
     return model.state_dict()
 
 
+def _initial() -> dict[str, torch.Tensor]:
+    """The weights every variant starts from (a copy: training changes them in place)."""
+    return {key: value.clone() for key, value in _variant().state_dict().items()}
+
+
 def _variant(**options) -> ClassifierModule:
     """tiny_model's network (same seeded weights) rebuilt with the speed ``options``.
 
-    Plain SGD by default: Adam turns rounding-level differences of near-zero gradients into
-    steps of the size of the learning rate, so runs differing only in rounding drift apart.
+    Plain SGD at a small learning rate by default: Adam turns rounding-level differences of
+    near-zero gradients into steps of the size of the learning rate, and the gap between two
+    trajectories that differ only in rounding grows with the step (NHWC vs NCHW under
+    ``ATEN_CPU_CAPABILITY=default``: 7.6e-3 of the update at lr 0.05, 5e-4 at lr 0.01).
     """
     reference = tiny_model(Staged({0: "head", 1: "all"}))
-    optimizer = options.pop("optimizer", functools.partial(torch.optim.SGD, lr=0.05))
+    optimizer = options.pop("optimizer", functools.partial(torch.optim.SGD, lr=0.01))
     torch.manual_seed(0)
     model = ClassifierModule(backbone=reference.backbone, num_classes=reference.hparams.num_classes,
                              optimizer=optimizer, freeze_plan=reference.freeze_plan, **options)
@@ -39,8 +48,7 @@ def test_channels_last_converts_the_backbone_and_trains_to_the_same_weights(tmp_
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     trained = _train(tmp_path / "nhwc", model)
     reference = _train(tmp_path / "nchw", _variant())
-    for key, value in reference.items():  # NHWC kernels round differently; BatchNorm carries it on
-        torch.testing.assert_close(trained[key], value, rtol=1e-3, atol=1e-3)
+    assert_trained_alike(trained, reference, _initial())  # NHWC kernels sum in another order
 
 
 def test_compiled_backbone_follows_the_freeze_plan_and_matches_eager(tmp_path):
@@ -54,8 +62,7 @@ def test_compiled_backbone_follows_the_freeze_plan_and_matches_eager(tmp_path):
     assert 2 <= counters["stats"]["unique_graphs"] <= 4
     reference = _train(tmp_path / "eager", _variant())
     assert not torch.equal(trained["backbone.body.block1.conv1.conv.weight"], before)  # unfrozen at epoch 1
-    for key, value in reference.items():
-        torch.testing.assert_close(trained[key], value, rtol=1e-4, atol=1e-5)
+    assert_trained_alike(trained, reference, _initial())  # traced graphs may fuse and reorder sums
 
 
 def test_unknown_compile_backend_is_a_user_error():
@@ -65,7 +72,7 @@ def test_unknown_compile_backend_is_a_user_error():
 
 def test_fused_adam_steps_like_the_default_over_the_stage_parameter_groups():
     batch = next(iter(_loader()))
-    weights = {}
+    weights = {"initial": _initial()}
     for fused in (False, True):
         model = _variant(optimizer=functools.partial(torch.optim.Adam, lr=1e-2, fused=fused))
         for parameter in model.backbone.body.block1.parameters():  # a frozen stage: no gradients
@@ -76,8 +83,8 @@ def test_fused_adam_steps_like_the_default_over_the_stage_parameter_groups():
             torch.nn.functional.cross_entropy(model(batch[0]), batch[1]).backward()
             optimizer.step()
         weights[fused] = model.state_dict()
-    for key, value in weights[False].items():
-        torch.testing.assert_close(weights[True][key], value, rtol=1e-4, atol=1e-5)
+    # the fused kernel's rounding differs per CPU (up to 1.7e-4 per element on an AVX-512 EPYC)
+    assert_trained_alike(weights[True], weights[False], weights["initial"])
 
 
 def _loader():
