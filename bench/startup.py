@@ -64,8 +64,8 @@ def main() -> None:
     default = child(["train.py", *QUIET], args.out)
     resnet50 = child(["train.py", *QUIET, "backbone=resnet50", "backbone.pretrained=false",
                       "backbone.input_size=224", "freeze=none", "augment=flip_crop", "data.batch_size=32",
-                      "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                      "+trainer.limit_val_batches=1", "test_after_fit=false", "optimized_metric=null"],
+                      "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                      "trainer.limit_val_batches=1", "test_after_fit=false", "optimized_metric=null"],
                      args.out)
     print_table("peak resident memory", ["run", "peak RSS (MB)", "wall (s)"], [
         ["default job (whole run)", default[1], default[0]],

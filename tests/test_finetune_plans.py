@@ -201,5 +201,7 @@ def test_a_milestone_beyond_max_epochs_is_named_and_warned(caplog, plan, max_epo
     assert plan.first_change_after(len(backbone.stages(plan.granularity)), max_epochs) == warned_epoch
     with caplog.at_level(logging.WARNING, logger="visionlab.finetune.callback"):
         warn_about_unreached_milestones(plan, backbone, max_epochs)
-    expected = f"changes at epoch {warned_epoch}, beyond trainer.max_epochs={max_epochs}"
+    expected = (f"the freeze plan changes at epoch {warned_epoch} (counting from 0), but trainer.max_epochs="
+                f"{max_epochs} stops after epoch {max_epochs - 1}: raise trainer.max_epochs to at least "
+                f"{(warned_epoch or 0) + 1} or move the milestone (the plan: {plan.describe()})")
     assert (expected in caplog.text) is (warned_epoch is not None)

@@ -325,7 +325,7 @@ def test_sample_on_a_classifier_checkpoint_is_a_user_error(tmp_path, capsys):
     trainer.save_checkpoint(tmp_path / "classifier.ckpt")
     with pytest.raises(SystemExit):
         main(["sample", str(tmp_path / "classifier.ckpt")])
-    assert "is not a GAN checkpoint (a classifier's?)" in capsys.readouterr().err
+    assert "is a classifier checkpoint, not a GAN's: use `visionlab eval`" in capsys.readouterr().err
 
 
 def _shapes_images(data_dir: Path, count: int) -> torch.Tensor:

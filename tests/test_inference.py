@@ -90,10 +90,15 @@ def test_a_checkpoint_from_before_the_cut_was_recorded_rebuilds_from_its_weights
 
 @pytest.mark.parametrize("make, message", [
     (lambda d, best: d / "missing.ckpt", "missing.ckpt does not exist"),
-    (lambda d, best: _write(d / "cut.ckpt", best.read_bytes()[:1000]), "is not a readable checkpoint"),
-    (lambda d, best: _write(d / "notes.ckpt", b"hello"), "is not a readable checkpoint"),
-    (lambda d, best: _save(d / "gan.ckpt", {"state_dict": {}, "hyper_parameters": {"latent_dim": 8}}),
-     "is a GAN checkpoint: draw from it with `visionlab sample"),
+    (lambda d, best: _write(d / "cut.ckpt", best.read_bytes()[:1000]), "is not a visionlab checkpoint (not a "
+     "file torch.save wrote, or a truncated one): give a classifier checkpoint"),
+    (lambda d, best: _write(d / "notes.ckpt", b"hello"), "is not a visionlab checkpoint"),
+    (lambda d, best: _write(d / "README.md", (CONF_DIR.parent / "README.md").read_bytes()), "is not a visionlab checkpoint"),
+    (lambda d, best: _save(d / "gan.ckpt", {"state_dict": {}, "visionlab_module": "gan"}),
+     "is a gan checkpoint, not a classifier's: draw from it with `visionlab sample"),
+    (lambda d, best: _save(d / "old_gan.ckpt", {"state_dict": {}, "hyper_parameters": {"latent_dim": 8,
+                                                                                       "generator": "dcgan"}}),
+     "is a gan checkpoint, not a classifier's"),
     (lambda d, best: _save(d / "other.ckpt", {"state_dict": {}, "hyper_parameters": {}}),
      "is not a visionlab classifier checkpoint"),
 ])
@@ -101,7 +106,9 @@ def test_bad_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys, make
     _, best, _, overrides = trained_run
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", str(make(tmp_path, best)), *overrides])
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+    assert "weights_only" not in err  # never the advice to unpickle an untrusted file
 
 
 def test_data_with_other_classes_is_refused_naming_the_difference(trained_run, capsys):
@@ -201,4 +208,5 @@ def test_unknown_export_format_lists_the_formats(trained_run, tmp_path, capsys):
     _, best, _, _ = trained_run
     with pytest.raises(SystemExit):
         main(["export", str(best), "--format", "tflite", "--out", str(tmp_path / "x")])
-    assert "--format tflite is not one of: onnx, torchscript" in capsys.readouterr().err
+    assert ("error: visionlab export: argument --format: invalid choice: 'tflite' (choose from 'onnx', "
+            "'torchscript')") in capsys.readouterr().err

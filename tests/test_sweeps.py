@@ -19,7 +19,9 @@ def _train_in_process(*overrides: str) -> None:
 
 
 def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_project, capfd):
-    _train_in_process("-m", "freeze=last_n", "freeze.n=999,1,2", *SMALL_DATA)
+    with pytest.raises(SystemExit) as exit_info:  # after every job: scripts read the exit code, not the log
+        _train_in_process("-m", "freeze=last_n", "freeze.n=999,1,2", *SMALL_DATA)
+    assert exit_info.value.code == 1
     (sweep,) = (in_project / "outputs" / "multirun").glob("*/*")
     statuses = {job: json.loads((sweep / job / "status.json").read_text()) for job in ("0", "1", "2")}
     assert statuses["0"]["status"] == "failed" and "freeze.n=999" in statuses["0"]["error"]
@@ -103,8 +105,10 @@ def test_optuna_search_runs_trials_and_reports_the_best(in_project):
     assert len(study.trials) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
     # Resumed in the same sweep dir (new job dirs), with a trial that raises: recorded as failed.
     sweep_dir = f"hydra.sweep.dir={results.parent}"
-    _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=1", sweep_dir,
-                      "hydra.sweep.subdir=resumed_${hydra.job.num}", "data.batch_size=0", *SMALL_DATA)
+    with pytest.raises(SystemExit) as exit_info:  # every trial ran, one failed: the exit code says so
+        _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=1", sweep_dir,
+                          "hydra.sweep.subdir=resumed_${hydra.job.num}", "data.batch_size=0", *SMALL_DATA)
+    assert exit_info.value.code == 1
     states = [t.state for t in optuna.load_study(study_name="train", storage=storage).trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
     assert json.loads((results.parent / "resumed_0" / "status.json").read_text())["status"] == "failed"

@@ -84,8 +84,8 @@ def test_feature_extraction_leaves_backbone_bit_identical(make_cfg):
 def test_bf16_mixed_precision_trains_on_cpu(make_cfg):
     # bf16 convolutions are emulated on CPU (slow): 32 px inputs, two batches
     cfg = make_cfg("backbone.pretrained=false", "backbone.input_size=32", "freeze=none",
-                   "trainer.precision=bf16-mixed", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                   "+trainer.limit_val_batches=1", "test_after_fit=false", "optimized_metric=val/loss",
+                   "trainer.precision=bf16-mixed", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                   "trainer.limit_val_batches=1", "test_after_fit=false", "optimized_metric=val/loss",
                    "seed=5")
     assert math.isfinite(run(cfg))
     L.seed_everything(5, workers=True)  # run() seeds, then builds the backbone first

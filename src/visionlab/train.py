@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.callbacks.gan_lab import GANLabView
+from visionlab.config_targets import check_config_targets
 from visionlab.data.toy2d import Toy2DDataModule
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
@@ -187,6 +188,7 @@ def metric_value(metrics: dict, name: str, required: bool) -> float | None:
 def run(cfg: DictConfig) -> float | None:
     """Fit (and by default test) the configured model; return ``cfg.optimized_metric``."""
     check_paths(cfg)
+    check_config_targets(cfg)
     # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     # Metrics are logged per epoch, so Lightning's hint about log_every_n_steps does not apply;

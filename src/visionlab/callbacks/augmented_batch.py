@@ -8,25 +8,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
-from torchvision.utils import make_grid
+
+from visionlab.drawing import labelled_grid
 
 log = logging.getLogger(__name__)
-
-
-def labelled_grid(images: torch.Tensor, labels: list[str], nrow: int = 8, min_size: int = 64) -> Image.Image:
-    """A PIL grid of ``images`` (N, C, H, W) in [0, 1], each tile (at least ``min_size`` pixels)
-    captioned with its label, cut to what fits the tile's width."""
-    tiles = []
-    for img, label in zip(images, labels, strict=True):
-        tile = Image.fromarray(img.expand(3, -1, -1).mul(255).byte().permute(1, 2, 0).numpy())
-        tile = tile.resize((max(min_size, tile.width), max(min_size, tile.height)), Image.NEAREST)
-        draw = ImageDraw.Draw(tile)
-        draw.rectangle((0, 0, tile.width, 11), fill=(0, 0, 0))
-        draw.text((2, 0), label[: tile.width // 6], fill=(255, 255, 255))
-        tiles.append(torch.from_numpy(np.array(tile)).permute(2, 0, 1))
-    grid = make_grid(torch.stack(tiles), nrow=nrow, padding=2)
-    return Image.fromarray(grid.permute(1, 2, 0).numpy())
 
 
 def sample_batch(dataset, size: int) -> tuple[torch.Tensor, list[int]]:

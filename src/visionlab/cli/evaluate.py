@@ -49,7 +49,7 @@ def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> Non
         with SummaryWriter(str(tensorboard / "eval")) as writer:
             writer.add_figure("eval/confusion_matrix", figure, 0, close=False)
     plt.close(figure)
-    wrong = evaluation.top_losses(TOP_LOSSES)
+    wrong = evaluation.most_confidently_wrong(TOP_LOSSES)
     if wrong:
         data = trained.datamodule
         dataset = data.test_set if data.test_set is not None else data.val_set

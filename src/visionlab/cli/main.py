@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from visionlab.cli.errors import exit_on_user_error
+from visionlab.cli.checks import check_before_imports
+from visionlab.cli.errors import EXIT_USER_ERROR, exit_on_user_error
 from visionlab.errors import UserError
 
 # conf/ of the source checkout (an editable install): src/visionlab/cli/main.py -> repo root.
@@ -72,10 +73,20 @@ def cmd_shapes(variant: str, out: Path) -> None:
     print(f"{variant} written to {root}")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one ``error:`` line (the command's name and the problem) and
+    exit code 2, as every other mistake; ``-h`` still prints the full usage."""
+
+    def error(self, message: str):
+        """Print ``error: <prog>: <message>`` and exit 2."""
+        print(f"error: {self.prog}: {message} (see {self.prog} -h)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-parser per subcommand."""
-    parser = argparse.ArgumentParser(prog="visionlab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = OneLineParser(prog="visionlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     train = sub.add_parser("train", help="train a model (Hydra overrides and flags such as -m follow, "
                                          "as for train.py)")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="e.g. backbone=resnet18 optimizer.lr=1e-4")
@@ -93,15 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="predict the class of an image or of every image in a folder")
     pred.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     pred.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
-    pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV to write")
+    pred.add_argument("--out", type=Path, default=None,
+                      help="the CSV to write (default: <run>/predictions/<input name>.csv)")
+    pred.add_argument("--force", action="store_true", help="replace the CSV if it exists")
     pred.add_argument("--top-k", type=int, default=None,
                       help="classes and probabilities per image (default: 3, or all of a model with fewer)")
     pred.add_argument("--batch-size", type=int, default=32)
     exp = sub.add_parser("export", help="export a classifier to ONNX or TorchScript, checked against PyTorch")
     exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
-    exp.add_argument("--format", default="onnx", help="onnx | torchscript")
+    exp.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
     exp.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/export/<format>)")
-    exp.add_argument("--output", default="probabilities", help="probabilities | logits")
+    exp.add_argument("--output", default="probabilities", choices=("probabilities", "logits"))
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
     stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
@@ -115,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("checkpoint", type=Path, help="a model=gan|lapgan|srgan|inpaint run's checkpoint "
                                                       "(checkpoints/last.ckpt)")
     sample.add_argument("--n", type=int, default=64, help="number of images")
-    sample.add_argument("--out", type=Path, default=Path("samples"), help="output folder")
+    sample.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/samples)")
+    sample.add_argument("--force", action="store_true", help="write into --out even if it holds files")
     sample.add_argument("--label", default=None, help="conditional GAN: the class to draw (name or index)")
     sample.add_argument("--per-class", type=int, default=None,
                         help="conditional GAN: write this many images per class as an ImageFolder tree")
@@ -136,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
+        check_before_imports(args)
         if args.command == "compare":
             from visionlab.cli.compare import cmd_compare
 
@@ -145,8 +160,6 @@ def main(argv: list[str] | None = None) -> None:
 
             overrides = [t for t in args.targets if "=" in t]
             checkpoints = [Path(t) for t in args.targets if "=" not in t]
-            if not checkpoints:
-                raise UserError("eval needs at least one checkpoint (.ckpt) before the overrides")
             cmd_eval(checkpoints, overrides, find_conf_dir())
         elif args.command == "predict":
             from visionlab.cli.predict import cmd_predict

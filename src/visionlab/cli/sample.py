@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
+from visionlab.checkpoint_header import require_adversarial
 from visionlab.data.masks import check_mask
 from visionlab.errors import UserError
 
@@ -20,17 +21,10 @@ def load_generator(checkpoint: Path):
     from visionlab.modules.lapgan import LAPGANModule
     from visionlab.modules.srgan import SRGANModule
 
-    if not checkpoint.is_file():
-        raise UserError(f"{checkpoint} does not exist: give a GAN checkpoint (e.g. outputs/<date>/<time>/"
-                        "checkpoints/last.ckpt of a model=gan run)")
+    kind = require_adversarial(checkpoint).kind
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     hparams = dict(state.get("hyper_parameters", {}))
     modules = {m.kind: m for m in (GANModule, LAPGANModule, SRGANModule, InpaintModule)}
-    # checkpoints written before modules recorded their kind are GANModule's
-    kind = state.get("visionlab_module") or ("gan" if {"latent_dim", "generator"} <= set(hparams) else None)
-    if kind not in modules:
-        raise UserError(f"{checkpoint} is not a GAN checkpoint (a classifier's?): sample needs one written "
-                        f"by a model={'|'.join(modules)} run")
     model = modules[kind].for_sampling(hparams)
     weights = {k: v for k, v in state["state_dict"].items() if not k.startswith("discriminator.")}
     missing = [k for k in model.load_state_dict(weights, strict=False).missing_keys
@@ -81,19 +75,10 @@ def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_c
                seed: int, source: Path | None = None, mask: str | None = None) -> None:
     """Noise models (gan, lapgan): write ``count`` PNGs and ``grid.png`` to ``out``, or with
     ``per_class`` an ImageFolder tree. Image-to-image models (srgan, inpaint): restore ``source``."""
-    model = load_generator(checkpoint)
-    restores = model.kind in ("srgan", "inpaint")
-    if restores and source is None:
-        raise UserError(f"this {model.kind} checkpoint restores images rather than drawing them: give "
-                        "--input <image or folder>")
-    if not restores and source is not None:
-        raise UserError(f"--input is for srgan and inpaint checkpoints; this {model.kind} checkpoint draws "
-                        "from noise: drop --input")
-    if mask is not None and model.kind != "inpaint":
-        raise UserError(f"--mask is for inpaint checkpoints, not {model.kind}: drop --mask")
+    model = load_generator(checkpoint)  # the options its kind takes are checked by cli/checks.py
     if mask is not None:
         check_mask(mask, "--mask")
-    if restores:
+    if model.kind in ("srgan", "inpaint"):
         cmd_restore(model, source, out, mask, seed)
         return
     shape = model.hparams.get("sample_shape")  # points (toy2d) rather than images; LAPGAN: always images

@@ -35,9 +35,13 @@ def overrides_that_differ(override_lists: list[list[str]]) -> list[list[str]]:
     return [[o for o in overrides if o not in shared] for overrides in override_lists]
 
 
-def summarize(sweep_dir: Path, metric: str | None, mode: str) -> str:
-    """One line over the jobs under ``sweep_dir``: how many finished and failed, and the best."""
-    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
+def read_statuses(sweep_dir: Path) -> list[dict]:
+    """The ``status.json`` records of the jobs under ``sweep_dir``, in job order."""
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{STATUS_FILE}"))]
+
+
+def summarize(records: list[dict], metric: str | None, mode: str) -> str:
+    """One line over a sweep's job records: how many finished and failed, and the best."""
     finished = [r for r in records if r["status"] == "finished"]
     failed = len(records) - len(finished)
     line = f"sweep: {len(finished)} finished, {failed} failed"
@@ -49,6 +53,12 @@ def summarize(sweep_dir: Path, metric: str | None, mode: str) -> str:
     return line
 
 
+class SweepOutcome:
+    """How many jobs of this process's last sweep failed, for the entry point's exit code."""
+
+    failed = 0
+
+
 class SweepCallback(Callback):
     """Hydra callback of every multirun: makes the sweep directory before the sweeper starts (the
     Optuna study's SQLite file lives there) and logs :func:`summarize` of the jobs at the end."""
@@ -58,6 +68,7 @@ class SweepCallback(Callback):
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        """Log the summary line (it also lands in the console)."""
-        sweep_dir = Path(config.hydra.sweep.dir)
-        log.info(summarize(sweep_dir, config.get("optimized_metric"), config.get("mode", "max")))
+        """Log the summary line (it also lands in the console); count the failed jobs."""
+        records = read_statuses(Path(config.hydra.sweep.dir))
+        log.info(summarize(records, config.get("optimized_metric"), config.get("mode", "max")))
+        SweepOutcome.failed = sum(r["status"] == "failed" for r in records)

@@ -29,9 +29,9 @@ def warn_about_unreached_milestones(plan: FreezePlan, backbone: Backbone, max_ep
         return
     epoch = plan.first_change_after(len(backbone.stages(plan.granularity)), max_epochs)
     if epoch is not None:
-        log.warning("freeze plan %s changes at epoch %d, beyond trainer.max_epochs=%d: the run never "
-                    "reaches it (raise trainer.max_epochs or move the milestone)", plan.describe(), epoch,
-                    max_epochs)
+        log.warning("the freeze plan changes at epoch %d (counting from 0), but trainer.max_epochs=%d "
+                    "stops after epoch %d: raise trainer.max_epochs to at least %d or move the milestone "
+                    "(the plan: %s)", epoch, max_epochs, max_epochs - 1, epoch + 1, plan.describe())
 
 
 def apply_plan(backbone: Backbone, plan: FreezePlan, epoch: int) -> list[str]:

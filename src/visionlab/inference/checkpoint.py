@@ -17,34 +17,26 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from visionlab.errors import UserError, first_line
+from visionlab.checkpoint_header import require_classifier, run_dir_of
+from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.classifier import ClassifierModule
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The checkpoint at ``path`` (``weights_only=True``), or a UserError saying what it is not."""
-    if not path.is_file():
-        raise UserError(f"{path} does not exist: give a classifier checkpoint (e.g. outputs/<date>/<time>/"
-                        "checkpoints/last.ckpt)")
+    """The classifier checkpoint at ``path`` (``weights_only=True``), or a UserError saying what it
+    is not (:func:`~visionlab.checkpoint_header.require_classifier`)."""
+    require_classifier(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, or pickled code that weights_only refuses
-        raise UserError(f"{path} is not a readable checkpoint ({first_line(err)}): it may be truncated; "
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged storage; the header already read, nothing is unpickled further
+        raise UserError(f"{path}: the checkpoint's tensors cannot be read (a truncated or damaged file): "
                         "use another checkpoint of the run") from err
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    hparams = state.get("hyper_parameters", {})
-    if "latent_dim" in hparams:
-        raise UserError(f"{path} is a GAN checkpoint: draw from it with `visionlab sample {path}`")
-    if "class_names" not in hparams or "backbone" not in hparams:
-        raise UserError(f"{path} is not a visionlab classifier checkpoint (no class names or backbone)")
-    return state
 
 
 def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictConfig:
     """The config of the run that wrote ``checkpoint``, with ``overrides`` applied on top."""
-    run_dir = checkpoint.resolve().parent.parent
+    run_dir = run_dir_of(checkpoint)
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         raise UserError(f"{checkpoint}: no {saved}; the checkpoint must sit in its run directory "
@@ -95,7 +87,7 @@ def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = 
                         f"{len(mismatch.missing_keys)} tensors missing, e.g. {mismatch.missing_keys[:2]}; "
                         f"{len(mismatch.unexpected_keys)} unexpected, e.g. {mismatch.unexpected_keys[:2]}): "
                         "did conf/ or the backbone change since the run?")
-    return TrainedClassifier(model.eval(), cfg, checkpoint.resolve().parent.parent)
+    return TrainedClassifier(model.eval(), cfg, run_dir_of(checkpoint))
 
 
 def truncation_of(hparams: dict, cfg: DictConfig, backbone, state_dict: dict) -> str | None:

@@ -38,10 +38,12 @@ class Evaluation:
         """Mean cross-entropy over the test set."""
         return float(self.losses.mean())
 
-    def top_losses(self, k: int) -> list[int]:
-        """Dataset indices of the ``k`` wrong predictions with the highest loss (most confidently wrong)."""
+    def most_confidently_wrong(self, k: int) -> list[int]:
+        """Dataset indices of the ``k`` wrong predictions made with the highest probability, highest
+        first (the order of their captions). Not the highest losses: the loss reads the true class's
+        probability, so a 0.45 guess with the truth at 0.01 would rank above a 0.9 one."""
         wrong = (self.predictions != self.targets).nonzero().flatten()
-        order = self.losses[wrong].argsort(descending=True)
+        order = self.probabilities[wrong].argsort(descending=True, stable=True)
         return wrong[order[:k]].tolist()
 
     def as_dict(self) -> dict:

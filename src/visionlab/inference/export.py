@@ -10,6 +10,7 @@ compared with PyTorch's: the export is only reported as written when they agree.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -66,7 +67,9 @@ def export(model, fmt: str, out_dir: Path, example: torch.Tensor, output: str = 
     with torch.no_grad():
         if fmt == "torchscript":
             path = out_dir / "model.pt"
-            torch.jit.trace(wrapped, example).save(str(path))
+            with warnings.catch_warnings():  # TorchScript's deprecation note: it is what was asked for
+                warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+                torch.jit.trace(wrapped, example).save(str(path))
             return path
         path = out_dir / "model.onnx"
         try:
@@ -76,14 +79,15 @@ def export(model, fmt: str, out_dir: Path, example: torch.Tensor, output: str = 
             raise UserError("--format onnx needs the export extra: pip install 'visionlab[export]'") from err
         torch.onnx.export(wrapped, (example,), str(path), input_names=["images"], output_names=[output],
                           dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True,
-                          external_data=False)
+                          external_data=False, verbose=False)  # verbose=None prints 8 progress lines
     return path
 
 
 def run_exported(path: Path, fmt: str, images: torch.Tensor) -> torch.Tensor:
     """The exported model's outputs for ``images`` (onnxruntime for ONNX)."""
     if fmt == "torchscript":
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
             return torch.jit.load(str(path))(images)
     try:
         import onnxruntime

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from visionlab.callbacks.augmented_batch import labelled_grid
 from visionlab.data_config import DataConfig
+from visionlab.drawing import labelled_grid
 
 
 def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str):

@@ -10,6 +10,7 @@ published FIDs.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -122,7 +123,9 @@ class GenerativeMetrics(nn.Module):
         super().__init__()
         self.fid = FrechetInceptionDistance(feature=features, normalize=True)
         self.kid_subset_size = kid_subset_size
-        self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=kid_subset_size)
+        with warnings.catch_warnings():  # its note that features are kept in memory: a validation set's are
+            warnings.filterwarnings("ignore", message=r".*will save all extracted features in buffer")
+            self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=kid_subset_size)
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         """Add a batch of real or generated images in [-1, 1]."""

@@ -19,8 +19,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
+from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
 
+from visionlab.drawing import with_column_labels
 from visionlab.errors import UserError
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
@@ -165,13 +167,17 @@ class AdversarialModule(L.LightningModule):
         labels = torch.arange(rows).repeat_interleave(self.grid_columns) if classes else None
         self.register_buffer("fixed_labels", labels)
 
-    def write_grid(self, images: torch.Tensor, columns: int, tag: str, filename: str) -> None:
+    def write_grid(self, images: torch.Tensor, columns: int, tag: str, filename: str,
+                   column_names: tuple[str, ...] = ()) -> None:
         """A grid of ``images`` (N, C, H, W in [-1, 1]) in ``columns`` columns, saved to
         ``<run>/samples/<filename>`` and to every logger that shows images (TensorBoard's *Images*
-        tab, under ``tag``); rank 0 only."""
+        tab, under ``tag``); with ``column_names``, a strip above the grid names each column.
+        Rank 0 only."""
         if not self.trainer.is_global_zero:
             return
         grid = make_grid((images * 0.5 + 0.5).float().clamp(0, 1).cpu(), nrow=columns, padding=2)
+        if column_names:
+            grid = pil_to_tensor(with_column_labels(grid, list(column_names))).float() / 255
         out = Path(self.trainer.default_root_dir) / "samples" / filename
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, out)

@@ -187,5 +187,5 @@ class RestorationGAN(AdversarialModule):
             panels = [p[:self.hparams.num_samples] for p in self._panels]
             rows = torch.stack(panels, dim=1).flatten(0, 1)  # sample by sample, panel by panel
             self.write_grid(rows, len(panels), "samples/" + "|".join(self.panel_names),
-                            f"epoch_{self.current_epoch:03d}.png")
+                            f"epoch_{self.current_epoch:03d}.png", column_names=self.panel_names)
         self._panels = []
