@@ -47,7 +47,7 @@ SMALL = ["data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=
         (["backbone.weights={tmp}/missing.safetensors"], "{tmp}/missing.safetensors"),
         ([*SMALL, "optimizer.lr=-1"], "the optimizer rejects its settings: Invalid learning rate: -1"),
         ([*SMALL, "trainer.limit_val_batches=0.1"],
-         "Lightning rejects the trainer settings: You requested"),
+         "Lightning rejects the settings: You requested"),
     ],
     ids=["unknown-backbone", "missing-data-dir", "missing-weights", "negative-lr", "lightning-setting"],
 )

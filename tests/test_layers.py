@@ -9,7 +9,8 @@ PACKAGE = Path(visionlab.__file__).parent
 
 # Bottom to top, as in the README's architecture section.
 LAYERS = [
-    {"data_config", "errors", "assets", "resolvers", "checkpoint_header", "config_targets", "drawing"},
+    {"data_config", "errors", "assets", "resolvers", "checkpoint_header", "config_targets", "drawing",
+     "image_files"},
     {"data"},
     {"nets"},
     {"finetune", "metrics"},

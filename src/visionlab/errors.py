@@ -18,6 +18,17 @@ def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def load_failure(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` (or safetensors) could not read a file, in a few words.
+
+    PyTorch's own message for a file that is no tensor file advises re-running with
+    ``weights_only=False``, i.e. unpickling a file of unknown origin: it is never repeated.
+    """
+    if "weights_only" in str(err) or "Weights only" in str(err):
+        return "not a file of tensors (a text file, or a pickle of other objects)"
+    return first_line(err)[:200]
+
+
 def closest(name: str, choices, n: int = 5) -> list[str]:
     """Return up to ``n`` entries of ``choices`` that look most like ``name``.
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.callbacks.gan_lab import GANLabView
+from visionlab.checkpoint_header import CheckpointHeader
 from visionlab.config_targets import check_config_targets
 from visionlab.data.toy2d import Toy2DDataModule
 from visionlab.data_config import DataConfig
@@ -161,16 +162,37 @@ def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModul
     return cached
 
 
+LIGHTNING_DIR = Path(L.__file__).resolve().parent
+
+
+def raised_by_lightning(err: BaseException) -> bool:
+    """Whether ``err`` was raised by Lightning's own code (its innermost frame is in the package):
+    Lightning checks its settings against the data and model (``val_check_interval`` beyond the
+    epoch, a ``monitor`` never logged, a precision or accelerator this machine lacks) and raises
+    plain ``ValueError``/``RuntimeError`` for them."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(LIGHTNING_DIR)
+
+
 @contextlib.contextmanager
 def lightning_settings_as_user_errors():
-    """Lightning's ``MisconfigurationException`` (a Trainer setting that cannot work with this data
-    or model, e.g. ``limit_val_batches=0.1`` of 3 batches) as a one-line UserError."""
+    """A setting Lightning refuses for this data, model or machine (e.g. ``limit_val_batches=0.1`` of
+    3 batches, ``trainer.accelerator=gpu`` without one, ``callbacks.early_stopping.monitor`` never
+    logged), also when Hydra wrapped it while building the Trainer, as a one-line UserError. An
+    error raised anywhere else keeps its traceback: it is a bug, not a setting."""
+    from hydra.errors import InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
         yield
-    except MisconfigurationException as err:
-        raise UserError(f"Lightning rejects the trainer settings: {first_line(err)}") from err
+    except (InstantiationException, MisconfigurationException, ValueError, RuntimeError, TypeError) as err:
+        cause = err.__cause__ if isinstance(err, InstantiationException) else err
+        if cause is None or isinstance(cause, UserError) or not (
+                isinstance(cause, MisconfigurationException) or raised_by_lightning(cause)):
+            raise
+        raise UserError(f"Lightning rejects the settings: {first_line(cause)}") from err
 
 
 def metric_value(metrics: dict, name: str, required: bool) -> float | None:
@@ -185,9 +207,31 @@ def metric_value(metrics: dict, name: str, required: bool) -> float | None:
     return None
 
 
+def check_resumable(cfg: DictConfig, resumed: CheckpointHeader | None, model: L.LightningModule) -> None:
+    """A UserError when ``ckpt_path`` was written by another kind of model than this run builds."""
+    if resumed is not None and resumed.kind is not None and resumed.kind != model.kind:
+        raise UserError(f"ckpt_path={cfg.ckpt_path} is a {resumed.kind} checkpoint, and this config trains a "
+                        f"{model.kind}: resume with the overrides of the run that wrote it (its "
+                        ".hydra/overrides.yaml)")
+
+
+@contextlib.contextmanager
+def checkpoint_fit_as_user_error(ckpt_path: str | None):
+    """A resumed checkpoint whose tensors do not fit the network this config builds (another
+    backbone, head or width) as a one-line UserError rather than PyTorch's key listing."""
+    try:
+        yield
+    except RuntimeError as err:
+        if ckpt_path is None or "Error(s) in loading state_dict" not in str(err):
+            raise
+        raise UserError(f"ckpt_path={ckpt_path} does not fit the network this config builds ("
+                        f"{first_line(err).rstrip(':')}): resume with the overrides of the run that wrote it "
+                        "(its .hydra/overrides.yaml)") from err
+
+
 def run(cfg: DictConfig) -> float | None:
     """Fit (and by default test) the configured model; return ``cfg.optimized_metric``."""
-    check_paths(cfg)
+    resumed = check_paths(cfg)
     check_config_targets(cfg)
     # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
@@ -195,7 +239,10 @@ def run(cfg: DictConfig) -> float | None:
     # the LeafSpec deprecation comes from inside Lightning.
     warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
-    L.seed_everything(cfg.seed, workers=True)
+    # Lightning's summary sizes the weights at 32 bits under bf16-mixed: the table says nothing else.
+    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
+    with lightning_settings_as_user_errors():
+        L.seed_everything(cfg.seed, workers=True)
     started = time.perf_counter()
     adversarial = adversarial_class(cfg)
     if adversarial and cfg.trainer.get("gradient_clip_val"):
@@ -216,7 +263,8 @@ def run(cfg: DictConfig) -> float | None:
     configured = without_disabled_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
     callbacks = [*seeding, *freezing, *views, *configured]
     loggers = instantiate_named(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    with lightning_settings_as_user_errors():
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     prepare_and_setup(datamodule, trainer)
     if adversarial:
@@ -224,8 +272,9 @@ def run(cfg: DictConfig) -> float | None:
     else:
         model = build_model(cfg, backbone, datamodule)
         datamodule = maybe_use_feature_cache(cfg, datamodule, model)
+    check_resumable(cfg, resumed, model)
 
-    with lightning_settings_as_user_errors():
+    with lightning_settings_as_user_errors(), checkpoint_fit_as_user_error(cfg.ckpt_path):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from visionlab.checkpoint_header import require_adversarial, require_classifier, run_dir_of
 from visionlab.errors import UserError
+from visionlab.image_files import find_images
 
 
 def positive(value: int | None, flag: str) -> None:
@@ -38,8 +39,7 @@ def check_eval(args: argparse.Namespace) -> None:
 def check_predict(args: argparse.Namespace) -> None:
     """A classifier checkpoint, an existing input, positive sizes; the CSV's path decided and free."""
     require_classifier(args.checkpoint)
-    if not args.input.exists():
-        raise UserError(f"{args.input} does not exist: give an image file or a folder of images")
+    args.images, args.skipped = find_images(args.input)
     positive(args.top_k, "--top-k")
     positive(args.batch_size, "--batch-size")
     if args.out is None:
@@ -51,8 +51,15 @@ def check_predict(args: argparse.Namespace) -> None:
 
 
 def check_export(args: argparse.Namespace) -> None:
-    """A classifier checkpoint (the format and output choices are the parser's)."""
+    """A classifier checkpoint (the format and output choices are the parser's); ``--out`` a folder
+    without an earlier export, unless ``--force``."""
     require_classifier(args.checkpoint)
+    if args.out is None:
+        args.out = run_dir_of(args.checkpoint) / "export" / args.format
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file: give the folder to write the {args.format} model into")
+    if args.out.is_dir() and any(args.out.glob("model.*")) and not args.force:
+        raise UserError(f"{args.out} holds an earlier export: give another --out, or --force to replace it")
 
 
 def check_sample(args: argparse.Namespace) -> None:
@@ -72,16 +79,13 @@ def check_sample(args: argparse.Namespace) -> None:
     if args.mask is not None and kind != "inpaint":
         raise UserError(f"--mask is for inpaint checkpoints, not {kind}: drop --mask")
     if args.out is None:
-        args.out = run_dir_of(args.checkpoint) / "samples"
+        args.out = run_dir_of(args.checkpoint) / "generated"  # samples/ holds the training's grids
     if args.out.is_dir() and any(args.out.iterdir()) and not args.force:
         raise UserError(f"{args.out} already holds files: give another --out, or --force to write over them")
 
 
 def check_compare(args: argparse.Namespace) -> None:
-    """Every directory exists; ``--top`` is positive."""
-    for directory in args.directories:
-        if not directory.is_dir():
-            raise UserError(f"{directory} is not a folder: give run, sweep or outputs directories")
+    """``--top`` is positive (the folders are checked by cmd_compare, which tests call directly)."""
     positive(args.top, "--top")
 
 

@@ -9,10 +9,14 @@ directory (or ``--out``).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import yaml
+from omegaconf.errors import OmegaConfBaseException
+
 from visionlab.cli.sweep import overrides_that_differ
-from visionlab.errors import UserError
+from visionlab.errors import UserError, first_line
 from visionlab.inference.runs import RunRecord, find_runs, read_run
 
 
@@ -74,6 +78,18 @@ def plot(records: list[RunRecord], metric: str, labels: dict[Path, str], out: Pa
     plt.close(figure)
 
 
+def readable_runs(run_dirs: list[Path]) -> list[RunRecord]:
+    """The runs whose files can be read; a line on stderr for each that cannot (a run killed while
+    Hydra wrote its .hydra/ files, or two runs started in the same second into one directory)."""
+    records = []
+    for path in run_dirs:
+        try:
+            records.append(read_run(path))
+        except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+            print(f"skipped {path}: its run files cannot be read ({first_line(err)})", file=sys.stderr)
+    return records
+
+
 def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, top: int | None,
                 out: Path | None) -> list[list[str]]:
     """Print, and write to ``compare.md`` / ``compare.png``, the ranked table of the runs found."""
@@ -81,13 +97,17 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
     if missing:
         raise UserError(f"{missing[0]} is not a directory: give run or sweep directories "
                         "(e.g. outputs/multirun/<date>/<time>)")
-    records = [read_run(path) for path in find_runs(directories)]
+    records = readable_runs(find_runs(directories))
     if not records:
         raise UserError(f"no runs under {', '.join(map(str, directories))} (a run directory holds "
                         ".hydra/config.yaml)")
     metric = metric or next((r.monitor for r in records if r.monitor), None)
     if metric is None:
         raise UserError("the runs have no monitor metric: choose one with --metric (e.g. val/acc)")
+    for name in {metric, sort or metric}:
+        if not any(name in record.curves for record in records):
+            logged = sorted({key for record in records for key in record.curves if "/" in key})
+            raise UserError(f"no run logged {name}: choose one the runs have ({', '.join(logged)})")
     labels = differing(records)
     ranked = rank(records, sort or metric, top)
     rows = table(ranked, metric, labels)

@@ -49,19 +49,11 @@ def one_console_line_per_record() -> None:
         handler.addFilter(DropUnactionable())
 
 
-class TaskState:
-    """Whether Hydra reached the task function in this process: an exit code 1 before it is
-    Hydra's refusal of the command line (an unknown key or option), after it a crash."""
-
-    started = False
-
-
 def train_task(cfg: DictConfig) -> float | None:
     """Run one training job; a UserError becomes one ``error:`` line and exit code 2.
 
     In a multirun a failing job does not stop the sweep (see :mod:`visionlab.cli.sweep`).
     """
-    TaskState.started = True
     from visionlab.cli.errors import exit_on_user_error
     from visionlab.preflight import check_paths, in_sweep
 
@@ -112,23 +104,20 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
     return value
 
 
-def hydra_train_main(conf_dir: str) -> Callable[[], float | None]:
+def hydra_train_main(conf_dir: str) -> Callable[[], None]:
     """``train_task`` wrapped by ``hydra.main`` for the ``train.yaml`` in ``conf_dir``, with the
-    project's exit codes: 2 for a command line Hydra refuses (Hydra itself exits 1, the code it
-    also uses for a crash), 1 for a sweep in which a job failed (after every job has run)."""
-    from visionlab.cli.errors import EXIT_USER_ERROR
+    project's exit codes: 2 and one line for a command line Hydra refuses (an unknown key, option or
+    override syntax; Hydra itself prints many lines and exits 1, as for a crash), 1 for a sweep in
+    which a job failed (after every job has run)."""
+    from visionlab.cli.errors import hydra_refusals_as_one_line
     from visionlab.cli.sweep import SweepOutcome
 
     hydra_main = hydra.main(version_base="1.3", config_path=conf_dir, config_name="train")(train_task)
 
     def main() -> None:
-        TaskState.started, SweepOutcome.failed = False, 0
-        try:
+        SweepOutcome.failed = 0
+        with hydra_refusals_as_one_line():
             hydra_main()
-        except SystemExit as exit_:
-            if exit_.code == 1 and not TaskState.started:
-                sys.exit(EXIT_USER_ERROR)
-            raise
         if SweepOutcome.failed:
             sys.exit(EXIT_SWEEP_FAILED)
 

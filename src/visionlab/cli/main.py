@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     exp.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
     exp.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/export/<format>)")
+    exp.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     exp.add_argument("--output", default="probabilities", choices=("probabilities", "logits"))
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("checkpoint", type=Path, help="a model=gan|lapgan|srgan|inpaint run's checkpoint "
                                                       "(checkpoints/last.ckpt)")
     sample.add_argument("--n", type=int, default=64, help="number of images")
-    sample.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/samples)")
+    sample.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/generated)")
     sample.add_argument("--force", action="store_true", help="write into --out even if it holds files")
     sample.add_argument("--label", default=None, help="conditional GAN: the class to draw (name or index)")
     sample.add_argument("--per-class", type=int, default=None,
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "predict":
             from visionlab.cli.predict import cmd_predict
 
-            cmd_predict(args.checkpoint, args.input, args.out, args.top_k, args.batch_size, find_conf_dir())
+            cmd_predict(args.checkpoint, args.images, args.skipped, args.out, args.top_k, args.batch_size,
+                        find_conf_dir())
         elif args.command == "export":
             from visionlab.cli.export import cmd_export
 

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from visionlab.inference.checkpoint import rebuild_classifier
-from visionlab.inference.predict import Prediction, find_images, predict
+from visionlab.inference.predict import Prediction, predict
 
 
 def write_csv(predictions: list[Prediction], out: Path) -> None:
@@ -24,11 +24,11 @@ def write_csv(predictions: list[Prediction], out: Path) -> None:
             writer.writerow([str(p.path), p.classes[0], f"{p.probabilities[0]:.6f}", *ranked])
 
 
-def cmd_predict(checkpoint: Path, source: Path, out: Path, top_k: int | None, batch_size: int, conf_dir: Path
-                ) -> list[Prediction]:
-    """Predict every image under ``source``; write ``out``; print counts per class and skipped files."""
+def cmd_predict(checkpoint: Path, images: list[Path], skipped: list[Path], out: Path, top_k: int | None,
+                batch_size: int, conf_dir: Path) -> list[Prediction]:
+    """Predict ``images`` (as :func:`~visionlab.image_files.find_images` found them, with the files
+    it ``skipped``); write ``out``; print counts per class and skipped files."""
     trained = rebuild_classifier(checkpoint, conf_dir)
-    images, skipped = find_images(source)
     predictions = predict(trained.model, images, trained.class_names, top_k, batch_size)
     write_csv(predictions, out)
     counts = Counter(p.classes[0] for p in predictions)

@@ -62,7 +62,7 @@ def generate(model, count: int, label: int | None, seed: int) -> torch.Tensor:
 
 def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> None:
     """Upscale (SRGAN) or inpaint every image under ``source`` into ``out``."""
-    from visionlab.inference.predict import find_images
+    from visionlab.image_files import find_images
     from visionlab.inference.restore import restore_files
 
     images, skipped = find_images(source)

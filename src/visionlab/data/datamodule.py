@@ -43,6 +43,8 @@ class ClassificationDataModule(L.LightningDataModule):
         super().__init__()
         if cache_features not in (True, False, "auto"):
             raise UserError(f"data.cache_features={cache_features!r} must be true, false or auto")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"data.batch_size={batch_size!r} must be a whole number >= 1")
         if pin_memory not in (True, False, "auto"):
             raise UserError(f"data.pin_memory={pin_memory!r} must be true, false or auto")
         self.data_config = data_config

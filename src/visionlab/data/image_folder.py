@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from visionlab.data.datamodule import ClassificationDataModule
 from visionlab.errors import UserError
+from visionlab.image_files import is_readable_image
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
     or is skipped and counted when ``skip_corrupt``. A missing ``root``, fewer than two
     classes, or a class folder without (readable) images is an error showing the fix.
     """
+    if root.is_file():
+        raise UserError(f"data directory {root} is a file, not a folder: set data.root to your image "
+                        f"folder ({LAYOUT_HINT})")
     if not root.is_dir():
         raise UserError(f"data directory {root} does not exist: set data.root to your image "
                         f"folder ({LAYOUT_HINT})")
@@ -63,8 +67,8 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
     samples: list[Sample] = []
     skipped: list[Path] = []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*")
-                       if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in class_dir.rglob("*")  # broken links too: a link to a moved image
+                       if (p.is_file() or p.is_symlink() and not p.exists()) and not p.name.startswith("."))
         readable = 0
         for path in files:
             if is_readable_image(path):
@@ -73,8 +77,10 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
             elif skip_corrupt:
                 skipped.append(path)
             else:
-                raise UserError(f"{path} is not a readable image (corrupt or not an image): fix "
-                                "or remove it, or set data.skip_corrupt=true to skip such files")
+                what = ("a broken link (its target is gone)" if not path.exists()
+                        else "not a readable image (corrupt or not an image)")
+                raise UserError(f"{path} is {what}: fix or remove it, or set data.skip_corrupt=true to skip "
+                                "such files")
         if not readable:
             what = "has no readable images" if files else "is empty"
             raise UserError(f"class folder {class_dir} {what}: add images or remove the folder")
@@ -82,16 +88,6 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
         log.warning("skipped %d unreadable file(s) under %s (first: %s)",
                     len(skipped), root, skipped[0])
     return samples, [d.name for d in class_dirs]
-
-
-def is_readable_image(path: Path) -> bool:
-    """True if PIL can identify and verify ``path`` as an image."""
-    try:
-        with Image.open(path) as img:
-            img.verify()
-        return True
-    except Exception:  # PIL raises many types for broken files
-        return False
 
 
 def stratified_split(items: list[Item], val_fraction: float,

@@ -9,25 +9,11 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from visionlab.data.image_folder import ImageFileDataset, is_readable_image
+from visionlab.data.image_folder import ImageFileDataset
 from visionlab.data.transforms import eval_transform
 from visionlab.errors import UserError
 
 DEFAULT_TOP_K = 3  # classes per image when not asked: fewer if the model has fewer
-
-
-def find_images(source: Path) -> tuple[list[Path], list[Path]]:
-    """(readable images, skipped files) of an image file or a folder searched recursively."""
-    if not source.exists():
-        raise UserError(f"{source} does not exist: give an image file or a folder of images")
-    files = [source] if source.is_file() else sorted(
-        p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if is_readable_image(p)]
-    skipped = [p for p in files if p not in set(images)]
-    if not images:
-        raise UserError(f"{source} holds no readable images ({len(files)} other file(s)): give an image "
-                        "file or a folder with images in it")
-    return images, skipped
 
 
 @dataclass

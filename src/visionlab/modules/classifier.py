@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from visionlab.checkpoint_header import CLASSIFIER
 from visionlab.errors import UserError, first_line
 from visionlab.finetune.lr_phase import init_phase, scheduler_view
 from visionlab.finetune.param_groups import build_param_groups
@@ -59,6 +60,8 @@ class ClassifierModule(L.LightningModule):
     Only plain values are saved as hyperparameters, so checkpoints load with
     ``torch.load(weights_only=True)``.
     """
+
+    kind = CLASSIFIER  # what the checkpoint header reports (see visionlab.checkpoint_header)
 
     def __init__(
         self,

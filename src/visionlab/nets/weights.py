@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from visionlab.errors import UserError, first_line
+from visionlab.errors import UserError, load_failure
 from visionlab.nets.backbone import Backbone
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and safetensors errors share no base class
-        reason = first_line(err)
-        raise UserError(
-            f"cannot read weights file {path} ({reason[:200]}); expected {ACCEPTED_FORMATS}"
-        ) from None
+        raise UserError(f"cannot read weights file {path} ({load_failure(err)}); expected {ACCEPTED_FORMATS}"
+                        ) from None
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):
             if isinstance(obj.get(wrapper), Mapping):
