@@ -107,3 +107,29 @@ def in_project(tmp_path, monkeypatch) -> Iterator[Path]:
         if handler not in handlers:
             handler.close()
     root.handlers[:], root.level = handlers, level
+
+
+# A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
+RUN_OVERRIDES = [*TINY, "trainer.max_epochs=1", "freeze=feature_extraction", "freeze.truncate_after=block3",
+                 "data.cache_features=false"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, data_dir):
+    """A tiny classifier run laid out as train.py writes it (checkpoints/ beside .hydra/); once
+    per test process, since xdist may hand this module's tests to a worker between others."""
+    import yaml
+
+    from visionlab.train import run  # not at the top: the xdist controller never imports Lightning
+
+    run_dir = tmp_path_factory.mktemp("run")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=RUN_OVERRIDES)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.data_dir = str(data_dir)
+    test_acc = run(cfg)
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(RUN_OVERRIDES))
+    best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    return run_dir, best, test_acc, [f"paths.data_dir={data_dir}"]

@@ -156,3 +156,34 @@ def test_the_default_progress_bar_redraws_at_most_ten_times_a_second(make_cfg):
     callbacks = instantiate_named(make_cfg(tiny=False).callbacks)
     bars = [c for c in callbacks if isinstance(c, RichProgressBar)]
     assert len(bars) == 1 and 0 < bars[0].refresh_rate <= 10  # Lightning's 100 a second slows small models
+
+
+def test_the_trainer_options_users_reach_for_take_no_plus_and_default_to_lightnings(make_cfg):
+    import inspect
+
+    import lightning as L
+
+    cfg = make_cfg("trainer.limit_train_batches=20", "trainer.val_check_interval=0.5",
+                   "trainer.log_every_n_steps=5", "trainer.max_steps=100", tiny=False)
+    assert (cfg.trainer.limit_train_batches, cfg.trainer.val_check_interval) == (20, 0.5)
+    lightning_defaults = inspect.signature(L.Trainer).parameters
+    shipped = make_cfg(tiny=False).trainer
+    for key in ("max_steps", "limit_train_batches", "limit_val_batches", "limit_test_batches",
+                "val_check_interval", "num_sanity_val_steps"):
+        assert shipped[key] == lightning_defaults[key].default, key
+
+
+def test_the_console_shows_no_flops_no_v_num_and_short_metric_names(monkeypatch, capsys):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from visionlab.callbacks.console import RunModelSummary, RunProgressBar
+
+    logged = {"v_num": "hs=3", "train/loss_running": 1.25, "val/acc": 0.5}
+    monkeypatch.setattr(RichProgressBar, "get_metrics", lambda self, trainer, module: dict(logged))
+    assert RunProgressBar().get_metrics(None, None) == {"loss": 1.25, "val/acc": 0.5}
+    columns = [(" ", ["0", "1"]), ("Name", ["backbone", "head"]), ("Type", ["Backbone", "ClassifierHead"]),
+               ("Params", ["582 K", "1.5 K"]), ("Mode", ["train", "train"]), ("FLOPs", ["0", "0"])]
+    RunModelSummary.summarize(columns, 584_000, 1_500, 2.3, {"train": 2, "eval": 0}, total_flops=0)
+    printed = capsys.readouterr().out
+    assert "FLOPs" not in printed and "backbone" in printed and "ClassifierHead" in printed
+    assert "Trainable params: 1.5 K" in printed and "Frozen: 582 K" in printed

@@ -261,7 +261,11 @@ def test_checkpoints_round_trip_with_weights_only_and_rebuild_the_generator(tmp_
     metrics = logged(tmp_path)
     baseline = model.baseline_name
     assert {"val/psnr", "val/ssim", f"val/psnr_{baseline}", f"val/ssim_{baseline}"} <= set(metrics)
-    assert (tmp_path / "samples" / "epoch_000.png").is_file()
+    rows = Image.open(tmp_path / "samples" / "epoch_000.png").convert("L")
+    columns = len(model.panel_names)
+    assert rows.width == 2 + columns * (32 + 2) and (rows.height - 12 - 2) % (32 + 2) == 0  # + a 12 px strip
+    header = torch.tensor(list(rows.crop((0, 0, rows.width, 12)).getdata()))
+    assert header.max() > 128  # the column names are written on the black strip above the rows
 
 
 def test_sample_upscales_and_inpaints_a_users_images(tmp_path, capsys):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import CONF_DIR, TINY
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from conftest import CONF_DIR, RUN_OVERRIDES
 from PIL import Image
 
 from visionlab.cli.evaluate import cmd_eval
@@ -21,28 +20,6 @@ from visionlab.inference.checkpoint import load_classifier, rebuild_classifier
 from visionlab.inference.predict import predict
 from visionlab.modules.classifier import ClassifierModule
 from visionlab.nets.custom import shapes_net
-from visionlab.train import run
-
-# A truncated backbone (the plan cuts shapes_net after block3) must be rebuilt as trained.
-RUN_OVERRIDES = [*TINY, "trainer.max_epochs=1", "freeze=feature_extraction", "freeze.truncate_after=block3",
-                 "data.cache_features=false"]
-
-
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, data_dir):
-    """A tiny classifier run laid out as train.py writes it (checkpoints/ beside .hydra/); once
-    per test process, since xdist may hand this module's tests to a worker between others."""
-    run_dir = tmp_path_factory.mktemp("run")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=RUN_OVERRIDES)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-        cfg.paths.data_dir = str(data_dir)
-    test_acc = run(cfg)
-    (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(RUN_OVERRIDES))
-    best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
-    return run_dir, best, test_acc, [f"paths.data_dir={data_dir}"]
 
 
 def test_eval_reproduces_the_test_metrics_of_the_run_and_writes_its_figures(trained_run, capsys):
@@ -93,11 +70,12 @@ def test_a_checkpoint_from_before_the_cut_was_recorded_rebuilds_from_its_weights
     (lambda d, best: _write(d / "cut.ckpt", best.read_bytes()[:1000]), "is not a visionlab checkpoint (not a "
      "file torch.save wrote, or a truncated one): give a classifier checkpoint"),
     (lambda d, best: _write(d / "notes.ckpt", b"hello"), "is not a visionlab checkpoint"),
-    (lambda d, best: _write(d / "README.md", (CONF_DIR.parent / "README.md").read_bytes()), "is not a visionlab checkpoint"),
+    (lambda d, best: _write(d / "README.md", (CONF_DIR.parent / "README.md").read_bytes()),
+     "is not a visionlab checkpoint"),
     (lambda d, best: _save(d / "gan.ckpt", {"state_dict": {}, "visionlab_module": "gan"}),
      "is a gan checkpoint, not a classifier's: draw from it with `visionlab sample"),
-    (lambda d, best: _save(d / "old_gan.ckpt", {"state_dict": {}, "hyper_parameters": {"latent_dim": 8,
-                                                                                       "generator": "dcgan"}}),
+    (lambda d, best: _save(d / "old_gan.ckpt",
+                           {"state_dict": {}, "hyper_parameters": {"latent_dim": 8, "generator": "dcgan"}}),
      "is a gan checkpoint, not a classifier's"),
     (lambda d, best: _save(d / "other.ckpt", {"state_dict": {}, "hyper_parameters": {}}),
      "is not a visionlab classifier checkpoint"),
@@ -187,13 +165,19 @@ def test_predict_bad_input_is_one_line(trained_run, data_dir, tmp_path, capsys, 
 
 @pytest.mark.numerics
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_matches_pytorch_with_a_dynamic_batch_and_writes_the_preprocessing(trained_run, tmp_path, fmt):
+def test_export_matches_pytorch_with_a_dynamic_batch_and_writes_the_preprocessing(trained_run, tmp_path, fmt,
+                                                                                  capfd):
     from visionlab.cli.export import cmd_export
     from visionlab.inference.export import TOLERANCE, run_exported
 
     _, best, _, overrides = trained_run
     out = tmp_path / fmt
-    assert cmd_export(best, fmt, out, "probabilities", CONF_DIR, overrides) <= TOLERANCE
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # TorchScript's deprecation notes are not shown
+        assert cmd_export(best, fmt, out, "probabilities", CONF_DIR, overrides) <= TOLERANCE
+    printed = capfd.readouterr()
+    assert "[torch.onnx]" not in printed.out + printed.err  # the exporter's 8 progress lines
+    assert printed.out.count("\n") == 2  # what was written, and how it was verified
     model = next(p for p in out.iterdir() if p.name.startswith("model."))
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     trained = load_classifier(best, CONF_DIR, overrides)
@@ -210,3 +194,38 @@ def test_unknown_export_format_lists_the_formats(trained_run, tmp_path, capsys):
         main(["export", str(best), "--format", "tflite", "--out", str(tmp_path / "x")])
     assert ("error: visionlab export: argument --format: invalid choice: 'tflite' (choose from 'onnx', "
             "'torchscript')") in capsys.readouterr().err
+
+
+def test_predict_writes_beside_the_run_and_never_over_an_existing_csv(trained_run, data_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    run_dir, best, _, _ = trained_run
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, path in enumerate(sorted(next(data_dir.rglob("test")).rglob("*.png"))[:2]):
+        (folder / f"{index}.png").write_bytes(path.read_bytes())
+    monkeypatch.chdir(tmp_path)  # never the current directory
+    main(["predict", str(best), str(folder)])
+    written = run_dir / "predictions" / "photos.csv"
+    assert written.is_file() and not (tmp_path / "predictions.csv").exists()
+    written.write_text("the user's edits")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(best), str(folder)])
+    assert exit_info.value.code == 2 and "--force to replace it" in capsys.readouterr().err
+    assert written.read_text() == "the user's edits"
+    main(["predict", str(best), str(folder), "--force"])
+    assert written.read_text().startswith("path,predicted,probability")
+
+
+def test_top_losses_are_the_most_confidently_wrong_first():
+    from visionlab.inference.evaluate import Evaluation
+
+    # image 0: wrong at 0.45 with the truth at 0.01 (the highest loss); image 2: wrong at 0.90
+    probabilities = torch.tensor([[0.01, 0.45, 0.54], [0.80, 0.10, 0.10], [0.05, 0.90, 0.05],
+                                  [0.30, 0.60, 0.10]])
+    targets = torch.tensor([0, 0, 0, 0])
+    losses = -probabilities[torch.arange(4), targets].log()
+    predictions = probabilities.argmax(dim=1)
+    evaluation = Evaluation(["a", "b", "c"], torch.zeros(3, 3), losses, predictions, targets,
+                            probabilities.max(dim=1).values)
+    assert losses.argmax() == 0  # ordered by loss, image 0 would lead
+    assert evaluation.most_confidently_wrong(16) == [2, 3, 0]  # wrong at 0.90, 0.60, 0.54

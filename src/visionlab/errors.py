@@ -41,3 +41,36 @@ def closest(name: str, choices, n: int = 5) -> list[str]:
     if len(close) < n:
         close += [c for c in choices if name.lower() in c.lower() and c not in close][: n - len(close)]
     return close
+
+
+HYDRA_DETAIL = ("full_key:", "object_type=", "reference_type=",
+                "Set the environment variable HYDRA_FULL_ERROR")
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's message for a command line it refuses (an unknown key, group option or override
+    syntax), and the OmegaConf reason under it, as one line.
+
+    Hydra prints these over 6 to 25 lines: a list of options one per line, the config search path,
+    OmegaConf's ``full_key``/``object_type`` lines. Here a list follows its heading on the same
+    line, and the search path and internal details are left out.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    texts = [str(exc)]
+    if isinstance(exc.__cause__, OmegaConfBaseException):
+        texts.append(str(exc.__cause__))
+    entries: list[list[str]] = []  # a line of text, then the items listed under it
+    for line in "\n".join(texts).splitlines():
+        if line.startswith("Config search path"):
+            break
+        text = line.strip()
+        if not text or text.startswith(HYDRA_DETAIL):
+            continue
+        if line[:1] in ("\t", " ") and entries and entries[-1][0].endswith(":"):
+            entries[-1].append(text)
+        else:
+            entries.append([text])
+    hints = [entry for entry in entries if entry[0].startswith("To append")]  # after the reason
+    return "; ".join(entry[0].rstrip(".") + (f" {', '.join(entry[1:])}" if entry[1:] else "")
+                     for entry in [e for e in entries if e not in hints] + hints)

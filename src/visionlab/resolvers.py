@@ -1,6 +1,9 @@
 """OmegaConf resolvers the configs use, registered when visionlab is imported.
 
 - ``${optuna_direction:${mode}}``: ``maximize`` for ``max``, ``minimize`` for ``min``.
+- ``${claim_dir:<path>}``: ``<path>``, created now, or ``<path>_2``, ``_3``... when another run
+  already has it (two runs started in the same second would otherwise share one run directory,
+  and the second would overwrite the first's config and log).
 - ``${run_name:}``: what distinguishes this run, for its TensorBoard run name: the job's
   command-line overrides as ``key=value,key=value`` (Hydra's ``override_dirname``), shortened
   to :data:`MAX_RUN_NAME` characters with a hash of the whole when longer (so two long names
@@ -10,6 +13,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 
 from omegaconf import OmegaConf
 
@@ -38,5 +43,42 @@ def run_name() -> str:
     return shorten(HydraConfig.get().job.override_dirname)
 
 
+CLAIM_PREFIX = "VISIONLAB_CLAIMED_DIR_"
+
+
+def _claim_key(base: str) -> str:
+    return CLAIM_PREFIX + hashlib.sha1(base.encode()).hexdigest()[:16]
+
+
+def claim_dir(base: str) -> str:
+    """``base`` or the first free ``base_<n>``, created here (``mkdir`` is atomic, so two processes
+    never get the same one).
+
+    The answer is kept in this process's environment until :func:`release_claims`: Hydra reads its
+    run and sweep directories more than once, and the jobs a launcher starts in other processes
+    (joblib, SLURM) inherit it, so a sweep's jobs land in the sweep directory their parent claimed.
+    """
+    key = _claim_key(base)
+    if key not in os.environ:
+        for number in itertools.count(1):
+            candidate = base if number == 1 else f"{base}_{number}"
+            os.makedirs(os.path.dirname(candidate) or ".", exist_ok=True)
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:
+                continue
+            os.environ[key] = candidate
+            break
+    return os.environ[key]
+
+
+def release_claims() -> None:
+    """Forget the directories claimed so far: the next run in this process (a test, a notebook)
+    claims its own."""
+    for key in [k for k in os.environ if k.startswith(CLAIM_PREFIX)]:
+        del os.environ[key]
+
+
+OmegaConf.register_new_resolver("claim_dir", claim_dir, replace=True)
 OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)

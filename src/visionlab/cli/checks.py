@@ -64,8 +64,12 @@ def check_export(args: argparse.Namespace) -> None:
 
 def check_sample(args: argparse.Namespace) -> None:
     """A GAN-family checkpoint and the options its kind takes."""
-    kind = require_adversarial(args.checkpoint).kind
+    header = require_adversarial(args.checkpoint)
+    kind = header.kind
     positive(args.n, "--n")
+    if (args.label is not None or args.per_class) and not header.hyper_parameters.get("conditional"):
+        raise UserError("--label and --per-class need a conditional GAN (trained with "
+                        "model.conditional=true)")
     positive(args.per_class, "--per-class")
     restores = kind in ("srgan", "inpaint")
     if restores and args.source is None:

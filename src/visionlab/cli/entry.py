@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 
 EXIT_SWEEP_FAILED = 1  # every job ran, and at least one failed (its status.json says why)
 
-# Lightning INFO lines a user cannot act on: an advert, and a note about our own model-summary callback.
-UNACTIONABLE = ("try installing [litlogger]", "Trainer already configured with model summary callbacks")
+# Lightning INFO lines a user cannot act on: an advert, a note about our own model-summary callback,
+# and the TPU line (the GPU line stays: it says whether the run uses one).
+UNACTIONABLE = ("try installing [litlogger]", "Trainer already configured with model summary callbacks",
+                "TPU available:")
 
 
 class DropUnactionable(logging.Filter):
@@ -111,11 +113,13 @@ def hydra_train_main(conf_dir: str) -> Callable[[], None]:
     which a job failed (after every job has run)."""
     from visionlab.cli.errors import hydra_refusals_as_one_line
     from visionlab.cli.sweep import SweepOutcome
+    from visionlab.resolvers import release_claims
 
     hydra_main = hydra.main(version_base="1.3", config_path=conf_dir, config_name="train")(train_task)
 
     def main() -> None:
         SweepOutcome.failed = 0
+        release_claims()
         with hydra_refusals_as_one_line():
             hydra_main()
         if SweepOutcome.failed:

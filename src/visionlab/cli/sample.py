@@ -37,10 +37,7 @@ def load_generator(checkpoint: Path):
 
 def class_index(model, label: str) -> int:
     """The index of ``label`` (a class name or number) among the model's classes, or a UserError."""
-    names = model.hparams.class_names
-    if not model.conditional:
-        raise UserError("--label and --per-class need a conditional GAN (trained with "
-                        "model.conditional=true)")
+    names = model.hparams.class_names  # conditional: checked by cli/checks.py before anything loads
     if label in names:
         return names.index(label)
     if label.isdigit() and int(label) < len(names):
@@ -86,7 +83,6 @@ def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_c
         raise UserError(f"this GAN makes samples of shape {tuple(shape)}, not images")
     if per_class:
         for index, name in enumerate(model.hparams.class_names):
-            class_index(model, name)  # checks the model is conditional
             folder = out / name
             folder.mkdir(parents=True, exist_ok=True)
             for number, image in enumerate(generate(model, per_class, index, seed + index)):

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visionlab.checkpoint_header import require_classifier, run_dir_of
-from visionlab.errors import UserError
+from visionlab.errors import UserError, hydra_error_line
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.classifier import ClassifierModule
 
@@ -35,15 +35,26 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictConfig:
-    """The config of the run that wrote ``checkpoint``, with ``overrides`` applied on top."""
+    """The config of the run that wrote ``checkpoint``, with ``overrides`` applied on top.
+
+    An override that picks another option of a group (``data=image_folder``) replaces the run's
+    settings of that group (``data.train_per_class=6`` belongs to the shapes data the run had).
+    """
+    from hydra.errors import CompactHydraException
+
     run_dir = run_dir_of(checkpoint)
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         raise UserError(f"{checkpoint}: no {saved}; the checkpoint must sit in its run directory "
                         "(<run>/checkpoints/*.ckpt beside <run>/.hydra/), as train.py wrote it")
-    run_overrides = [str(o) for o in OmegaConf.load(saved)]
-    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*run_overrides, *overrides])
+    regrouped = {o.split("=")[0] for o in overrides if "=" in o and "." not in o.split("=")[0]}
+    run_overrides = [str(o) for o in OmegaConf.load(saved)
+                     if str(o).split("=")[0].split(".")[0].lstrip("+~") not in regrouped]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[*run_overrides, *overrides])
+    except CompactHydraException as err:
+        raise UserError(f"the overrides do not compose with the run's: {hydra_error_line(err)}") from None
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     return cfg
