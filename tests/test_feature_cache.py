@@ -173,7 +173,7 @@ def test_auto_caches_only_when_valid_and_within_budget(plan, augment, budget_mb,
 def test_default_job_trains_on_cached_features_and_says_so(make_cfg, caplog):
     cfg = make_cfg("trainer.max_epochs=1", "test_after_fit=false", "optimized_metric=val/acc")
     assert cfg.data.cache_features == "auto"
-    with caplog.at_level(logging.INFO, logger="visionlab.train"):
+    with caplog.at_level(logging.INFO, logger="visionlab"):
         run(cfg)
     assert "feature cache (data.cache_features=auto): on: the backbone stays frozen" in caplog.text
     ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)

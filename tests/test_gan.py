@@ -18,7 +18,7 @@ from tiny import CLASSES, TensorDataModule, tiny_model, tiny_trainer
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.errors import UserError
 from visionlab.modules.gan import GANModule
-from visionlab.modules.gan_losses import discriminator_loss, generator_loss, gradient_penalty
+from visionlab.modules.gan_losses import LOSSES, gradient_penalty
 from visionlab.nets.gan import build_gan_nets
 from visionlab.train import run
 
@@ -86,20 +86,20 @@ def test_d_steps_discriminator_updates_per_generator_update(tmp_path, d_steps):
 def test_losses_equal_their_formulas():
     real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-0.5, 1.5, 0.0])
     sig = torch.sigmoid
-    assert discriminator_loss("bce", real, fake) == pytest.approx(
+    assert LOSSES["bce"]().discriminator(real, fake) == pytest.approx(
         float(-(sig(real).log().mean() + (1 - sig(fake)).log().mean())), rel=1e-6)
-    assert discriminator_loss("bce", real, fake, real_target=0.9) == pytest.approx(
+    assert LOSSES["bce"]().discriminator(real, fake, real_target=0.9) == pytest.approx(
         float(F.binary_cross_entropy(sig(real), torch.full_like(real, 0.9))
               - (1 - sig(fake)).log().mean()), rel=1e-6)
-    assert generator_loss("bce", fake) == pytest.approx(float(-sig(fake).log().mean()), rel=1e-6)
-    assert discriminator_loss("hinge", real, fake) == pytest.approx(
+    assert LOSSES["bce"]().generator(fake) == pytest.approx(float(-sig(fake).log().mean()), rel=1e-6)
+    assert LOSSES["hinge"]().discriminator(real, fake) == pytest.approx(
         float(torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean()))
-    assert generator_loss("hinge", fake) == pytest.approx(float(-fake.mean()))
-    assert discriminator_loss("lsgan", real, fake) == pytest.approx(
+    assert LOSSES["hinge"]().generator(fake) == pytest.approx(float(-fake.mean()))
+    assert LOSSES["lsgan"]().discriminator(real, fake) == pytest.approx(
         float(0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean()))
-    assert generator_loss("lsgan", fake) == pytest.approx(float(0.5 * ((fake - 1) ** 2).mean()))
-    assert discriminator_loss("wgan_gp", real, fake) == pytest.approx(float(fake.mean() - real.mean()))
-    assert generator_loss("wgan_gp", fake) == pytest.approx(float(-fake.mean()))
+    assert LOSSES["lsgan"]().generator(fake) == pytest.approx(float(0.5 * ((fake - 1) ** 2).mean()))
+    assert LOSSES["wgan_gp"]().discriminator(real, fake) == pytest.approx(float(fake.mean() - real.mean()))
+    assert LOSSES["wgan_gp"]().generator(fake) == pytest.approx(float(-fake.mean()))
 
 
 def test_gradient_penalty_is_zero_for_a_unit_gradient_linear_critic_and_positive_otherwise():

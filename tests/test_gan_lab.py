@@ -47,7 +47,7 @@ def ring_gan() -> GANModule:
 
 
 def test_a_short_ring_run_lowers_js_and_draws_the_view(tmp_path):
-    data = Toy2DDataModule(shape="ring", n_train=2048, batch_size=32, view_every=3)
+    data = Toy2DDataModule(shape="ring", n_train=2048, batch_size=32)
     model = ring_gan()
     data.setup()
     untrained = js_divergence(data.sample(JS_POINTS, 12345)[0], GANLabView._generate(model, JS_POINTS, 54321))
@@ -68,7 +68,8 @@ def test_gan_toy2d_preset_runs_and_toy2d_refuses_images_options(make_cfg):
     def cfg(*overrides):
         return make_cfg(*QUIET, *overrides, tiny=False)
 
-    small = cfg("experiment=gan_toy2d", "trainer.max_epochs=1", "data.n_train=256", "data.view_every=1")
+    small = cfg("experiment=gan_toy2d", "trainer.max_epochs=1", "data.n_train=256",
+                "callbacks.gan_lab.view_every=1")
     run(small)
     assert (Path(small.paths.output_dir) / "gan_lab" / "epoch_000.png").is_file()
     for overrides, message in [

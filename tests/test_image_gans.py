@@ -18,14 +18,16 @@ from PIL import Image
 from tiny import CLASSES, TensorDataModule
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
-from visionlab.data.masks import MASKS, make_masks
 from visionlab.errors import UserError
 from visionlab.metrics.restoration import RestorationScores
+from visionlab.modules.gan import GANModule
+from visionlab.modules.gan_losses import LOSSES
 from visionlab.modules.inpaint import InpaintModule, mean_fill
 from visionlab.modules.lapgan import LAPGANModule
 from visionlab.modules.restoration import pixel_loss
 from visionlab.modules.srgan import SRGANModule
 from visionlab.nets.factory import create_backbone
+from visionlab.nets.masks import MASKS, make_masks
 from visionlab.nets.perceptual import PerceptualFeatures
 from visionlab.nets.pyramid import laplacian_pyramid, reconstruct, up
 from visionlab.nets.srresnet import bicubic_downscale, bicubic_upscale
@@ -234,7 +236,7 @@ def test_restoration_scores_are_float32_under_mixed_precision():
 
 @pytest.mark.parametrize("make", [srgan, inpainter, lapgan], ids=["srgan", "inpaint", "lapgan"])
 def test_checkpoints_round_trip_with_weights_only_and_rebuild_the_generator(tmp_path, make):
-    from visionlab.cli.sample import load_generator
+    from visionlab.inference.checkpoint import load_generator
 
     model = make()
     trainer = fit(model, tmp_path)
@@ -294,7 +296,7 @@ def test_sample_upscales_and_inpaints_a_users_images(tmp_path, capsys):
 @pytest.mark.parametrize("build, args, message", [
     (srgan, [], "this srgan checkpoint restores images rather than drawing them: give --input"),
     (srgan, ["--input", "EMPTY"], "holds no readable images"),
-    (lapgan, ["--input", "EMPTY"], "--input is for srgan and inpaint checkpoints; this lapgan checkpoint"),
+    (lapgan, ["--input", "EMPTY"], "--input is for image-to-image checkpoints (srgan, inpaint); this lapgan"),
     (inpainter, ["--input", "EMPTY", "--mask", "blob"], "--mask='blob' is not one of: center, random_boxes"),
 ])
 def test_sample_refuses_what_a_checkpoint_cannot_do(tmp_path, capsys, build, args, message):
@@ -324,8 +326,27 @@ def test_sample_refuses_what_a_checkpoint_cannot_do(tmp_path, capsys, build, arg
     (lambda: srgan(perceptual_weight=1.0, perceptual_layer="block9",
                    backbone=create_backbone("shapes_net", source="custom", pretrained=False)),
      "model.perceptual_layer='block9' is not a layer of shapes_net; its layers: block1, block2"),
-    (lambda: srgan(loss="wgan_gp"), "model.loss=wgan_gp is not offered for image-to-image GANs"),
+    (lambda: srgan(loss="wgan_gp"), "model.loss=wgan_gp needs a gradient penalty, which model=srgan"),
 ])
 def test_bad_settings_are_one_line_user_errors(build, message):
     with pytest.raises(UserError, match=re.escape(message)):
         build()
+
+
+ADVERSARIAL_BUILDERS = {"gan": lambda **o: GANModule(ADAM, width=8, latent_dim=8, num_samples=4, **o),
+                        "lapgan": lapgan, "srgan": srgan, "inpaint": inpainter}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL_BUILDERS))
+def test_every_module_takes_the_losses_it_can_compute_and_refuses_the_others(kind, loss):
+    import visionlab.modules  # noqa: F401  (every built-in kind registered)
+    from visionlab.modules.base import MODEL_KINDS
+
+    adds_penalty = kind == "gan"  # the only module whose discriminator step adds WGAN-GP's penalty
+    if LOSSES[loss].needs_gradient_penalty and not adds_penalty:
+        with pytest.raises(UserError, match=f"loss={loss} needs a gradient penalty, which model={kind}"):
+            ADVERSARIAL_BUILDERS[kind](loss=loss)
+        return
+    model = ADVERSARIAL_BUILDERS[kind](loss=loss)
+    assert isinstance(model, MODEL_KINDS[kind]) and model.adversarial_loss.name == loss

@@ -312,7 +312,7 @@ MISTAKES = {
     "sample-input-to-a-noise-gan": Mistake(
         "command",
         ("sample", "{gan}", "--input", "{folders}/two"),
-        "--input is for srgan and inpaint checkpoints",
+        "--input is for image-to-image checkpoints (srgan, inpaint)",
     ),
     "sample-srgan-without-input": Mistake(
         "command", ("sample", "{srgan}"), "restores images rather than drawing them: give --input"

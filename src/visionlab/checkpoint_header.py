@@ -18,8 +18,10 @@ from pathlib import Path
 from visionlab.errors import UserError
 
 CLASSIFIER = "classifier"
-# What `visionlab sample` reads; the adversarial modules record their kind in the checkpoint.
-ADVERSARIAL_KINDS = ("gan", "lapgan", "srgan", "inpaint")
+# The `visionlab sample` options of the built-in kinds, for checkpoints written before modules
+# recorded theirs (``visionlab_sample_options``, see visionlab.modules.base.RunModule).
+RECORDED_BEFORE = {"gan": ("n", "label", "per_class"), "lapgan": ("n", "label", "per_class"),
+                   "srgan": ("input",), "inpaint": ("input", "mask")}
 PLAIN_TYPES = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
                ("builtins", "slice"), ("builtins", "complex")}
 
@@ -53,11 +55,13 @@ class HeaderUnpickler(pickle.Unpickler):
 
 @dataclass(frozen=True)
 class CheckpointHeader:
-    """The kind of module that wrote a checkpoint and its hyperparameters."""
+    """The kind of module that wrote a checkpoint, its hyperparameters and the ``visionlab sample``
+    options it takes (none: it is not sampled from)."""
 
     path: Path
-    kind: str | None  # "classifier", one of ADVERSARIAL_KINDS, or None: not a visionlab module
+    kind: str | None  # "classifier", "gan", ... or None: not a visionlab module
     hyper_parameters: dict
+    sample_options: tuple[str, ...] = ()
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -100,13 +104,15 @@ def read_header(path: Path, wanted: str) -> CheckpointHeader:
                         f"truncated one): give {wanted} ({example})") from None
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserError(f"{path} is not a Lightning checkpoint (no state_dict): give {wanted}")
-    return CheckpointHeader(path, module_kind(state), dict(state.get("hyper_parameters") or {}))
+    kind = module_kind(state)
+    options = state.get("visionlab_sample_options", RECORDED_BEFORE.get(kind, ()))
+    return CheckpointHeader(path, kind, dict(state.get("hyper_parameters") or {}), tuple(options))
 
 
 def require_classifier(path: Path) -> CheckpointHeader:
     """The header of a classifier checkpoint, or a UserError that says what the file is."""
     header = read_header(path, "a classifier checkpoint")
-    if header.kind in ADVERSARIAL_KINDS:
+    if header.kind != CLASSIFIER and header.sample_options:
         raise UserError(f"{path} is a {header.kind} checkpoint, not a classifier's: draw from it with "
                         f"`visionlab sample {path}`")
     if header.kind != CLASSIFIER:
@@ -114,13 +120,14 @@ def require_classifier(path: Path) -> CheckpointHeader:
     return header
 
 
-def require_adversarial(path: Path) -> CheckpointHeader:
-    """The header of a GAN-family checkpoint, or a UserError that says what the file is."""
-    header = read_header(path, f"a checkpoint of a model={'|'.join(ADVERSARIAL_KINDS)} run")
+def require_samplable(path: Path) -> CheckpointHeader:
+    """The header of a checkpoint ``visionlab sample`` can use (a GAN's, an SRGAN's...), or a
+    UserError that says what the file is."""
+    header = read_header(path, "the checkpoint of a GAN-family run (model=gan|lapgan|srgan|inpaint)")
     if header.kind == CLASSIFIER:
         raise UserError(f"{path} is a classifier checkpoint, not a GAN's: use `visionlab eval`, `predict` "
                         "or `export` with it")
-    if header.kind not in ADVERSARIAL_KINDS:
-        raise UserError(f"{path} is not a GAN checkpoint: sample needs one written by a "
-                        f"model={'|'.join(ADVERSARIAL_KINDS)} run")
+    if not header.sample_options:
+        raise UserError(f"{path} is not a GAN checkpoint: sample needs one written by a model=gan, lapgan, "
+                        "srgan or inpaint run")
     return header

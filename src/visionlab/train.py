@@ -8,7 +8,6 @@ checkpoint and returns the value of ``cfg.optimized_metric`` for sweepers.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import time
 import warnings
@@ -20,14 +19,10 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from omegaconf import DictConfig
 
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
-from visionlab.callbacks.gan_lab import GANLabView
 from visionlab.checkpoint_header import CheckpointHeader
 from visionlab.config_targets import check_config_targets
-from visionlab.data.toy2d import Toy2DDataModule
-from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
-from visionlab.finetune.auto import AutoPlan
-from visionlab.finetune.callback import FreezeScheduleCallback
+from visionlab.modules.base import module_class
 from visionlab.preflight import check_paths, in_sweep
 from visionlab.run_summary import log_run_summary
 
@@ -72,94 +67,6 @@ def prepare_and_setup(datamodule: L.LightningDataModule, trainer: L.Trainer) -> 
     if started_together:
         trainer.strategy.barrier("prepare_data")
     datamodule.setup("fit")
-
-
-def build_freeze_plan(cfg: DictConfig, datamodule):
-    """The ``freeze`` group's plan; ``freeze=auto`` is told the train-set size, which its choice needs."""
-    plan = instantiate(cfg.freeze)
-    if isinstance(plan, AutoPlan):
-        plan.count_train_set(datamodule.train_set)
-    return plan
-
-
-def build_model(cfg: DictConfig, backbone, datamodule) -> L.LightningModule:
-    """The configured ClassifierModule on ``backbone`` for ``datamodule``'s classes.
-
-    The module owns the freeze plan: it prepares it and builds its parameter groups from it.
-    """
-    plan = build_freeze_plan(cfg, datamodule)
-    return instantiate(
-        cfg.model,
-        backbone=backbone,
-        num_classes=datamodule.num_classes,
-        class_names=datamodule.class_names,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler.scheduler) if cfg.scheduler.scheduler else None,
-        scheduler_interval=cfg.scheduler.interval,
-        scheduler_monitor=cfg.scheduler.monitor,
-        freeze_plan=plan,
-    )
-
-
-def adversarial_class(cfg: DictConfig) -> type | None:
-    """The ``model=``'s class when it is trained adversarially (GAN, SRGAN, LAPGAN, inpainting:
-    its own data scaling, a backbone only where it asks for one), else None (the classifier)."""
-    from hydra.utils import get_class
-
-    from visionlab.modules.adversarial import AdversarialModule
-
-    target = get_class(cfg.model._target_)
-    return target if issubclass(target, AdversarialModule) else None
-
-
-def has_backbone(cfg: DictConfig) -> bool:
-    """Whether the run trains a backbone under a freeze plan: the classifier, or an adversarial
-    model whose discriminator is the ``backbone`` group's network."""
-    return adversarial_class(cfg) is None or cfg.model.get("discriminator") == "backbone"
-
-
-def gan_data_config(cfg: DictConfig) -> DataConfig:
-    """Images at ``model.image_size`` with ``model.channels``, scaled to [-1, 1] (the generator's Tanh)."""
-    channels = cfg.model.channels
-    return DataConfig(channels, cfg.model.image_size, (0.5,) * channels, (0.5,) * channels)
-
-
-def build_adversarial(cfg: DictConfig, module_class: type, datamodule) -> L.LightningModule:
-    """The configured adversarial module, given what its constructor asks for: the optimizer,
-    ``datamodule``'s classes (conditional models) and sample shape (points), and, when
-    :meth:`needs_backbone` says so, the ``backbone`` group's network and the ``freeze`` group's
-    plan (a backbone discriminator, a perceptual loss's feature network)."""
-    available = {"optimizer": instantiate(cfg.optimizer), "num_classes": datamodule.num_classes,
-                 "class_names": datamodule.class_names,
-                 "sample_shape": getattr(datamodule, "sample_shape", None)}
-    if module_class.needs_backbone(cfg.model):
-        available |= {"backbone": instantiate(cfg.backbone),
-                      "freeze_plan": build_freeze_plan(cfg, datamodule)}
-    accepted = inspect.signature(module_class).parameters
-    return instantiate(cfg.model, **{k: v for k, v in available.items() if k in accepted})
-
-
-def maybe_use_feature_cache(cfg: DictConfig, datamodule, model: L.LightningModule):
-    """``datamodule``, or a wrapper serving cached backbone features (the model switched to them).
-
-    ``data.cache_features``: ``true`` caches (an error when the features would go stale),
-    ``false`` never, ``auto`` when valid and small enough (the log says which and why). The
-    cache lives under ``paths.data_dir/feature_cache``, shared by every run.
-    """
-    from visionlab.finetune import feature_cache
-
-    choice, max_epochs = datamodule.cache_features, cfg.trainer.get("max_epochs")
-    if choice == "auto":
-        choice, reason = feature_cache.auto_cache_decision(
-            datamodule, model.freeze_plan, model.backbone, model.head.in_features, max_epochs)
-        log.info("feature cache (data.cache_features=auto): %s: %s", "on" if choice else "off", reason)
-    if not choice:
-        return datamodule
-    cache_dir = Path(cfg.paths.data_dir) / "feature_cache"
-    cached = feature_cache.wrap_with_feature_cache(datamodule, model.backbone, model.head.pool,
-                                                   model.freeze_plan, cache_dir, max_epochs)
-    model.inputs_are_features = True
-    return cached
 
 
 LIGHTNING_DIR = Path(L.__file__).resolve().parent
@@ -244,34 +151,21 @@ def run(cfg: DictConfig) -> float | None:
     with lightning_settings_as_user_errors():
         L.seed_everything(cfg.seed, workers=True)
     started = time.perf_counter()
-    adversarial = adversarial_class(cfg)
-    if adversarial and cfg.trainer.get("gradient_clip_val"):
-        raise UserError(f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} does not apply to the "
-                        "GAN (manual optimization): set model.grad_clip instead")
-    augment = instantiate(cfg.augment)
-    if adversarial:
-        datamodule = instantiate(cfg.data, data_config=gan_data_config(cfg), augment=augment)
-    else:  # the backbone decides the input size and normalisation, the data the number of classes
-        backbone = instantiate(cfg.backbone)
-        datamodule = instantiate(cfg.data, data_config=backbone.data_config, augment=augment)
-        if isinstance(datamodule, Toy2DDataModule):
-            raise UserError("data=toy2d holds 2-D points for model=gan (e.g. experiment=gan_toy2d), "
-                            "not images a classifier can train on")
+    model_class = module_class(cfg.model)
+    # The backbone first: its data config decides the data's resizing and normalisation.
+    backbone = instantiate(cfg.backbone) if model_class.needs_backbone(cfg.model) else None
+    datamodule = instantiate(cfg.data, data_config=model_class.data_config(cfg, backbone),
+                             augment=instantiate(cfg.augment))
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
-    freezing = [FreezeScheduleCallback()] if has_backbone(cfg) else []
-    views = [GANLabView(datamodule.view_every)] if isinstance(datamodule, Toy2DDataModule) else []
     configured = without_disabled_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
-    callbacks = [*seeding, *freezing, *views, *configured]
+    callbacks = [*seeding, *model_class.run_callbacks(cfg), *configured]
     loggers = instantiate_named(cfg.get("logger"))
     with lightning_settings_as_user_errors():
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    prepare_and_setup(datamodule, trainer)
-    if adversarial:
-        model = build_adversarial(cfg, adversarial, datamodule)
-    else:
-        model = build_model(cfg, backbone, datamodule)
-        datamodule = maybe_use_feature_cache(cfg, datamodule, model)
+    prepare_and_setup(datamodule, trainer)  # the classes and sample shape the module is built for
+    model = model_class.from_run(cfg, datamodule, backbone)
+    datamodule = model.prepare_datamodule(cfg, datamodule)
     check_resumable(cfg, resumed, model)
 
     with lightning_settings_as_user_errors(), checkpoint_fit_as_user_error(cfg.ckpt_path):

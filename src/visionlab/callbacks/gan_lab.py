@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from visionlab.metrics.toy2d import EXTENT, js_divergence
-from visionlab.modules.gan_losses import generator_loss
 
 JS_POINTS = 4096  # points per side of the val/js estimate
 VIEW_POINTS = 512  # points drawn in the figure
@@ -87,7 +86,7 @@ class GANLabView(L.Callback):
         fake = self._generate(pl_module, VIEW_POINTS, seed=epoch).to(device).requires_grad_(True)
         fake_labels = (torch.arange(len(fake), device=device) % pl_module.hparams.num_classes
                        if pl_module.conditional else None)
-        loss = generator_loss(pl_module.hparams.loss, discriminator(fake, fake_labels))
+        loss = pl_module.adversarial_loss.generator(discriminator(fake, fake_labels))
         (gradient,) = torch.autograd.grad(loss, fake)
         discriminator.train(training)
         fake, step = fake.detach().cpu().numpy(), -gradient.float().cpu().numpy()[:ARROWS]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from visionlab.checkpoint_header import require_adversarial, require_classifier, run_dir_of
+from visionlab.checkpoint_header import require_classifier, require_samplable, run_dir_of
 from visionlab.errors import UserError
 from visionlab.image_files import find_images
 
@@ -63,24 +63,23 @@ def check_export(args: argparse.Namespace) -> None:
 
 
 def check_sample(args: argparse.Namespace) -> None:
-    """A GAN-family checkpoint and the options its kind takes."""
-    header = require_adversarial(args.checkpoint)
-    kind = header.kind
+    """A checkpoint sample can use, and only the options its kind takes."""
+    header = require_samplable(args.checkpoint)
+    kind, takes = header.kind, header.sample_options
     positive(args.n, "--n")
+    positive(args.per_class, "--per-class")
     if (args.label is not None or args.per_class) and not header.hyper_parameters.get("conditional"):
         raise UserError("--label and --per-class need a conditional GAN (trained with "
                         "model.conditional=true)")
-    positive(args.per_class, "--per-class")
-    restores = kind in ("srgan", "inpaint")
-    if restores and args.source is None:
+    if "input" in takes and args.source is None:
         raise UserError(f"this {kind} checkpoint restores images rather than drawing them: give "
                         "--input <image or folder>")
-    if not restores and args.source is not None:
-        raise UserError(f"--input is for srgan and inpaint checkpoints; this {kind} checkpoint draws "
-                        "from noise: drop --input")
+    if "input" not in takes and args.source is not None:
+        raise UserError(f"--input is for image-to-image checkpoints (srgan, inpaint); this {kind} "
+                        "checkpoint draws from noise: drop --input")
     if args.source is not None and not args.source.exists():
         raise UserError(f"--input {args.source} does not exist: give an image file or a folder of images")
-    if args.mask is not None and kind != "inpaint":
+    if args.mask is not None and "mask" not in takes:
         raise UserError(f"--mask is for inpaint checkpoints, not {kind}: drop --mask")
     if args.out is None:
         args.out = run_dir_of(args.checkpoint) / "generated"  # samples/ holds the training's grids

@@ -1,5 +1,6 @@
-"""``visionlab sample``: images from a trained GAN or LAPGAN checkpoint, or a user's images
-upscaled (SRGAN) or inpainted by one, from the checkpoint alone (no config needed)."""
+"""``visionlab sample``: images drawn from a trained noise model (GAN, LAPGAN), or a user's images
+restored by an image-to-image one (SRGAN: upscaled, inpainting: filled), from the checkpoint alone
+(no config needed): whatever kind the checkpoint records, by the options that kind takes."""
 
 from __future__ import annotations
 
@@ -8,31 +9,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from visionlab.checkpoint_header import require_adversarial
-from visionlab.data.masks import check_mask
 from visionlab.errors import UserError
-
-
-def load_generator(checkpoint: Path):
-    """The module of a ``model=gan|lapgan|srgan|inpaint`` checkpoint (read with ``weights_only=True``)
-    with its generator's weights, in eval mode; nothing of its discriminator is rebuilt."""
-    from visionlab.modules.gan import GANModule
-    from visionlab.modules.inpaint import InpaintModule
-    from visionlab.modules.lapgan import LAPGANModule
-    from visionlab.modules.srgan import SRGANModule
-
-    kind = require_adversarial(checkpoint).kind
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    hparams = dict(state.get("hyper_parameters", {}))
-    modules = {m.kind: m for m in (GANModule, LAPGANModule, SRGANModule, InpaintModule)}
-    model = modules[kind].for_sampling(hparams)
-    weights = {k: v for k, v in state["state_dict"].items() if not k.startswith("discriminator.")}
-    missing = [k for k in model.load_state_dict(weights, strict=False).missing_keys
-               if not k.startswith("discriminator.")]
-    if missing:
-        raise UserError(f"{checkpoint} lacks generator weights ({', '.join(missing[:3])}): it is not a "
-                        "complete checkpoint")
-    return model.eval()
+from visionlab.inference.checkpoint import load_generator
+from visionlab.nets.masks import check_mask
 
 
 def class_index(model, label: str) -> int:
@@ -64,18 +43,18 @@ def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> 
 
     images, skipped = find_images(source)
     written = restore_files(model, images, source if source.is_dir() else source.parent, out, mask, seed)
-    print(f"{len(images)} image(s) {'upscaled' if model.kind == 'srgan' else 'inpainted'}: {len(written)} "
+    print(f"{len(images)} image(s) {model.restore_verb}: {len(written)} "
           f"file(s) written to {out}" + (f" ({len(skipped)} non-image file(s) skipped)" if skipped else ""))
 
 
 def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_class: int | None,
                seed: int, source: Path | None = None, mask: str | None = None) -> None:
-    """Noise models (gan, lapgan): write ``count`` PNGs and ``grid.png`` to ``out``, or with
-    ``per_class`` an ImageFolder tree. Image-to-image models (srgan, inpaint): restore ``source``."""
+    """Noise models (taking ``--n``): write ``count`` PNGs and ``grid.png`` to ``out``, or with
+    ``per_class`` an ImageFolder tree. Image-to-image models (taking ``--input``): restore ``source``."""
     model = load_generator(checkpoint)  # the options its kind takes are checked by cli/checks.py
     if mask is not None:
         check_mask(mask, "--mask")
-    if model.kind in ("srgan", "inpaint"):
+    if "input" in model.sample_options:
         cmd_restore(model, source, out, mask, seed)
         return
     shape = model.hparams.get("sample_shape")  # points (toy2d) rather than images; LAPGAN: always images

@@ -84,14 +84,14 @@ class Toy2DDataModule(L.LightningDataModule):
     sample_shape = (2,)
 
     def __init__(self, shape: str = "ring", n_train: int = 4096, n_val: int = 1024, noise: float = 0.05,
-                 batch_size: int = 128, seed: int | None = 0, view_every: int = 5,
+                 batch_size: int = 128, seed: int | None = 0,
                  data_config: DataConfig | None = None, augment=None) -> None:
         super().__init__()
         check_shape(shape)
         if augment is not None and getattr(augment, "func", augment).__name__ != "no_augment":
             raise UserError("data=toy2d holds 2-D points, not images: use augment=none")
         self.shape, self.n_train, self.n_val, self.noise = shape, n_train, n_val, noise
-        self.batch_size, self.seed, self.view_every = batch_size, seed, view_every
+        self.batch_size, self.seed = batch_size, seed
         self.class_names = [f"{shape}{i}" for i in range(CLASSES[shape])]
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None

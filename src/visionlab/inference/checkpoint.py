@@ -1,14 +1,18 @@
-"""Rebuild a trained classifier, and the data it was trained on, from its checkpoint alone.
+"""Rebuild a trained module from its checkpoint alone, and a classifier's data.
 
-A run directory holds everything: ``checkpoints/*.ckpt`` (weights and the class names, read
-with ``weights_only=True``: nothing is unpickled) and ``.hydra/overrides.yaml`` (how the run
-was composed). Composing ``conf/train.yaml`` with those overrides, plus any the user adds
-(``data=image_folder data.root=...``), gives the backbone, its preprocessing, the head and
-the freeze plan, so a truncated backbone (``freeze.truncate_after``) is rebuilt as trained.
+Any kind: the checkpoint records its model kind (and the class's import path), and that class
+rebuilds itself (:meth:`visionlab.modules.base.RunModule.from_checkpoint`). A classifier also
+needs its run's config. A run directory holds everything: ``checkpoints/*.ckpt`` (weights and
+the class names, read with ``weights_only=True``: nothing is unpickled) and
+``.hydra/overrides.yaml`` (how the run was composed). Composing ``conf/train.yaml`` with those
+overrides, plus any the user adds (``data=image_folder data.root=...``), gives the backbone, its
+preprocessing, the head and the freeze plan, so a truncated backbone is rebuilt as trained.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,21 +21,36 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from visionlab.checkpoint_header import require_classifier, run_dir_of
+from visionlab.checkpoint_header import CheckpointHeader, require_classifier, require_samplable, run_dir_of
 from visionlab.errors import UserError, hydra_error_line
-from visionlab.finetune.plans import FreezePlan
+from visionlab.modules.base import RunModule, kind_class
 from visionlab.modules.classifier import ClassifierModule
 
 
-def read_checkpoint(path: Path) -> dict:
-    """The classifier checkpoint at ``path`` (``weights_only=True``), or a UserError saying what it
-    is not (:func:`~visionlab.checkpoint_header.require_classifier`)."""
-    require_classifier(path)
+def read_checkpoint(path: Path, header: CheckpointHeader) -> dict:
+    """The checkpoint at ``path`` (``weights_only=True``) whose ``header`` was read already (it says
+    what the file is not, before torch loads)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged storage; the header already read, nothing is unpickled further
         raise UserError(f"{path}: the checkpoint's tensors cannot be read (a truncated or damaged file): "
                         "use another checkpoint of the run") from err
+
+
+def rebuild(checkpoint: Path, header: CheckpointHeader, conf_dir: Path | None = None,
+            overrides: list[str] = ()) -> tuple[RunModule, Callable[[], DictConfig]]:
+    """The module of ``checkpoint`` with its weights, in eval mode, rebuilt by the class of the kind
+    it records; and the (cached) composer of its run's config (``conf_dir`` and ``overrides``)."""
+    state = read_checkpoint(checkpoint, header)
+    module_class = kind_class(header.kind, state.get("visionlab_target"))
+
+    @functools.cache
+    def config() -> DictConfig:
+        if conf_dir is None:
+            raise UserError(f"{checkpoint}: rebuilding a {header.kind} needs the project's conf/ folder")
+        return run_config(checkpoint, conf_dir, list(overrides))
+
+    return module_class.from_checkpoint(state, checkpoint, config), config
 
 
 def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictConfig:
@@ -76,47 +95,18 @@ class TrainedClassifier:
         return list(self.model.hparams.class_names)
 
 
+def load_generator(checkpoint: Path) -> RunModule:
+    """The module of a checkpoint ``visionlab sample`` can use (any kind that records sample
+    options: GAN, LAPGAN, SRGAN, inpainting, or a kind of one's own), rebuilt from its
+    hyperparameters alone with its generator's weights, in eval mode."""
+    model, _ = rebuild(checkpoint, require_samplable(checkpoint))
+    return model
+
+
 def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
-    """The classifier of ``checkpoint`` with its weights, without touching any data.
-
-    The backbone, its preprocessing and the head come from the run's config; the class
-    names and the place the freeze plan cut the backbone from the checkpoint
-    (:func:`truncation_of`).
-    """
-    state = read_checkpoint(checkpoint)
-    cfg = run_config(checkpoint, conf_dir, list(overrides))
-    hparams = state["hyper_parameters"]
-    # Every weight comes from the checkpoint: neither hub weights nor the run's weight file.
-    backbone = instantiate(cfg.backbone, pretrained=False, weights=None)
-    cut = truncation_of(hparams, cfg, backbone, state["state_dict"])
-    model = instantiate(cfg.model, backbone=backbone, num_classes=hparams["num_classes"],
-                        class_names=hparams["class_names"], optimizer=instantiate(cfg.optimizer),
-                        freeze_plan=FreezePlan(truncate_after=cut))
-    mismatch = model.load_state_dict(state["state_dict"], strict=False)
-    if mismatch.missing_keys or mismatch.unexpected_keys:
-        raise UserError(f"{checkpoint} does not fit the network its run config builds ("
-                        f"{len(mismatch.missing_keys)} tensors missing, e.g. {mismatch.missing_keys[:2]}; "
-                        f"{len(mismatch.unexpected_keys)} unexpected, e.g. {mismatch.unexpected_keys[:2]}): "
-                        "did conf/ or the backbone change since the run?")
-    return TrainedClassifier(model.eval(), cfg, run_dir_of(checkpoint))
-
-
-def truncation_of(hparams: dict, cfg: DictConfig, backbone, state_dict: dict) -> str | None:
-    """The stage after which the run's freeze plan cut the backbone, or None.
-
-    Recorded in the checkpoint (``hyper_parameters.backbone.truncate_after``); checkpoints
-    written before that was recorded give it through the run's ``freeze.truncate_after``, or,
-    when the plan chose it itself (``freeze=auto``), through their weights: the last coarse
-    stage that has tensors in the checkpoint.
-    """
-    if "truncate_after" in hparams["backbone"]:
-        return hparams["backbone"]["truncate_after"]
-    if cfg.freeze.get("truncate_after"):
-        return cfg.freeze.truncate_after
-    stages = backbone.stages("coarse")
-    prefixes = {stage.name: tuple(f"backbone.body.{entry}." for entry in stage.modules) for stage in stages}
-    present = [name for name, starts in prefixes.items() if any(key.startswith(starts) for key in state_dict)]
-    return present[-1] if present and present[-1] != stages[-1].name else None
+    """The classifier of ``checkpoint`` with its weights, without touching any data."""
+    model, config = rebuild(checkpoint, require_classifier(checkpoint), conf_dir, overrides)
+    return TrainedClassifier(model, config(), run_dir_of(checkpoint))
 
 
 def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:

@@ -12,37 +12,49 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
 
+from visionlab.data_config import DataConfig
 from visionlab.drawing import with_column_labels
 from visionlab.errors import UserError
+from visionlab.finetune.auto import AutoPlan
+from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
+from visionlab.modules.base import RunModule
 from visionlab.nets.backbone import Backbone
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
-class AdversarialModule(L.LightningModule):
+def check_conditional(conditional: bool, num_classes: int) -> None:
+    """A UserError when a conditional model is asked of data with fewer than two classes."""
+    if conditional and num_classes < 2:
+        raise UserError(f"model.conditional=true needs labelled data with at least 2 classes, the data "
+                        f"has {num_classes}: use a labelled dataset or model.conditional=false")
+
+
+class AdversarialModule(RunModule):
     """A generator (``self.generator``) against a discriminator (``self.discriminator``).
 
     ``optimizer`` is a partially applied optimizer class (the ``optimizer`` config group); the
     generator's gets ``g_lr``, the discriminator's ``d_lr``. Subclasses build both networks,
     then call :meth:`init_ema`, and write ``training_step`` with :meth:`update`. Checkpoints
     hold plain hyperparameters only (``weights_only=True``) and the module's ``kind``, which
-    ``visionlab sample`` reads to rebuild the right module.
+    ``visionlab sample`` reads to rebuild the right module (:meth:`from_checkpoint`).
     """
 
-    # What `visionlab sample` and checkpoints call this module (the model config's name).
-    kind = ""
     # The order configure_optimizers returns them in (read by the learning-rate logger).
     optimizer_names = ("generator", "discriminator")
 
@@ -69,12 +81,58 @@ class AdversarialModule(L.LightningModule):
         """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
         return self.discriminator.backbone
 
-    @staticmethod
-    def needs_backbone(model_cfg) -> bool:
+    # --- the build protocol (visionlab.modules.base)
+
+    @classmethod
+    def needs_backbone(cls, model_cfg: DictConfig) -> bool:
         """Whether the run must build the ``backbone`` group's network for ``model_cfg`` (this
         module's config): here for a backbone discriminator; subclasses add their own uses (the
         restoration modules' perceptual loss)."""
         return model_cfg.get("discriminator") == "backbone"
+
+    @classmethod
+    def data_config(cls, cfg: DictConfig, backbone: Backbone | None) -> DataConfig:
+        """Images at ``model.image_size`` with ``model.channels``, scaled to [-1, 1] (the generator's
+        Tanh); 2-D point data ignores it."""
+        channels = cfg.model.channels
+        return DataConfig(channels, cfg.model.image_size, (0.5,) * channels, (0.5,) * channels)
+
+    @classmethod
+    def from_run(cls, cfg: DictConfig, datamodule, backbone: Backbone | None) -> AdversarialModule:
+        """The configured module, given what its constructor asks for: the optimizer, the data's
+        classes (conditional models) and sample shape (points), and, when :meth:`needs_backbone`
+        says so, the ``backbone`` group's network and the ``freeze`` group's plan."""
+        if cfg.trainer.get("gradient_clip_val"):
+            raise UserError(f"trainer.gradient_clip_val={cfg.trainer.gradient_clip_val} does not apply to "
+                            "the GAN (manual optimization): set model.grad_clip instead")
+        available = {"optimizer": instantiate(cfg.optimizer), "num_classes": datamodule.num_classes,
+                     "class_names": datamodule.class_names,
+                     "sample_shape": getattr(datamodule, "sample_shape", None)}
+        if backbone is not None:
+            plan = instantiate(cfg.freeze)
+            if isinstance(plan, AutoPlan):
+                plan.count_train_set(datamodule.train_set)
+            available |= {"backbone": backbone, "freeze_plan": plan}
+        accepted = inspect.signature(cls).parameters
+        return instantiate(cfg.model, **{k: v for k, v in available.items() if k in accepted})
+
+    @classmethod
+    def run_callbacks(cls, cfg: DictConfig) -> list[L.Callback]:
+        """The freeze plan's callback for a backbone discriminator."""
+        return [FreezeScheduleCallback()] if cfg.model.get("discriminator") == "backbone" else []
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, checkpoint: Path, run_config) -> AdversarialModule:
+        """The module of ``state`` with its generator's weights (and EMA copy), in eval mode;
+        nothing of its discriminator is rebuilt (:meth:`sampling_hparams`)."""
+        model = cls.for_sampling(dict(state.get("hyper_parameters", {})))
+        weights = {k: v for k, v in state["state_dict"].items() if not k.startswith("discriminator.")}
+        missing = [k for k in model.load_state_dict(weights, strict=False).missing_keys
+                   if not k.startswith("discriminator.")]
+        if missing:
+            raise UserError(f"{checkpoint} lacks generator weights ({', '.join(missing[:3])}): it is not a "
+                            "complete checkpoint")
+        return model.eval()
 
     def init_ema(self) -> None:
         """Make the EMA copy of ``self.generator`` when ``hparams.ema_decay`` > 0."""
@@ -185,10 +243,6 @@ class AdversarialModule(L.LightningModule):
             add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
             if add_image is not None:
                 add_image(tag, grid, self.current_epoch)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Record which module wrote the checkpoint (``visionlab sample`` rebuilds it)."""
-        checkpoint["visionlab_module"] = self.kind
 
     @classmethod
     def sampling_hparams(cls, hparams: dict) -> dict:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from visionlab.checkpoint_header import CLASSIFIER
+from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
+from visionlab.finetune.auto import AutoPlan
+from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.lr_phase import init_phase, scheduler_view
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.classification import ConfusionMetrics
+from visionlab.modules.base import RunModule, register_kind
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.head import ClassifierHead
 
@@ -39,7 +47,11 @@ def compiled(function: Callable, compile: bool | str) -> Callable:
     return torch.compile(function, backend=backend)
 
 
-class ClassifierModule(L.LightningModule):
+log = logging.getLogger(__name__)
+
+
+@register_kind
+class ClassifierModule(RunModule):
     """Backbone + :class:`ClassifierHead`, trained with cross-entropy.
 
     Logs ``{train,val,test}/loss``, ``/acc`` and ``/f1`` (macro-averaged) once per epoch: a
@@ -61,7 +73,7 @@ class ClassifierModule(L.LightningModule):
     ``torch.load(weights_only=True)``.
     """
 
-    kind = CLASSIFIER  # what the checkpoint header reports (see visionlab.checkpoint_header)
+    kind = CLASSIFIER
 
     def __init__(
         self,
@@ -113,6 +125,85 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = ConfusionMetrics(num_classes, prefix="val/")
         self.test_metrics = ConfusionMetrics(num_classes, prefix="test/")
         self._loss_sums: dict[str, tuple[torch.Tensor, int]] = {}
+
+    # --- the build protocol (visionlab.modules.base)
+
+    @classmethod
+    def needs_backbone(cls, model_cfg: DictConfig) -> bool:
+        """The classifier is a backbone with a new head."""
+        return True
+
+    @classmethod
+    def data_config(cls, cfg: DictConfig, backbone: Backbone) -> DataConfig:
+        """The backbone's input: its size, channels, mean and std decide the data's transforms."""
+        return backbone.data_config
+
+    @classmethod
+    def from_run(cls, cfg: DictConfig, datamodule, backbone: Backbone) -> ClassifierModule:
+        """The configured classifier on ``backbone`` for the data's classes, owning the ``freeze``
+        group's plan (``freeze=auto`` is told the train-set size, which its choice needs)."""
+        shape = getattr(datamodule, "sample_shape", None)  # points, not images (data=toy2d)
+        if shape is not None:
+            raise UserError(f"data={cfg.data._target_.rsplit('.', 2)[-2]} holds {shape[0]}-D "
+                            "points for model=gan (e.g. experiment=gan_toy2d), not images a classifier can "
+                            "train on")
+        plan = instantiate(cfg.freeze)
+        if isinstance(plan, AutoPlan):
+            plan.count_train_set(datamodule.train_set)
+        return instantiate(
+            cfg.model, backbone=backbone, num_classes=datamodule.num_classes,
+            class_names=datamodule.class_names, optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler.scheduler) if cfg.scheduler.scheduler else None,
+            scheduler_interval=cfg.scheduler.interval, scheduler_monitor=cfg.scheduler.monitor,
+            freeze_plan=plan)
+
+    def prepare_datamodule(self, cfg: DictConfig, datamodule):
+        """``datamodule``, or a wrapper serving cached backbone features (the head then trains on them).
+
+        ``data.cache_features``: ``true`` caches (an error when the features would go stale),
+        ``false`` never, ``auto`` when valid and small enough (the log says which and why). The
+        cache lives under ``paths.data_dir/feature_cache``, shared by every run.
+        """
+        from visionlab.finetune import feature_cache
+
+        choice, max_epochs = datamodule.cache_features, cfg.trainer.get("max_epochs")
+        if choice == "auto":
+            choice, reason = feature_cache.auto_cache_decision(
+                datamodule, self.freeze_plan, self.backbone, self.head.in_features, max_epochs)
+            log.info("feature cache (data.cache_features=auto): %s: %s", "on" if choice else "off", reason)
+        if not choice:
+            return datamodule
+        cache_dir = Path(cfg.paths.data_dir) / "feature_cache"
+        cached = feature_cache.wrap_with_feature_cache(datamodule, self.backbone, self.head.pool,
+                                                       self.freeze_plan, cache_dir, max_epochs)
+        self.inputs_are_features = True
+        return cached
+
+    @classmethod
+    def run_callbacks(cls, cfg: DictConfig) -> list[L.Callback]:
+        """The callback that applies the freeze plan at every epoch start."""
+        return [FreezeScheduleCallback()]
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, checkpoint: Path, run_config) -> ClassifierModule:
+        """The classifier of ``state``: the backbone, its preprocessing and the head from the run's
+        config (``run_config()``), the class names and where the freeze plan cut the backbone
+        from the checkpoint (:func:`truncation_of`); every weight from the checkpoint."""
+        cfg = run_config()
+        hparams = state["hyper_parameters"]
+        backbone = instantiate(cfg.backbone, pretrained=False, weights=None)
+        cut = truncation_of(hparams, cfg, backbone, state["state_dict"])
+        if cut is not None:
+            backbone.truncate(cut)
+        model = instantiate(cfg.model, backbone=backbone, num_classes=hparams["num_classes"],
+                            class_names=hparams["class_names"], optimizer=instantiate(cfg.optimizer))
+        missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
+        if missing or unexpected:
+            raise UserError(f"{checkpoint} does not fit the network its run config builds ({len(missing)} "
+                            f"tensors missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. "
+                            f"{unexpected[:2]}): did conf/ or the backbone change since the run?")
+        model.hparams.backbone["truncate_after"] = cut
+        return model.eval()
 
     @staticmethod
     def _head_in_features(backbone: Backbone, pool: str) -> int:
@@ -213,3 +304,21 @@ class ClassifierModule(L.LightningModule):
         """Step the scheduler on its own (unscaled) LRs, then re-apply the plan's phase factor."""
         with scheduler_view(scheduler.optimizer):
             super().lr_scheduler_step(scheduler, metric)
+
+
+def truncation_of(hparams: dict, cfg: DictConfig, backbone, state_dict: dict) -> str | None:
+    """The stage after which the run's freeze plan cut the backbone, or None.
+
+    Recorded in the checkpoint (``hyper_parameters.backbone.truncate_after``); checkpoints
+    written before that was recorded give it through the run's ``freeze.truncate_after``, or,
+    when the plan chose it itself (``freeze=auto``), through their weights: the last coarse
+    stage that has tensors in the checkpoint.
+    """
+    if "truncate_after" in hparams["backbone"]:
+        return hparams["backbone"]["truncate_after"]
+    if cfg.freeze.get("truncate_after"):
+        return cfg.freeze.truncate_after
+    stages = backbone.stages("coarse")
+    prefixes = {stage.name: tuple(f"backbone.body.{entry}." for entry in stage.modules) for stage in stages}
+    present = [name for name, starts in prefixes.items() if any(key.startswith(starts) for key in state_dict)]
+    return present[-1] if present and present[-1] != stages[-1].name else None

@@ -8,14 +8,16 @@ import torch
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
-from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
+from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
+from visionlab.modules.base import register_kind
 from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.fid_validation import FIDValidation
-from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
+from visionlab.modules.gan_losses import gan_loss, gradient_penalty
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
 
 
+@register_kind
 class GANModule(FIDValidation, AdversarialModule):
     """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
     ``d_steps`` discriminator updates, then one generator update.
@@ -49,6 +51,7 @@ class GANModule(FIDValidation, AdversarialModule):
     """
 
     kind = "gan"
+    sample_options = ("n", "label", "per_class")
 
     def __init__(
         self,
@@ -81,9 +84,8 @@ class GANModule(FIDValidation, AdversarialModule):
     ) -> None:
         super().__init__(optimizer, ema_decay)
         sample_shape = tuple(sample_shape) if sample_shape else (channels, image_size, image_size)
-        if conditional and num_classes < 2:
-            raise UserError(f"model.conditional=true needs labelled data with at least 2 classes, the data "
-                            f"has {num_classes}: use a labelled dataset or model.conditional=false")
+        check_conditional(conditional, num_classes)
+        adversarial_loss = gan_loss(loss, adds_gradient_penalty=True, module=self.kind)
         if d_steps < 1:
             raise UserError(f"model.d_steps={d_steps} must be >= 1")
         if diffaugment and len(sample_shape) != 3:
@@ -96,7 +98,7 @@ class GANModule(FIDValidation, AdversarialModule):
             "sample_shape": list(sample_shape), "num_classes": num_classes,
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
             "generator": generator, "discriminator": discriminator, "latent_dim": latent_dim, "width": width,
-            "conditional": conditional, "loss": check_loss(loss), "g_lr": g_lr, "d_lr": d_lr,
+            "conditional": conditional, "loss": loss, "g_lr": g_lr, "d_lr": d_lr,
             "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
@@ -106,6 +108,7 @@ class GANModule(FIDValidation, AdversarialModule):
             if self.freeze_plan is not None else None,
         }, logger=False)  # the run logs the whole config to HPARAMS (visionlab.train)
         classes = num_classes if conditional else 0
+        self.adversarial_loss = adversarial_loss
         self.generator, self.discriminator = build_gan_nets(
             generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
         self.init_ema()
@@ -141,18 +144,18 @@ class GANModule(FIDValidation, AdversarialModule):
         real, labels = batch
         labels = labels if self.conditional else None
         g_opt, d_opt = self.optimizers()
-        loss_name, n = self.hparams.loss, len(real)
+        objective, n = self.adversarial_loss, len(real)
         for _ in range(self.hparams.d_steps):
             with torch.no_grad():
                 fake = self.generator(self.sample_latent(n), labels)
             d_real, d_fake = self.judge(real, labels), self.judge(fake, labels)
-            d_loss = discriminator_loss(loss_name, d_real, d_fake, 1.0 - self.hparams.label_smoothing)
-            if loss_name == "wgan_gp":
+            d_loss = objective.discriminator(d_real, d_fake, 1.0 - self.hparams.label_smoothing)
+            if objective.needs_gradient_penalty:
                 d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
                     lambda x: self.discriminator(x, labels), real, fake)
             self.update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(self.sample_latent(n), labels)
-        g_loss = generator_loss(loss_name, self.judge(fake, labels))
+        g_loss = objective.generator(self.judge(fake, labels))
         self.update(g_opt, g_loss, self.generator, "generator")
         self.update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),

@@ -1,56 +1,113 @@
-"""GAN losses on discriminator logits: bce (non-saturating), hinge, lsgan, wgan_gp.
+"""GAN losses on discriminator logits, as objects that say what they need: bce (non-saturating),
+hinge, lsgan, wgan_gp.
 
-Each loss is a pair of functions of the discriminator's logits on real and generated
-samples; ``real_target`` < 1 is one-sided label smoothing (only the real targets move).
+Each loss gives the discriminator's loss for logits on real and generated samples and the
+generator's for logits on its samples; ``real_target`` < 1 is one-sided label smoothing (only the
+real targets move). A loss that needs a gradient penalty (``needs_gradient_penalty``: wgan_gp) is
+only accepted by a module that adds one (:func:`gan_loss`), so no module takes a loss it cannot
+compute. Losses register by definition (:func:`register_loss`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from visionlab.errors import UserError
 
-LOSSES = ("bce", "hinge", "lsgan", "wgan_gp")
+LOSSES: dict[str, type[GANLoss]] = {}
 
 
-def check_loss(name: str) -> str:
-    """``name`` if it is a known loss, else a UserError listing them."""
-    if name not in LOSSES:
-        raise UserError(f"model.loss={name!r} is not one of: {', '.join(LOSSES)}")
-    return name
+def register_loss(cls: type[GANLoss]) -> type[GANLoss]:
+    """Class decorator: ``model.loss=<cls.name>`` selects ``cls``."""
+    LOSSES[cls.name] = cls
+    return cls
 
 
-def discriminator_loss(name: str, real: torch.Tensor, fake: torch.Tensor,
-                       real_target: float = 1.0) -> torch.Tensor:
-    """The discriminator's loss for logits on real and on generated samples.
+class GANLoss:
+    """A GAN objective: :meth:`discriminator` and :meth:`generator` losses on logits."""
 
-    bce: ``-log σ(real) - log(1 - σ(fake))`` (real target ``real_target``); hinge:
-    ``relu(1 - real) + relu(1 + fake)``; lsgan: ``(real - real_target)² + fake²``, halved;
-    wgan_gp: ``fake - real`` (the gradient penalty is added separately).
-    """
-    if name == "bce":
+    name: ClassVar[str] = ""
+    needs_gradient_penalty: ClassVar[bool] = False  # the module must add gradient_penalty() to D's loss
+
+    def discriminator(self, real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+        """D's loss for its logits on real and on generated samples."""
+        raise NotImplementedError
+
+    def generator(self, fake: torch.Tensor) -> torch.Tensor:
+        """G's loss for D's logits on generated samples."""
+        raise NotImplementedError
+
+
+@register_loss
+class BCELoss(GANLoss):
+    """``-log σ(real) - log(1 - σ(fake))`` (real target ``real_target``); G: non-saturating
+    ``-log σ(fake)``."""
+
+    name = "bce"
+
+    def discriminator(self, real, fake, real_target=1.0):
         return (F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_target))
                 + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-    if name == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    if name == "lsgan":
-        return 0.5 * ((real - real_target) ** 2).mean() + 0.5 * (fake**2).mean()
-    return fake.mean() - real.mean()
 
-
-def generator_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
-    """The generator's loss for the discriminator's logits on its samples.
-
-    bce: non-saturating ``-log σ(fake)``; hinge and wgan_gp: ``-fake``; lsgan: ``(fake - 1)²``, halved.
-    """
-    if name == "bce":
+    def generator(self, fake):
         return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
-    if name == "lsgan":
+
+
+@register_loss
+class HingeLoss(GANLoss):
+    """``relu(1 - real) + relu(1 + fake)``; G: ``-fake``."""
+
+    name = "hinge"
+
+    def discriminator(self, real, fake, real_target=1.0):
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+    def generator(self, fake):
+        return -fake.mean()
+
+
+@register_loss
+class LSGANLoss(GANLoss):
+    """``(real - real_target)² + fake²``, halved; G: ``(fake - 1)²``, halved."""
+
+    name = "lsgan"
+
+    def discriminator(self, real, fake, real_target=1.0):
+        return 0.5 * ((real - real_target) ** 2).mean() + 0.5 * (fake**2).mean()
+
+    def generator(self, fake):
         return 0.5 * ((fake - 1) ** 2).mean()
-    return -fake.mean()
+
+
+@register_loss
+class WGANGPLoss(GANLoss):
+    """The critic's ``fake - real`` (the module adds :func:`gradient_penalty`); G: ``-fake``."""
+
+    name = "wgan_gp"
+    needs_gradient_penalty = True
+
+    def discriminator(self, real, fake, real_target=1.0):
+        return fake.mean() - real.mean()
+
+    def generator(self, fake):
+        return -fake.mean()
+
+
+def gan_loss(name: str, adds_gradient_penalty: bool, module: str) -> GANLoss:
+    """The loss ``model.loss=name`` for the ``module`` kind; a UserError for an unknown name, or for a
+    loss that needs a gradient penalty when the module does not add one."""
+    if name not in LOSSES:
+        raise UserError(f"model.loss={name!r} is not one of: {', '.join(LOSSES)}")
+    loss = LOSSES[name]()
+    if loss.needs_gradient_penalty and not adds_gradient_penalty:
+        usable = [n for n, cls in LOSSES.items() if not cls.needs_gradient_penalty]
+        raise UserError(f"model.loss={name} needs a gradient penalty, which model={module} does not add: use "
+                        f"one of {', '.join(usable)}")
+    return loss
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,

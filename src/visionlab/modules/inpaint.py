@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import torch
 
-from visionlab.data.masks import check_mask, make_masks
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
+from visionlab.modules.base import register_kind
 from visionlab.modules.restoration import RestorationGAN, plain_arguments
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.inpainting import InpaintingGenerator, check_depth
+from visionlab.nets.masks import check_mask, make_masks
 
 
 def mean_fill(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -27,8 +28,9 @@ def mean_fill(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 D_INPUTS = ("image", "hole")
 
 
+@register_kind
 class InpaintModule(RestorationGAN):
-    """Fill the holes ``mask`` (center | random_boxes | free_form, :mod:`visionlab.data.masks`) makes.
+    """Fill the holes ``mask`` (center | random_boxes | free_form, :mod:`visionlab.nets.masks`) makes.
 
     G (:class:`~visionlab.nets.inpainting.InpaintingGenerator`: ``depth`` levels, ``g_width``
     channels) sees the image with its holes blanked and the mask, and only its hole pixels are
@@ -41,6 +43,7 @@ class InpaintModule(RestorationGAN):
     """
 
     kind = "inpaint"
+    sample_options = ("input", "mask")
     baseline_name = "mean_fill"
     panel_names = ("masked", "mean_fill", "inpainted", "original")
 
@@ -76,6 +79,18 @@ class InpaintModule(RestorationGAN):
             raise UserError(f"model.d_input={d_input!r} is not one of: {', '.join(D_INPUTS)}")
         generator = InpaintingGenerator(channels, g_width, depth)
         super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
+
+    restore_verb = "inpainted"
+
+    def restore_size(self) -> int:
+        """Holes are drawn at the size the model was trained on."""
+        return self.hparams.image_size
+
+    def restore_outputs(self, image: torch.Tensor, mask: str | None, seed: int) -> dict[str, torch.Tensor]:
+        """``mask`` holes (the model's own kind when None) drawn from ``seed``: the masked image and
+        the model's filling."""
+        holes = make_masks(mask or self.hparams.mask, 1, self.hparams.image_size, seed).to(image)
+        return {"masked": image * (1 - holes), "inpainted": self(image, holes)}
 
     def degrade(self, images: torch.Tensor, seed: int | None
                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:

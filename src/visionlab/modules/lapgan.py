@@ -7,16 +7,18 @@ from collections.abc import Sequence
 import torch
 
 from visionlab.errors import UserError
-from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
+from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
+from visionlab.modules.base import register_kind
 from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.fid_validation import FIDValidation
-from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss
+from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.lapgan import LAPGANGenerator, build_discriminators, pyramid_sizes
 from visionlab.nets.pyramid import laplacian_pyramid, up
 
 SCHEDULES = ("joint", "progressive")
 
 
+@register_kind
 class LAPGANModule(FIDValidation, AdversarialModule):
     """Images drawn coarse to fine over ``levels`` pyramid levels (e.g. 8 -> 16 -> 32 -> 64 px).
 
@@ -36,6 +38,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
     """
 
     kind = "lapgan"
+    sample_options = ("n", "label", "per_class")
 
     def __init__(
         self,
@@ -66,20 +69,20 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         sizes = pyramid_sizes(image_size, levels)
         if schedule not in SCHEDULES:
             raise UserError(f"model.schedule={schedule!r} is not one of: {', '.join(SCHEDULES)}")
-        if conditional and num_classes < 2:
-            raise UserError(f"model.conditional=true needs labelled data with at least 2 classes, the data "
-                            f"has {num_classes}: use a labelled dataset or model.conditional=false")
+        check_conditional(conditional, num_classes)
+        adversarial_loss = gan_loss(loss, adds_gradient_penalty=False, module=self.kind)
         self.save_hyperparameters({
             "image_size": image_size, "channels": channels, "levels": levels, "num_classes": num_classes,
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
             "latent_dim": latent_dim, "width": width, "detail_width": detail_width,
             "detail_depth": detail_depth,
-            "conditional": conditional, "loss": check_loss(loss), "g_lr": g_lr, "d_lr": d_lr,
+            "conditional": conditional, "loss": loss, "g_lr": g_lr, "d_lr": d_lr,
             "schedule": schedule, "spectral_norm": spectral_norm, "diffaugment": check_policies(diffaugment),
             "ema_decay": ema_decay, "grad_clip": grad_clip, "num_samples": num_samples,
             "fid_every": fid_every, "fid_features": fid_features,
         }, logger=False)
         classes = num_classes if conditional else 0
+        self.adversarial_loss = adversarial_loss
         self.generator = LAPGANGenerator(latent_dim, channels, sizes, width, detail_width, detail_depth,
                                          classes)
         self.discriminator = build_discriminators(channels, sizes, width, classes, spectral_norm)
@@ -137,20 +140,20 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         real, labels = batch
         labels = labels if self.conditional else None
         g_opt, d_opt = self.optimizers()
-        loss, n = self.hparams.loss, len(real)
+        objective, n = self.adversarial_loss, len(real)
         batches = self.level_batches(real)
         levels = [(k, *batches[k]) for k in self.active_levels()]
         d_loss = real.new_zeros(())
         for level, condition, image in levels:
             with torch.no_grad():
                 fake = self.generate(level, condition, n, labels)
-            d_loss = d_loss + discriminator_loss(loss, self.judge(level, condition, image, labels),
-                                                 self.judge(level, condition, fake, labels))
+            d_loss = d_loss + objective.discriminator(self.judge(level, condition, image, labels),
+                                                      self.judge(level, condition, fake, labels))
         self.update(d_opt, d_loss, self.discriminator, "discriminator")
         g_loss = real.new_zeros(())
         for level, condition, _ in levels:
             fake = self.generate(level, condition, n, labels)
-            g_loss = g_loss + generator_loss(loss, self.judge(level, condition, fake, labels))
+            g_loss = g_loss + objective.generator(self.judge(level, condition, fake, labels))
         self.update(g_opt, g_loss, self.generator, "generator")
         self.update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss)):

@@ -19,7 +19,7 @@ from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.restoration import RestorationScores
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
-from visionlab.modules.gan_losses import check_loss, discriminator_loss, generator_loss
+from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_discriminator
 from visionlab.nets.perceptual import PerceptualFeatures
@@ -79,13 +79,12 @@ class RestorationGAN(AdversarialModule):
         if hparams["pixel_loss"] not in PIXEL_LOSSES:
             raise UserError(f"model.pixel_loss={hparams['pixel_loss']!r} is not one of: "
                             f"{', '.join(PIXEL_LOSSES)}")
-        if check_loss(hparams["loss"]) == "wgan_gp":
-            raise UserError("model.loss=wgan_gp is not offered for image-to-image GANs: use bce, hinge or "
-                            "lsgan")
+        adversarial_loss = gan_loss(hparams["loss"], adds_gradient_penalty=False, module=self.kind)
         if perceptual_weight < 0 or hparams["adv_weight"] < 0:
             raise UserError(f"model.perceptual_weight={perceptual_weight} and model.adv_weight="
                             f"{hparams['adv_weight']} must be >= 0")
         self.save_hyperparameters(hparams, logger=False)  # the run logs the whole config (visionlab.train)
+        self.adversarial_loss = adversarial_loss
         self.perceptual: PerceptualFeatures | None = None
         if perceptual_weight > 0:
             if backbone is None or not hparams["perceptual_layer"]:
@@ -109,8 +108,8 @@ class RestorationGAN(AdversarialModule):
         """Restoring needs the generator alone: no perceptual network, a small stand-in discriminator."""
         return hparams | {"discriminator": "dcgan", "perceptual_weight": 0.0}
 
-    @staticmethod
-    def needs_backbone(model_cfg) -> bool:
+    @classmethod
+    def needs_backbone(cls, model_cfg) -> bool:
         """A backbone discriminator or a perceptual loss needs the backbone group's network."""
         return model_cfg.get("discriminator") == "backbone" or model_cfg.get("perceptual_weight", 0) > 0
 
@@ -129,6 +128,18 @@ class RestorationGAN(AdversarialModule):
         """The images of one validation row, all at the output size, in [-1, 1] (``panel_names``)."""
         raise NotImplementedError
 
+    # How `visionlab sample --input` restores a user's image: the size it takes (None: its own) and
+    # what it writes (restore_outputs); the verb its messages use.
+    restore_verb = "restored"
+
+    def restore_size(self) -> int | None:
+        """The size a user's image is resized to before restoring (None: kept)."""
+        return None
+
+    def restore_outputs(self, image: torch.Tensor, mask: str | None, seed: int) -> dict[str, torch.Tensor]:
+        """``{file suffix: image}`` to write for a user's ``image`` (1, C, H, W) in [-1, 1]."""
+        raise NotImplementedError
+
     def judge(self, images: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
         """The discriminator's logits for real or restored ``images`` (whole images; subclasses may
         show it less)."""
@@ -145,11 +156,11 @@ class RestorationGAN(AdversarialModule):
         g_opt, d_opt = self.optimizers()
         with torch.no_grad():
             fake = self.generator(*inputs)
-        d_loss = discriminator_loss(self.hparams.loss, self.judge(real, region), self.judge(fake, region))
+        d_loss = self.adversarial_loss.discriminator(self.judge(real, region), self.judge(fake, region))
         self.update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(*inputs)
         losses = {"pixel_loss": pixel_loss(self.hparams.pixel_loss, fake, real, region),
-                  "adv_loss": generator_loss(self.hparams.loss, self.judge(fake, region))}
+                  "adv_loss": self.adversarial_loss.generator(self.judge(fake, region))}
         g_loss = losses["pixel_loss"] + self.hparams.adv_weight * losses["adv_loss"]
         if self.perceptual is not None:
             losses["perceptual_loss"] = self.perceptual.to(self.device).loss(fake, real)

@@ -8,11 +8,13 @@ import torch.nn.functional as F
 
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
+from visionlab.modules.base import register_kind
 from visionlab.modules.restoration import RestorationGAN, plain_arguments
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.srresnet import SRResNet, bicubic_downscale, bicubic_upscale, check_scale
 
 
+@register_kind
 class SRGANModule(RestorationGAN):
     """Upscale images ``scale`` times (2, 4 or 8).
 
@@ -26,6 +28,7 @@ class SRGANModule(RestorationGAN):
     """
 
     kind = "srgan"
+    sample_options = ("input",)
     baseline_name = "bicubic"
     panel_names = ("low_res", "bicubic", "srgan", "high_res")
 
@@ -57,6 +60,12 @@ class SRGANModule(RestorationGAN):
         check_scale(scale, image_size)
         generator = SRResNet(channels, scale, g_width, blocks)
         super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
+
+    restore_verb = "upscaled"
+
+    def restore_outputs(self, image: torch.Tensor, mask: str | None, seed: int) -> dict[str, torch.Tensor]:
+        """The image upscaled at its own size (the network is fully convolutional): ``x<scale>``."""
+        return {f"x{self.hparams.scale}": self(image)}
 
     def degrade(self, images: torch.Tensor, seed: int | None) -> tuple[tuple[torch.Tensor], None]:
         """The bicubic-downscaled images (deterministic: ``seed`` is not needed); every pixel counts."""

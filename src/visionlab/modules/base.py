@@ -1,0 +1,129 @@
+"""The build protocol every LightningModule a run trains follows, and the registry of model kinds.
+
+A run (``visionlab.train.run``) and the front ends (``eval``, ``predict``, ``export``, ``sample``)
+never ask which kind of model they hold. They ask the module class:
+
+- :meth:`RunModule.needs_backbone`: build the ``backbone`` group's network for this config?
+- :meth:`RunModule.data_config`: the input the data must deliver (size, channels, scaling);
+- :meth:`RunModule.from_run`: the module, built from the composed config, the set-up data and
+  the backbone;
+- :meth:`RunModule.run_callbacks`, :meth:`RunModule.prepare_datamodule`: the callbacks the run
+  needs for it (its freeze plan's) and what the module changes in the data (the classifier's
+  feature cache);
+- :meth:`RunModule.from_checkpoint`: the module rebuilt from its checkpoint, found by the kind the
+  checkpoint records (:func:`kind_class`).
+
+A class registers its kind by definition (:func:`register_kind`, as timm's ``@register_model``);
+its checkpoints record the kind, the class's import path (so a kind defined outside visionlab is
+found too) and the ``visionlab sample`` options it takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+from omegaconf import DictConfig
+
+from visionlab.data_config import DataConfig
+from visionlab.errors import UserError, closest
+
+MODEL_KINDS: dict[str, type[RunModule]] = {}
+
+
+def register_kind(cls: type[RunModule]) -> type[RunModule]:
+    """Class decorator: ``cls`` is the module of the model kind ``cls.kind``."""
+    if not cls.kind:
+        raise TypeError(f"{cls.__name__} has no kind to register")
+    MODEL_KINDS[cls.kind] = cls
+    return cls
+
+
+def class_path(cls: type) -> str:
+    """``package.module.Class``: what Hydra's ``_target_`` and a checkpoint name a class by."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def kind_class(kind: str, target: str | None = None) -> type[RunModule]:
+    """The module class of a model kind: a registered one, or the one its checkpoint's ``target``
+    imports (which registers it); a UserError naming the known kinds otherwise."""
+    import visionlab.modules  # noqa: F401  (the built-in kinds register when their modules load)
+
+    if kind not in MODEL_KINDS and target:
+        from hydra._internal.utils import _locate
+
+        try:
+            located = _locate(target)
+        except ImportError as err:
+            raise UserError(f"the checkpoint's model kind {kind!r} is defined by {target}, which cannot be "
+                            f"imported ({str(err).splitlines()[0]})") from None
+        if isinstance(located, type) and issubclass(located, RunModule) and located.kind == kind:
+            register_kind(located)  # imported earlier, it registered then; this keeps the answer the same
+    if kind not in MODEL_KINDS:
+        near = closest(kind, MODEL_KINDS)
+        raise UserError(f"unknown model kind {kind!r}" + (f"; did you mean {', '.join(near)}" if near else "")
+                        + f" (known: {', '.join(sorted(MODEL_KINDS))})")
+    return MODEL_KINDS[kind]
+
+
+def module_class(model_cfg: DictConfig) -> type[RunModule]:
+    """The class ``model._target_`` names; a UserError when it does not follow the build protocol."""
+    from hydra.utils import get_class
+
+    target = get_class(model_cfg._target_)
+    if not (isinstance(target, type) and issubclass(target, RunModule)):
+        raise UserError(f"model._target_={model_cfg._target_} is not a visionlab module: derive it from "
+                        "visionlab.modules.base.RunModule (see the README's 'Adding a model kind')")
+    return target
+
+
+class RunModule(L.LightningModule):
+    """A LightningModule that a run builds from its composed config and that rebuilds itself from
+    its checkpoint (the protocol of this module's docstring)."""
+
+    kind: ClassVar[str] = ""
+    # The `visionlab sample` options this kind takes ("n", "label", "per_class", "input", "mask");
+    # none: it is not sampled from (the classifier).
+    sample_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def needs_backbone(cls, model_cfg: DictConfig) -> bool:
+        """Whether the run must build the ``backbone`` group's network for ``model_cfg``."""
+        return False
+
+    @classmethod
+    def data_config(cls, cfg: DictConfig, backbone) -> DataConfig:
+        """The input the data must deliver to this module (size, channels, mean and std)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_run(cls, cfg: DictConfig, datamodule, backbone) -> RunModule:
+        """The module for the composed ``cfg``, the set-up ``datamodule`` (its classes, its sample
+        shape) and ``backbone`` (None unless :meth:`needs_backbone`)."""
+        raise NotImplementedError
+
+    def prepare_datamodule(self, cfg: DictConfig, datamodule):
+        """The datamodule to fit on: ``datamodule`` itself unless the module serves it otherwise."""
+        return datamodule
+
+    @classmethod
+    def run_callbacks(cls, cfg: DictConfig) -> list[L.Callback]:
+        """Callbacks a run of ``cfg`` needs for this module (e.g. the one applying its freeze plan);
+        the ``callbacks`` group adds the rest (checkpoints, the GAN Lab view...)."""
+        return []
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, checkpoint: Path, run_config: Callable[[], DictConfig]
+                        ) -> RunModule:
+        """The module of ``state`` (a checkpoint read with ``weights_only=True``) with its weights,
+        in eval mode; ``run_config()`` composes the config of the run that wrote it, for kinds
+        whose hyperparameters do not say everything."""
+        raise NotImplementedError
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record what :func:`kind_class` and ``visionlab sample`` need to rebuild the module."""
+        checkpoint["visionlab_module"] = self.kind
+        checkpoint["visionlab_target"] = class_path(type(self))
+        checkpoint["visionlab_sample_options"] = list(self.sample_options)
