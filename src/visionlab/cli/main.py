@@ -32,47 +32,6 @@ def cmd_train(overrides: list[str]) -> None:
     hydra_train_main(str(find_conf_dir()))()
 
 
-def resolve_backbone_name(name: str, source: str | None) -> tuple[str, str]:
-    """(model name, source) for a preset of conf/backbone/ or a bare model name."""
-    from omegaconf import OmegaConf
-
-    from visionlab.nets.custom import CUSTOM_BACKBONES
-
-    preset = CHECKOUT_CONF / "backbone" / f"{name}.yaml"
-    if source is None and preset.is_file() and name != "timm":
-        cfg = OmegaConf.load(preset)
-        return cfg.name, cfg.source
-    return name, source or ("custom" if name in CUSTOM_BACKBONES else "timm")
-
-
-def cmd_stages(name: str, source: str | None, granularity: str) -> None:
-    """Print a backbone's stages (input side first) with parameter counts.
-
-    These are the names ``freeze.from_layer``, ``freeze.truncate_after`` and the staged
-    freeze plans accept.
-    """
-    from visionlab.nets.factory import create_backbone
-
-    name, source = resolve_backbone_name(name, source)
-    backbone = create_backbone(name, source=source, pretrained=False)
-    stages = backbone.stages(granularity)
-    print(f"{backbone.name} ({backbone.source}): {len(stages)} {granularity} stages, "
-          f"{backbone.num_features} features, input {backbone.data_config.input_size}px")
-    for index, stage in enumerate(stages):
-        count = sum(p.numel() for p in backbone.stage_parameters(stage))
-        print(f"  {index:3d}  {stage.name:<32} {count:>12,d} params")
-    for alias, target in backbone.layer_aliases.items():
-        print(f"  alias {alias} -> {target}")
-
-
-def cmd_shapes(variant: str, out: Path) -> None:
-    """Write a shapes dataset variant as an ImageFolder tree under ``out``."""
-    from visionlab.data.shapes import generate, spec_for
-
-    root = generate(spec_for(variant), out / variant)
-    print(f"{variant} written to {root}")
-
-
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors as one ``error:`` line (the command's name and the problem) and
     exit code 2, as every other mistake; ``-h`` still prints the full usage."""
@@ -172,8 +131,12 @@ def main(argv: list[str] | None = None) -> None:
 
             cmd_export(args.checkpoint, args.format, args.out, args.output, find_conf_dir())
         elif args.command == "stages":
+            from visionlab.cli.stages import cmd_stages
+
             cmd_stages(args.name, args.source, args.granularity)
         elif args.command == "shapes":
+            from visionlab.cli.shapes import cmd_shapes
+
             cmd_shapes(args.variant, args.out)
         elif args.command == "sample":
             from visionlab.cli.sample import cmd_sample

@@ -28,17 +28,17 @@ import lightning as L
 from omegaconf import DictConfig
 
 from visionlab.data_config import DataConfig
-from visionlab.errors import UserError, closest
+from visionlab.errors import UserError
+from visionlab.registry import Registry
 
-MODEL_KINDS: dict[str, type[RunModule]] = {}
+MODEL_KINDS: Registry[type[RunModule]] = Registry("model kind")
 
 
 def register_kind(cls: type[RunModule]) -> type[RunModule]:
     """Class decorator: ``cls`` is the module of the model kind ``cls.kind``."""
     if not cls.kind:
         raise TypeError(f"{cls.__name__} has no kind to register")
-    MODEL_KINDS[cls.kind] = cls
-    return cls
+    return MODEL_KINDS.register(cls.kind)(cls)
 
 
 def class_path(cls: type) -> str:
@@ -48,7 +48,7 @@ def class_path(cls: type) -> str:
 
 def kind_class(kind: str, target: str | None = None) -> type[RunModule]:
     """The module class of a model kind: a registered one, or the one its checkpoint's ``target``
-    imports (which registers it); a UserError naming the known kinds otherwise."""
+    (the class's import path) names; a UserError naming the known kinds otherwise."""
     import visionlab.modules  # noqa: F401  (the built-in kinds register when their modules load)
 
     if kind not in MODEL_KINDS and target:
@@ -61,11 +61,7 @@ def kind_class(kind: str, target: str | None = None) -> type[RunModule]:
                             f"imported ({str(err).splitlines()[0]})") from None
         if isinstance(located, type) and issubclass(located, RunModule) and located.kind == kind:
             register_kind(located)  # imported earlier, it registered then; this keeps the answer the same
-    if kind not in MODEL_KINDS:
-        near = closest(kind, MODEL_KINDS)
-        raise UserError(f"unknown model kind {kind!r}" + (f"; did you mean {', '.join(near)}" if near else "")
-                        + f" (known: {', '.join(sorted(MODEL_KINDS))})")
-    return MODEL_KINDS[kind]
+    return MODEL_KINDS.lookup(kind, "the checkpoint's model kind")
 
 
 def module_class(model_cfg: DictConfig) -> type[RunModule]:

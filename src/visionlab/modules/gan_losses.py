@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from visionlab.errors import UserError
+from visionlab.registry import Registry
 
-LOSSES: dict[str, type[GANLoss]] = {}
+LOSSES: Registry[type[GANLoss]] = Registry("GAN loss")
 
 
 def register_loss(cls: type[GANLoss]) -> type[GANLoss]:
     """Class decorator: ``model.loss=<cls.name>`` selects ``cls``."""
-    LOSSES[cls.name] = cls
-    return cls
+    return LOSSES.register(cls.name)(cls)
 
 
 class GANLoss:
@@ -100,9 +100,7 @@ class WGANGPLoss(GANLoss):
 def gan_loss(name: str, adds_gradient_penalty: bool, module: str) -> GANLoss:
     """The loss ``model.loss=name`` for the ``module`` kind; a UserError for an unknown name, or for a
     loss that needs a gradient penalty when the module does not add one."""
-    if name not in LOSSES:
-        raise UserError(f"model.loss={name!r} is not one of: {', '.join(LOSSES)}")
-    loss = LOSSES[name]()
+    loss = LOSSES.lookup(name, "model.loss")()
     if loss.needs_gradient_penalty and not adds_gradient_penalty:
         usable = [n for n, cls in LOSSES.items() if not cls.needs_gradient_penalty]
         raise UserError(f"model.loss={name} needs a gradient penalty, which model={module} does not add: use "

@@ -13,6 +13,11 @@ from torch import nn
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
 from visionlab.nets.backbone import Backbone, Stage
+from visionlab.registry import Registry
+
+# backbone.source=custom: small networks defined here, or by a user in a module of their own
+# (``backbone.name=mypackage.nets.tiny_cnn`` imports it; its decorator registers ``tiny_cnn``).
+CUSTOM_BACKBONES: Registry = Registry("custom backbone")
 
 GRAY_MEAN, GRAY_STD = 0.5, 0.5
 
@@ -54,6 +59,7 @@ def _stats(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return (GRAY_MEAN,) * in_chans, (GRAY_STD,) * in_chans
 
 
+@CUSTOM_BACKBONES.register("lenet5")
 def lenet5(in_chans: int = 1, input_size: int = 32) -> Backbone:
     """LeNet-5 (LeCun 1998): two 5x5 conv + pool blocks and the C5 conv to 120 features.
 
@@ -71,6 +77,7 @@ def lenet5(in_chans: int = 1, input_size: int = 32) -> Backbone:
     )
 
 
+@CUSTOM_BACKBONES.register("chollet_cnn")
 def chollet_cnn(in_chans: int = 3, input_size: int = 150, batchnorm: bool = False) -> Backbone:
     """The course's small CNN from scratch (Chollet, *Deep Learning with Python*): conv blocks
     of 32-64-128-128 filters with max-pooling — the convolutional base.
@@ -104,6 +111,7 @@ def chollet_cnn(in_chans: int = 3, input_size: int = 150, batchnorm: bool = Fals
 SHAPES_NET_WIDTHS = (32, 64, 128, 256)
 
 
+@CUSTOM_BACKBONES.register("shapes_net")
 def shapes_net(in_chans: int = 3, input_size: int = 64) -> Backbone:
     """The small BatchNorm CNN visionlab pretrains on ``shapes_source`` and ships.
 
@@ -125,6 +133,4 @@ def shapes_net(in_chans: int = 3, input_size: int = 64) -> Backbone:
         data_config=DataConfig(in_chans, input_size, mean, std),
     )
 
-
-CUSTOM_BACKBONES = {"lenet5": lenet5, "chollet_cnn": chollet_cnn, "shapes_net": shapes_net}
 

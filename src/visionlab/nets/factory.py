@@ -60,15 +60,14 @@ def _custom_backbone(
     name: str, pretrained: bool, in_chans: int, input_size: int | None, kwargs: dict
 ) -> Backbone:
     """A net from :mod:`visionlab.nets.custom`, with its shipped weights if ``pretrained``."""
-    if name not in CUSTOM_BACKBONES:
-        raise UserError(f"unknown custom backbone '{name}'; valid: {', '.join(CUSTOM_BACKBONES)}")
+    build = CUSTOM_BACKBONES.lookup(name, "backbone.name")
     if pretrained and name not in SHIPPED_WEIGHTS:
         raise UserError(
             f"backbone '{name}' has no published weights: set backbone.pretrained=false "
             "or backbone.weights=<file>"
         )
     size_kw = {} if input_size is None else {"input_size": input_size}
-    backbone = CUSTOM_BACKBONES[name](in_chans=in_chans, **size_kw, **kwargs)
+    backbone = build(in_chans=in_chans, **size_kw, **kwargs)
     if pretrained:
         path = SHIPPED_WEIGHTS[name]
         if not path.is_file():

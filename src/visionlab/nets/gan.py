@@ -11,7 +11,8 @@ the inner product of a label embedding with its penultimate features (Miyato & K
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from torch import nn
 from visionlab.errors import UserError
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
+from visionlab.registry import Registry
 
 
 def dcgan_start_size(image_size: int) -> int:
@@ -210,8 +212,70 @@ class BackboneDiscriminator(nn.Module):
         return self.head(self.backbone(self.input(x * 0.5 + 0.5)), labels)
 
 
-GENERATORS = ("mlp", "dcgan")
-DISCRIMINATORS = ("mlp", "dcgan", "backbone")
+@dataclass(frozen=True)
+class GANNetwork:
+    """A registered generator or discriminator: its builder and whether it needs square images."""
+
+    build: Callable[..., nn.Module]
+    square_images: bool = False
+
+
+# ``model.generator`` / ``model.discriminator`` names, registered by definition below: a new
+# architecture is one decorated builder (see the README's "Adding a model kind").
+GENERATORS: Registry[GANNetwork] = Registry("GAN generator")
+DISCRIMINATORS: Registry[GANNetwork] = Registry("GAN discriminator")
+
+
+def register_network(registry: Registry[GANNetwork], name: str, square_images: bool = False):
+    """Decorator: the builder is ``registry``'s network ``name``. Generators are built as
+    ``build(latent_dim, sample_shape, num_classes, width)``; discriminators as
+    ``build(sample_shape, num_classes, width, spectral_norm, backbone)``."""
+    def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        registry.register(name)(GANNetwork(build, square_images))
+        return build
+
+    return add
+
+
+@register_network(GENERATORS, "mlp")
+def mlp_generator(latent_dim, sample_shape, num_classes, width):
+    """The vanilla GAN's MLP generator (any sample shape)."""
+    return MLPGenerator(latent_dim, sample_shape, num_classes=num_classes)
+
+
+@register_network(GENERATORS, "dcgan", square_images=True)
+def dcgan_generator(latent_dim, sample_shape, num_classes, width):
+    """Radford et al.'s transposed-convolution generator."""
+    return DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes)
+
+
+@register_network(DISCRIMINATORS, "mlp")
+def mlp_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
+    """The vanilla GAN's MLP discriminator (any sample shape)."""
+    return MLPDiscriminator(sample_shape, num_classes=num_classes, spectral_norm=spectral_norm)
+
+
+@register_network(DISCRIMINATORS, "dcgan", square_images=True)
+def dcgan_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
+    """Radford et al.'s strided-convolution discriminator."""
+    return DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)
+
+
+@register_network(DISCRIMINATORS, "backbone", square_images=True)
+def backbone_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
+    """The ``backbone`` group's network plus a logit head."""
+    if backbone is None:
+        raise UserError("model.discriminator=backbone needs a network from the backbone group "
+                        "(e.g. backbone=shapes_net)")
+    return BackboneDiscriminator(backbone, num_classes, spectral_norm)
+
+
+def check_square(name: str, network: GANNetwork, sample_shape: tuple) -> None:
+    """A UserError when ``network`` needs square images and the samples are not."""
+    square = len(sample_shape) == 3 and sample_shape[1] == sample_shape[2]
+    if network.square_images and not square:
+        raise UserError(f"the {name} architecture takes square images, not samples of shape {sample_shape}: "
+                        "use model.generator=mlp model.discriminator=mlp")
 
 
 def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_shape: Sequence[int],
@@ -220,31 +284,17 @@ def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_s
     """The generator and discriminator named by ``model.generator`` / ``model.discriminator``;
     ``backbone`` is the network of ``discriminator="backbone"``."""
     sample_shape = tuple(sample_shape)
-    for role, name, choices in (("generator", generator, GENERATORS),
-                                ("discriminator", discriminator, DISCRIMINATORS)):
-        if name not in choices:
-            raise UserError(f"model.{role}={name!r} is not one of: {', '.join(choices)}")
-    square = len(sample_shape) == 3 and sample_shape[1] == sample_shape[2]
-    if not square and ("dcgan" in (generator, discriminator) or discriminator == "backbone"):
-        raise UserError(f"the {'dcgan' if 'dcgan' in (generator, discriminator) else 'backbone'} "
-                        f"architecture takes square images, not samples of shape {sample_shape}: "
-                        "use model.generator=mlp model.discriminator=mlp")
-    if generator == "mlp":
-        g = MLPGenerator(latent_dim, sample_shape, num_classes=num_classes)
-    else:
-        g = DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes)
-    return g, build_discriminator(discriminator, sample_shape, num_classes, width, spectral_norm, backbone)
+    g_net = GENERATORS.lookup(generator, "model.generator")
+    d_net = DISCRIMINATORS.lookup(discriminator, "model.discriminator")
+    for name, network in ((generator, g_net), (discriminator, d_net)):
+        check_square(name, network, sample_shape)
+    return (g_net.build(latent_dim, sample_shape, num_classes, width),
+            build_discriminator(discriminator, sample_shape, num_classes, width, spectral_norm, backbone))
 
 
 def build_discriminator(name: str, sample_shape: Sequence[int], num_classes: int = 0, width: int = 64,
                         spectral_norm: bool = False, backbone: Backbone | None = None) -> nn.Module:
     """The discriminator ``model.discriminator`` names for samples of ``sample_shape``; ``backbone``
     is the network of ``name="backbone"``."""
-    if name == "backbone":
-        if backbone is None:
-            raise UserError("model.discriminator=backbone needs a network from the backbone group "
-                            "(e.g. backbone=shapes_net)")
-        return BackboneDiscriminator(backbone, num_classes, spectral_norm)
-    if name == "mlp":
-        return MLPDiscriminator(sample_shape, num_classes=num_classes, spectral_norm=spectral_norm)
-    return DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)
+    network = DISCRIMINATORS.lookup(name, "model.discriminator")
+    return network.build(tuple(sample_shape), num_classes, width, spectral_norm, backbone)
