@@ -56,3 +56,12 @@ def test_checkpoints_written_before_kinds_were_recorded_still_sample(tmp_path, r
 def test_an_unknown_kind_names_the_known_ones():
     with pytest.raises(UserError, match=r"model kind='gann' is not one of: classifier, gan, inpaint, lapgan"):
         kind_class("gann")
+
+
+def test_a_backbone_family_of_ones_own_is_found_by_its_dotted_name(make_cfg):
+    cfg = make_cfg("backbone.name=toy_kind.toy_cnn", "backbone.pretrained=false", "backbone.input_size=32",
+                   "trainer.max_epochs=1", "freeze=none", "optimized_metric=val/acc", "test_after_fit=false")
+    assert 0.0 <= run(cfg) <= 1.0
+    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["hyper_parameters"]["backbone"]["name"] == "toy_cnn"
+    assert "backbone.body.block2.conv.weight" in state["state_dict"]

@@ -1,15 +1,21 @@
-"""A model kind defined outside visionlab, as a user would add one: one class in one file (plus its
-config, which the test composes). It trains through ``visionlab.train.run`` and samples through
-``visionlab sample`` with no change to either: the build protocol and the kind registry find it."""
+"""A model kind and a backbone family defined outside visionlab, as a user would add them: one
+definition each in one file (plus the config, which the tests compose). They train through
+``visionlab.train.run`` and sample through ``visionlab sample`` with no change to either: the build
+protocol and the registries find them."""
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 from torch import nn
 
+from visionlab.data_config import DataConfig
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.base import register_kind
 from visionlab.modules.gan_losses import gan_loss
+from visionlab.nets.backbone import Backbone
+from visionlab.nets.custom import CUSTOM_BACKBONES, sequential_backbone
 
 
 @register_kind
@@ -48,3 +54,16 @@ class ToyGAN(AdversarialModule):
         g_loss = self.adversarial_loss.generator(self.discriminator(self.generator(z)))
         self.update(g_opt, g_loss, self.generator, "generator")
         self.log("train/g_loss", g_loss.detach(), on_epoch=True, on_step=False)
+
+
+@CUSTOM_BACKBONES.register("toy_cnn")
+def toy_cnn(in_chans: int = 3, input_size: int = 32) -> Backbone:
+    """A backbone family of one's own: two conv blocks (``backbone.source=custom
+    backbone.name=toy_kind.toy_cnn`` imports this module, whose decorator registers it)."""
+    blocks = OrderedDict(
+        block1=nn.Sequential(OrderedDict(conv=nn.Conv2d(in_chans, 8, 3, padding=1), act=nn.ReLU())),
+        block2=nn.Sequential(OrderedDict(conv=nn.Conv2d(8, 16, 3, stride=2, padding=1), act=nn.ReLU())),
+    )
+    stats = (0.5,) * in_chans
+    return sequential_backbone(blocks, name="toy_cnn", num_features=16,
+                               data_config=DataConfig(in_chans, input_size, stats, stats))

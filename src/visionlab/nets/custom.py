@@ -37,10 +37,11 @@ def _conv_unit(in_ch: int, out_ch: int, batchnorm: bool) -> nn.Sequential:
     )
 
 
-def _sequential_backbone(
+def sequential_backbone(
     blocks: OrderedDict, *, name: str, num_features: int, data_config: DataConfig
 ) -> Backbone:
-    """Wrap named blocks as a Backbone: blocks are coarse stages, parametrised units fine ones."""
+    """Wrap named blocks as a Backbone: blocks are coarse stages, parametrised units fine ones (the
+    helper a custom backbone family of one's own can use too)."""
     body = nn.Sequential(blocks)
     coarse = [Stage(n, (n,)) for n, m in body.named_children() if any(True for _ in m.parameters())]
     fine = []
@@ -71,7 +72,7 @@ def lenet5(in_chans: int = 1, input_size: int = 32) -> Backbone:
         c5=nn.Sequential(OrderedDict(conv=nn.Conv2d(16, 120, 5), act=nn.Tanh())),
     )
     mean, std = _stats(in_chans)
-    return _sequential_backbone(
+    return sequential_backbone(
         blocks, name="lenet5", num_features=120,
         data_config=DataConfig(in_chans, input_size, mean, std),
     )
@@ -99,7 +100,7 @@ def chollet_cnn(in_chans: int = 3, input_size: int = 150, batchnorm: bool = Fals
     if size < 1:
         raise UserError(f"backbone.input_size={input_size} is too small for chollet_cnn: use >= 16")
     mean, std = _stats(in_chans)
-    backbone = _sequential_backbone(
+    backbone = sequential_backbone(
         blocks, name="chollet_cnn", num_features=in_ch,
         data_config=DataConfig(in_chans, input_size, mean, std),
     )
@@ -128,7 +129,7 @@ def shapes_net(in_chans: int = 3, input_size: int = 64) -> Backbone:
         blocks[f"block{i}"] = nn.Sequential(units)
         in_ch = width
     mean, std = _stats(in_chans)
-    return _sequential_backbone(
+    return sequential_backbone(
         blocks, name="shapes_net", num_features=SHAPES_NET_WIDTHS[-1],
         data_config=DataConfig(in_chans, input_size, mean, std),
     )
