@@ -119,6 +119,11 @@ MISTAKES = {
     "model-unknown-compile-backend": Mistake(
         "config group", train("model.compile=turbo"), "model.compile='turbo' is not a torch.compile backend"
     ),
+    "model-misspelt-option-of-a-subclass": Mistake(  # SRGANModule passes **options on to its base
+        "config group",
+        train("experiment=srgan_shapes", "+model.scal=2"),
+        "model.scal: visionlab.modules.srgan.SRGANModule takes no argument 'scal' (did you mean model.scale?)",
+    ),
     "model-unknown-gan-loss": Mistake(
         "config group",
         train("model=gan", "model.loss=bogus"),

@@ -32,15 +32,23 @@ def target_nodes(node, path: str = "") -> Iterator[tuple[str, DictConfig]]:
 
 
 def accepted_arguments(target) -> list[str] | None:
-    """The keyword arguments ``target`` takes, or None when it takes any (``**kwargs``) or has no
-    signature Python can read."""
-    try:
-        parameters = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    """The keyword arguments ``target`` takes, or None when it takes any or has no signature Python
+    can read. A class whose ``__init__`` passes ``**kwargs`` on to its base's also takes the base's
+    arguments (followed up the MRO until an ``__init__`` without ``**kwargs``); positional-only
+    parameters are internal and not counted."""
+    inits = ([klass.__dict__["__init__"] for klass in target.__mro__ if "__init__" in klass.__dict__]
+             if isinstance(target, type) else [target])
+    names: list[str] = []
+    for init in inits:
+        try:
+            parameters = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        names += [p.name for p in parameters if p.name != "self" and p.name not in names and p.kind in
+                  (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return names
+    return None
 
 
 def check_config_targets(cfg: DictConfig) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid, save_image
 
+from visionlab.config_targets import accepted_arguments
 from visionlab.data_config import DataConfig
 from visionlab.drawing import with_column_labels
 from visionlab.errors import UserError
@@ -113,7 +113,7 @@ class AdversarialModule(RunModule):
             if isinstance(plan, AutoPlan):
                 plan.count_train_set(datamodule.train_set)
             available |= {"backbone": backbone, "freeze_plan": plan}
-        accepted = inspect.signature(cls).parameters
+        accepted = accepted_arguments(cls) or []
         return instantiate(cfg.model, **{k: v for k, v in available.items() if k in accepted})
 
     @classmethod

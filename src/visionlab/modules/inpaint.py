@@ -7,11 +7,9 @@ from __future__ import annotations
 import torch
 
 from visionlab.errors import UserError
-from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
 from visionlab.modules.base import register_kind
-from visionlab.modules.restoration import RestorationGAN, plain_arguments
-from visionlab.nets.backbone import Backbone
+from visionlab.modules.restoration import RestorationGAN
 from visionlab.nets.inpainting import InpaintingGenerator, check_depth
 from visionlab.nets.masks import check_mask, make_masks
 
@@ -47,38 +45,24 @@ class InpaintModule(RestorationGAN):
     baseline_name = "mean_fill"
     panel_names = ("masked", "mean_fill", "inpainted", "original")
 
-    def __init__(
-        self,
-        optimizer: OptimizerFactory,
-        image_size: int = 64,
-        channels: int = 3,
-        mask: str = "center",
-        depth: int = 3,
-        g_width: int = 32,
-        d_width: int = 64,
-        discriminator: str = "dcgan",
-        d_input: str = "image",
-        loss: str = "bce",
-        pixel_loss: str = "l1",
-        perceptual_weight: float = 0.0,
-        perceptual_layer: str | None = None,
-        adv_weight: float = 1e-3,
-        g_lr: float = 2e-4,
-        d_lr: float = 2e-4,
-        spectral_norm: bool = False,
-        ema_decay: float = 0.0,
-        grad_clip: float | None = None,
-        num_samples: int = 8,
-        backbone: Backbone | None = None,
-        freeze_plan: FreezePlan | None = None,
-    ) -> None:
-        hparams = plain_arguments(locals())
+    # Where inpainting's defaults differ from the shared ones (a narrower U-Net, an L1 hole loss).
+    DEFAULTS = {"g_width": 32, "pixel_loss": "l1", "g_lr": 2e-4, "d_lr": 2e-4}
+
+    def __init__(self, optimizer: OptimizerFactory, mask: str = "center", depth: int = 3,
+                 d_input: str = "image", **options) -> None:
+        """``mask``, ``depth`` (U-Net levels) and ``d_input`` are inpainting's own; ``options`` are
+        those every restoration GAN shares (:class:`RestorationGAN`), with :data:`DEFAULTS`."""
         check_mask(mask)
-        check_depth(depth, image_size)
         if d_input not in D_INPUTS:
             raise UserError(f"model.d_input={d_input!r} is not one of: {', '.join(D_INPUTS)}")
-        generator = InpaintingGenerator(channels, g_width, depth)
-        super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
+        super().__init__(optimizer, {"mask": mask, "depth": depth, "d_input": d_input},
+                         **{**self.DEFAULTS, **options})
+
+    def build_generator(self) -> InpaintingGenerator:
+        """The U-Net of ``depth`` levels, which ``image_size`` must allow."""
+        h = self.hparams
+        check_depth(h.depth, h.image_size)
+        return InpaintingGenerator(h.channels, h.g_width, h.depth)
 
     restore_verb = "inpainted"
 

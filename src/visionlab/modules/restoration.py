@@ -32,7 +32,7 @@ VALIDATION_SEED = 1_000_003  # validation batch i degrades with seed VALIDATION_
 def plain_arguments(arguments: dict) -> dict:
     """A constructor's ``locals()`` without ``self`` and the objects it was handed (optimizer,
     backbone, freeze plan): its plain hyperparameters, as the checkpoint stores them."""
-    objects = ("self", "__class__", "optimizer", "backbone", "freeze_plan")
+    objects = ("self", "__class__", "optimizer", "kind_options", "backbone", "freeze_plan")
     return {k: v for k, v in arguments.items() if k not in objects}
 
 
@@ -58,8 +58,10 @@ class RestorationGAN(AdversarialModule):
     from the config); the adversarial loss is ``loss`` (bce | hinge | lsgan) from a
     ``discriminator`` (``dcgan``: a conv classifier; ``backbone``: the backbone group's
     network + a logit head, its stages under ``freeze_plan``; it gets its own copy when the
-    perceptual loss uses the same network) on whole images. ``hparams`` are the subclass's
-    plain constructor arguments, saved as the checkpoint's hyperparameters.
+    perceptual loss uses the same network) on whole images. The options every restoration GAN
+    shares are this constructor's; a subclass takes its own (``kind_options``: SRGAN's scale,
+    inpainting's masks), passes the rest on as ``**options`` and builds its generator in
+    :meth:`build_generator`. All of them are saved as the checkpoint's hyperparameters.
 
     Every validation epoch logs ``val/psnr`` and ``val/ssim`` of the (EMA) generator and
     ``val/psnr_<baseline>``, ``val/ssim_<baseline>`` of the baseline on the same degraded
@@ -69,9 +71,15 @@ class RestorationGAN(AdversarialModule):
     baseline_name = ""
     panel_names: tuple[str, ...] = ()
 
-    def __init__(self, optimizer: OptimizerFactory, generator: nn.Module, hparams: dict,
-                 backbone: Backbone | None, freeze_plan: FreezePlan | None) -> None:
-        super().__init__(optimizer, hparams["ema_decay"])
+    def __init__(self, optimizer: OptimizerFactory, kind_options: dict, /, *, image_size: int = 64,
+                 channels: int = 3, g_width: int = 64, d_width: int = 64, discriminator: str = "dcgan",
+                 loss: str = "bce", pixel_loss: str = "mse", perceptual_weight: float = 0.0,
+                 perceptual_layer: str | None = None, adv_weight: float = 1e-3, g_lr: float = 1e-4,
+                 d_lr: float = 1e-4, spectral_norm: bool = False, ema_decay: float = 0.0,
+                 grad_clip: float | None = None, num_samples: int = 8, backbone: Backbone | None = None,
+                 freeze_plan: FreezePlan | None = None) -> None:
+        hparams = {**kind_options, **plain_arguments(locals())}
+        super().__init__(optimizer, ema_decay)
         discriminator, perceptual_weight = hparams["discriminator"], hparams["perceptual_weight"]
         if discriminator not in DISCRIMINATORS:
             raise UserError(f"model.discriminator={discriminator!r} is not one of: "
@@ -96,12 +104,16 @@ class RestorationGAN(AdversarialModule):
             object.__setattr__(self, "perceptual", PerceptualFeatures(source, hparams["perceptual_layer"]))
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
         size, channels = hparams["image_size"], hparams["channels"]
-        self.generator = generator
+        self.generator = self.build_generator()
         self.discriminator = build_discriminator(discriminator, (channels, size, size), 0, hparams["d_width"],
                                                  hparams["spectral_norm"], backbone)
         self.init_ema()
         self.scores, self.baseline_scores = RestorationScores(), RestorationScores()
         self._panels: list[torch.Tensor] = []
+
+    def build_generator(self) -> nn.Module:
+        """The generator, from ``self.hparams`` (shared and kind options alike)."""
+        raise NotImplementedError
 
     @classmethod
     def sampling_hparams(cls, hparams: dict) -> dict:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import OptimizerFactory
 from visionlab.modules.base import register_kind
-from visionlab.modules.restoration import RestorationGAN, plain_arguments
-from visionlab.nets.backbone import Backbone
+from visionlab.modules.restoration import RestorationGAN
 from visionlab.nets.srresnet import SRResNet, bicubic_downscale, bicubic_upscale, check_scale
 
 
@@ -32,34 +30,17 @@ class SRGANModule(RestorationGAN):
     baseline_name = "bicubic"
     panel_names = ("low_res", "bicubic", "srgan", "high_res")
 
-    def __init__(
-        self,
-        optimizer: OptimizerFactory,
-        image_size: int = 64,
-        channels: int = 3,
-        scale: int = 4,
-        blocks: int = 8,
-        g_width: int = 64,
-        d_width: int = 64,
-        discriminator: str = "dcgan",
-        loss: str = "bce",
-        pixel_loss: str = "mse",
-        perceptual_weight: float = 0.0,
-        perceptual_layer: str | None = None,
-        adv_weight: float = 1e-3,
-        g_lr: float = 1e-4,
-        d_lr: float = 1e-4,
-        spectral_norm: bool = False,
-        ema_decay: float = 0.0,
-        grad_clip: float | None = None,
-        num_samples: int = 8,
-        backbone: Backbone | None = None,
-        freeze_plan: FreezePlan | None = None,
-    ) -> None:
-        hparams = plain_arguments(locals())
-        check_scale(scale, image_size)
-        generator = SRResNet(channels, scale, g_width, blocks)
-        super().__init__(optimizer, generator, hparams, backbone, freeze_plan)
+    def __init__(self, optimizer: OptimizerFactory, scale: int = 4, blocks: int = 8, **options) -> None:
+        """``scale`` (2, 4 or 8) and ``blocks`` (SRResNet residual blocks) are SRGAN's own; ``options``
+        are those every restoration GAN shares (:class:`RestorationGAN`: image size, widths,
+        losses, learning rates...)."""
+        super().__init__(optimizer, {"scale": scale, "blocks": blocks}, **options)
+
+    def build_generator(self) -> SRResNet:
+        """SRResNet for ``scale``, which must divide ``image_size`` into a low-res input of >= 4 px."""
+        h = self.hparams
+        check_scale(h.scale, h.image_size)
+        return SRResNet(h.channels, h.scale, h.g_width, h.blocks)
 
     restore_verb = "upscaled"
 
