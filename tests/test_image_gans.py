@@ -261,8 +261,10 @@ def test_checkpoints_round_trip_with_weights_only_and_rebuild_the_generator(tmp_
     inputs, _ = model.degrade(images, seed=0)
     torch.testing.assert_close(rebuilt(*inputs), model(*inputs))
     metrics = logged(tmp_path)
-    baseline = model.baseline_name
-    assert {"val/psnr", "val/ssim", f"val/psnr_{baseline}", f"val/ssim_{baseline}"} <= set(metrics)
+    baseline, region = model.baseline_name, model.region_name  # inpainting: the hole alone, named so
+    assert region == ("hole_" if model.kind == "inpaint" else "")
+    names = ("psnr", "ssim", f"psnr_{baseline}", f"ssim_{baseline}")
+    assert {f"val/{region}{name}" for name in names} <= set(metrics)
     rows = Image.open(tmp_path / "samples" / "epoch_000.png").convert("L")
     columns = len(model.panel_names)
     assert rows.width == 2 + columns * (32 + 2) and (rows.height - 12 - 2) % (32 + 2) == 0  # + a 12 px strip

@@ -122,7 +122,7 @@ MISTAKES = {
     "model-misspelt-option-of-a-subclass": Mistake(  # SRGANModule passes **options on to its base
         "config group",
         train("experiment=srgan_shapes", "+model.scal=2"),
-        "model.scal: visionlab.modules.srgan.SRGANModule takes no argument 'scal' (did you mean model.scale?)",
+        "SRGANModule takes no argument 'scal' (did you mean model.scale?)",
     ),
     "model-unknown-gan-loss": Mistake(
         "config group",

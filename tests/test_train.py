@@ -39,10 +39,18 @@ def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
     assert grid.is_file() and grid.stat().st_size > 1000 and not (run_dir / "augmented_batch.png").exists()
 
 
-def test_an_augmented_run_shows_its_augmented_batch(make_cfg):
-    cfg = make_cfg("augment=flip_crop", "trainer.max_epochs=1", "test_after_fit=false")
+@pytest.mark.parametrize("augment", ["flip_crop", "none"])
+def test_only_an_augmented_batch_is_shown_in_tensorboard_beside_the_training_curves(make_cfg, augment):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_cfg(f"augment={augment}", "trainer.max_epochs=1", "test_after_fit=false", "logger=tensorboard")
     run(cfg)
-    assert (Path(cfg.paths.output_dir) / "augmented_batch.png").is_file()
+    name = "augmented_batch" if augment != "none" else "train_batch"
+    assert (Path(cfg.paths.output_dir) / f"{name}.png").is_file()
+    events = Path(cfg.paths.output_dir) / "tensorboard"  # outside a Hydra job the run name is empty
+    images = EventAccumulator(str(events), size_guidance={"images": 0}).Reload().Tags()["images"]
+    # the plain batch is the same picture in every run on the data: it stays out of Time Series
+    assert images == (["train/augmented_batch"] if augment != "none" else [])
 
 
 def test_default_job_transfers_the_shipped_backbone_well_above_chance(make_cfg):

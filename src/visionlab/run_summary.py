@@ -1,9 +1,12 @@
 """A finished run's hyperparameters and final metrics, for TensorBoard's HPARAMS plugin.
 
-Each run writes one hparams summary at its end (the LightningModules save their own
-hyperparameters with ``logger=False``, so Lightning writes none at fit start and no
-``hp_metric``): the table, parallel-coordinates and scatter views then compare the runs of
-a sweep, or of many days, by what was overridden and what came out.
+Each run writes its session (start: the hyperparameters; end: the status) at its end, and its
+final metrics as scalars; the LightningModules save their own hyperparameters with
+``logger=False``, so Lightning writes none at fit start and no ``hp_metric``. No run writes an
+*experiment* summary: TensorBoard then takes the whole table's columns from that one run, and
+stops telling which keys differ (FIELD_NOTES: TensorBoard's hparams plugin). Without one, it
+computes the experiment from every session in view: the union of the keys and metrics, the keys
+that differ across the runs listed (and checked) first.
 """
 
 from __future__ import annotations
@@ -13,37 +16,46 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-# Always in the HPARAMS table (when set), so every run has the same columns; the overridden keys come first.
-KEY_GROUPS = ("data", "backbone", "freeze", "optimizer", "model")
-KEY_VALUES = ("backbone.name", "optimizer.lr", "data.batch_size", "trainer.max_epochs", "seed")
+
+def plain(value) -> str | int | float | bool | None:
+    """``value`` as TensorBoard's HPARAMS takes it: a scalar as is, a list as its text, else None."""
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        return str(list(value))
+    return None
 
 
-def hparams_of(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> dict[str, object]:
+def hparams_of(cfg: DictConfig, overrides: list[str], choices: dict[str, str],
+               keys: tuple[str, ...]) -> dict[str, object]:
     """The hyperparameters a run is compared by: its overridden keys (a group as the option
-    given, e.g. ``freeze=two_phase``), then the options of :data:`KEY_GROUPS` (``choices``:
-    Hydra's runtime choices) and :data:`KEY_VALUES`; values as str, int, float or bool."""
+    given, e.g. ``freeze=two_phase``), then its model kind's ``keys`` (the module class's
+    :meth:`~visionlab.modules.base.RunModule.summary_keys`: a key without a dot is a group's
+    option, from Hydra's runtime ``choices``); values as str, int, float or bool."""
     params: dict[str, object] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        node = OmegaConf.select(cfg, key, default=value)
-        params[key] = node if isinstance(node, (str, int, float, bool)) else value
-    for group in KEY_GROUPS:
-        if group in choices and group not in params:
-            params[group] = str(choices[group])
-    for key in KEY_VALUES:
-        value = OmegaConf.select(cfg, key, default=None)
-        if key not in params and isinstance(value, (str, int, float, bool)):
+        node = plain(OmegaConf.select(cfg, key, default=value))
+        params[key] = value if node is None else node
+    for key in keys:
+        value = choices.get(key) if "." not in key else plain(OmegaConf.select(cfg, key, default=None))
+        if key not in params and value is not None:
             params[key] = value
     return params
 
 
-def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], seconds: float) -> None:
-    """Write the run's hyperparameters and final metrics to TensorBoard's HPARAMS plugin.
+def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], seconds: float,
+                    keys: tuple[str, ...]) -> None:
+    """Write the run's hyperparameters (:func:`hparams_of` over ``keys``) and final metrics to
+    TensorBoard's HPARAMS plugin.
 
-    Metrics: ``hparams/best_<monitor>`` (the best checkpoint's score), every ``test/*`` value as
-    ``hparams/test_*``, ``hparams/epochs``, ``hparams/wall_time_s``; the hyperparameters include
-    ``status`` (``finished`` or ``stopped_early``). The tags are the same in every run.
+    Metrics: ``hparams/best_<monitor>`` (the best checkpoint's score), every final ``val/*`` and
+    ``test/*`` value as ``hparams/val_*``, ``hparams/test_*``, ``hparams/epochs``,
+    ``hparams/wall_time_s``; the hyperparameters include ``status`` (``finished`` or
+    ``stopped_early``).
     """
+    from torch.utils.tensorboard.summary import hparams
+
     loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
     if not loggers:
         return
@@ -51,11 +63,17 @@ def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, floa
     overrides = list(hydra.overrides.task) if hydra else []
     choices = dict(hydra.runtime.choices) if hydra else {}
     early = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
-    params = {**hparams_of(cfg, overrides, choices), "status": "stopped_early" if early else "finished"}
+    params = {**hparams_of(cfg, overrides, choices, keys), "status": "stopped_early" if early else "finished"}
     summary = {"hparams/epochs": float(trainer.current_epoch), "hparams/wall_time_s": round(seconds, 1)}
     checkpoint = trainer.checkpoint_callback
     if cfg.get("monitor") and checkpoint is not None and checkpoint.best_model_score is not None:
         summary[f"hparams/best_{cfg.monitor.replace('/', '_')}"] = float(checkpoint.best_model_score)
-    summary.update({f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items() if k.startswith("test/")})
+    summary.update({f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items()
+                    if k.split("/")[0] in ("val", "test") and not k.endswith("_running")})
+    _, session_start, session_end = hparams(params, summary)
     for logger in loggers:
-        logger.log_hyperparams(params, summary)
+        logger.log_metrics(summary, step=trainer.global_step)
+        writer = logger.experiment._get_file_writer()
+        writer.add_summary(session_start)  # no experiment summary: see the module's docstring
+        writer.add_summary(session_end)
+        writer.flush()

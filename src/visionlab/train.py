@@ -182,7 +182,7 @@ def run(cfg: DictConfig) -> float | None:
         if best:
             log.info("best checkpoint: %s", best)
 
-    log_run_summary(trainer, cfg, metrics, time.perf_counter() - started)
+    log_run_summary(trainer, cfg, metrics, time.perf_counter() - started, model_class.summary_keys(cfg))
     log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
                                        if k.split("/")[0] in ("train", "val", "test")
                                        and not k.endswith("_running")))

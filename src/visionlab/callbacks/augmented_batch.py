@@ -29,8 +29,10 @@ class AugmentedBatchGrid(L.Callback):
     """At fit start, show what the model really sees: one training batch, augmented if it is.
 
     The batch is un-normalised with the datamodule's mean/std, captioned with class names,
-    written to ``<run dir>/<name>.png`` and logged to TensorBoard as ``data/<name>``, where
-    the name says what it is: ``augmented_batch``, or ``train_batch`` without augmentation.
+    written to ``<run dir>/<name>.png``, where the name says what it is: ``augmented_batch``,
+    or ``train_batch`` without augmentation. Only an augmented batch goes to TensorBoard (as
+    ``train/augmented_batch``, beside the run's training curves): the plain one is the same
+    picture in every run on the data, and a sweep's Time Series page opened on copies of it.
     """
 
     def __init__(self, max_images: int = 32) -> None:
@@ -52,8 +54,8 @@ class AugmentedBatchGrid(L.Callback):
         out = Path(trainer.default_root_dir) / f"{name}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         grid.save(out)
-        for logger in trainer.loggers:
+        for logger in trainer.loggers if augmented else ():
             add_image = getattr(getattr(logger, "experiment", None), "add_image", None)
             if add_image is not None:
-                add_image(f"data/{name}", torch.from_numpy(np.array(grid)), 0, dataformats="HWC")
+                add_image(f"train/{name}", torch.from_numpy(np.array(grid)), 0, dataformats="HWC")
         log.info("%s training batch written to %s", "augmented" if augmented else "un-augmented", out)

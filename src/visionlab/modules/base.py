@@ -100,6 +100,18 @@ class RunModule(L.LightningModule):
         shape) and ``backbone`` (None unless :meth:`needs_backbone`)."""
         raise NotImplementedError
 
+    @classmethod
+    def summary_keys(cls, cfg: DictConfig) -> tuple[str, ...]:
+        """The keys a run of this kind is compared by in TensorBoard's HPARAMS and ``visionlab
+        compare`` (a key without a dot is a config group's option): here the data, model and
+        optimizer options, every plain ``model.*`` setting (loss, architectures, learning rates,
+        EMA, augmentation, image size...), the backbone and freeze plan only when the model uses
+        them, and the batch size, epochs and seed."""
+        uses_backbone = ("backbone", "freeze") if cls.needs_backbone(cfg.model) else ()
+        groups = ("data", "model", "optimizer", *uses_backbone)
+        model_keys = tuple(f"model.{key}" for key in cfg.model if not str(key).startswith("_"))
+        return (*groups, *model_keys, "data.batch_size", "trainer.max_epochs", "seed")
+
     def prepare_datamodule(self, cfg: DictConfig, datamodule):
         """The datamodule to fit on: ``datamodule`` itself unless the module serves it otherwise."""
         return datamodule

@@ -157,6 +157,13 @@ class ClassifierModule(RunModule):
             scheduler_interval=cfg.scheduler.interval, scheduler_monitor=cfg.scheduler.monitor,
             freeze_plan=plan)
 
+    @classmethod
+    def summary_keys(cls, cfg: DictConfig) -> tuple[str, ...]:
+        """The groups a transfer-learning run is told apart by, the backbone's name and the
+        learning rate, batch size, epochs and seed."""
+        return ("data", "backbone", "freeze", "optimizer", "model", "backbone.name", "optimizer.lr",
+                "data.batch_size", "trainer.max_epochs", "seed")
+
     def prepare_datamodule(self, cfg: DictConfig, datamodule):
         """``datamodule``, or a wrapper serving cached backbone features (the head then trains on them).
 

@@ -35,7 +35,8 @@ class InpaintModule(RestorationGAN):
     used: the visible ones are copied through. The pixel loss counts the hole only; D judges
     whole images (``d_input=image``) or the hole alone (``hole``). Training masks are drawn from
     the run's seeded RNG, validation masks from a fixed seed per batch, the same every epoch.
-    Metrics (``val/psnr``, ``val/ssim``, and ``val/psnr_mean_fill``, ``val/ssim_mean_fill`` for
+    Metrics (``val/hole_psnr``, ``val/hole_ssim``, and ``val/hole_psnr_mean_fill``,
+    ``val/hole_ssim_mean_fill`` for
     the baseline) count hole pixels only; each validation row shows the masked input, the mean
     fill, the inpainting and the original.
     """
@@ -43,6 +44,7 @@ class InpaintModule(RestorationGAN):
     kind = "inpaint"
     sample_options = ("input", "mask")
     baseline_name = "mean_fill"
+    region_name = "hole_"
     panel_names = ("masked", "mean_fill", "inpainted", "original")
 
     # Where inpainting's defaults differ from the shared ones (a narrower U-Net, an L1 hole loss).

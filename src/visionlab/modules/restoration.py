@@ -70,6 +70,9 @@ class RestorationGAN(AdversarialModule):
 
     baseline_name = ""
     panel_names: tuple[str, ...] = ()
+    # What the scores measure, in their names: "" the whole image (val/psnr), "hole_" the filled
+    # region alone (val/hole_psnr): metrics that mean different things never share a chart.
+    region_name = ""
 
     def __init__(self, optimizer: OptimizerFactory, kind_options: dict, /, *, image_size: int = 64,
                  channels: int = 3, g_width: int = 64, d_width: int = 64, discriminator: str = "dcgan",
@@ -204,8 +207,9 @@ class RestorationGAN(AdversarialModule):
         scores, baseline = self.scores.compute(), self.baseline_scores.compute()
         self.scores.reset()
         self.baseline_scores.reset()
-        self.log_dict({f"val/{k}": v for k, v in scores.items()}, prog_bar=True)
-        self.log_dict({f"val/{k}_{self.baseline_name}": v for k, v in baseline.items()})
+        region = self.region_name
+        self.log_dict({f"val/{region}{k}": v for k, v in scores.items()}, prog_bar=True)
+        self.log_dict({f"val/{region}{k}_{self.baseline_name}": v for k, v in baseline.items()})
         if self._panels and not self.trainer.sanity_checking:
             panels = [p[:self.hparams.num_samples] for p in self._panels]
             rows = torch.stack(panels, dim=1).flatten(0, 1)  # sample by sample, panel by panel
