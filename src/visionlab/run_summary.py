@@ -38,7 +38,7 @@ def hparams_of(cfg: DictConfig, overrides: list[str], choices: dict[str, str],
         node = plain(OmegaConf.select(cfg, key, default=value))
         params[key] = value if node is None else node
     for key in keys:
-        value = choices.get(key) if "." not in key else plain(OmegaConf.select(cfg, key, default=None))
+        value = choices[key] if key in choices else plain(OmegaConf.select(cfg, key, default=None))
         if key not in params and value is not None:
             params[key] = value
     return params

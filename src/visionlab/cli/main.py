@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/export/<format>)")
     exp.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     exp.add_argument("--output", default="probabilities", choices=("probabilities", "logits"))
+    board = sub.add_parser("board", help="TensorBoard over the runs under DIRs, each named by the overrides "
+                                         "that set it apart")
+    board.add_argument("directories", nargs="*", type=Path, default=[Path("outputs")],
+                       help="run, sweep or outputs directories (default: outputs)")
+    board.add_argument("--port", type=int, default=6006)
+    board.add_argument("--host", default="localhost", help="0.0.0.0 to serve other machines")
     stages = sub.add_parser("stages", help="list a backbone's stages (names for freeze.from_layer)")
     stages.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
     stages.add_argument("--source", default=None, help="timm | torchvision | custom (default: guess)")
@@ -130,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
             from visionlab.cli.export import cmd_export
 
             cmd_export(args.checkpoint, args.format, args.out, args.output, find_conf_dir())
+        elif args.command == "board":
+            from visionlab.cli.board import cmd_board
+
+            cmd_board(args.directories, args.port, args.host)
         elif args.command == "stages":
             from visionlab.cli.stages import cmd_stages
 

@@ -1,0 +1,90 @@
+"""Comparing runs in TensorBoard, checked through TensorBoard's own HTTP API: a tiny sweep and a GAN
+run, linked by ``visionlab board``'s names, served by a real ``tensorboard`` process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from visionlab.cli.board import link_runs
+from visionlab.cli.main import main
+
+SMALL = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+         "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def request(port: int, path: str, body: dict | None = None):
+    """TensorBoard's JSON answer at ``path`` (a POST with ``body``, as its own frontend sends)."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", "X-XSRF-Protected": "1"}
+    with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", data, headers),
+                                timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.fixture
+def tensorboard(tmp_path):
+    """Start ``tensorboard`` on a folder; stopped after the test."""
+    processes = []
+
+    def start(logdir: Path) -> int:
+        port = free_port()
+        command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port),
+                   "--host", "127.0.0.1", "--reload_interval", "0"]  # 0: read the events once, at start
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        processes.append(process)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if request(port, "/data/runs"):
+                    return port
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("tensorboard did not answer within 90 s")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_runs_are_named_by_what_differs_and_hparams_list_every_runs_keys_differing_first(
+        in_project, tmp_path, tensorboard):
+    main(["train", "-m", "optimizer.lr=1e-3,1e-2", *SMALL])
+    main(["train", "model=gan", "data=shapes_mono", "model.image_size=16", "model.width=8",
+          "model.num_samples=4", *SMALL])
+    farm = tmp_path / "farm"
+    links = link_runs([in_project / "outputs"], farm)
+    classifier_runs = {"optimizer.lr=0.001", "optimizer.lr=0.01"}  # as Hydra records the sweep's values
+    gan_run = next(name for name in links if name.startswith("model=gan"))
+    assert classifier_runs <= set(links) and len(links) == 3
+    port = tensorboard(farm)
+
+    runs = request(port, "/data/runs")
+    assert set(runs) == set(links)  # no date, time, job number or tensorboard/ before the overrides
+
+    experiment = request(port, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    infos = {info["name"]: info for info in experiment["hparamInfos"]}
+    names = [info["name"] for info in experiment["hparamInfos"]]
+    differing = [name for name in names if infos[name].get("differs")]
+    assert names[: len(differing)] == differing  # the keys that differ come first (checked by default)
+    assert {"optimizer.lr", "model"} <= set(differing)
+    assert {"backbone.name", "freeze", "seed"} <= set(names)  # the classifier runs' own keys
+    assert {"model.loss", "model.generator", "model.d_steps", "model.image_size"} <= set(names)  # the GAN's
+    metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
+    assert {"hparams/test_acc", "hparams/best_val_acc", "hparams/wall_time_s"} <= metrics
+    assert gan_run and "hparams/epochs" in metrics
