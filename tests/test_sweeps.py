@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from visionlab.cli.main import main
+from visionlab.errors import UserError
 
 SMALL_DATA = ["debug=fast", "callbacks.progress_bar=null", "data.train_per_class=4", "data.val_per_class=2",
               "data.test_per_class=2"]
@@ -129,3 +130,64 @@ def test_compare_on_a_folder_without_runs_says_what_it_looked_for(tmp_path, caps
         main(["compare", str(tmp_path / "empty")])
     assert exit_info.value.code == 2
     assert "(a run directory holds .hydra/config.yaml)" in capsys.readouterr().err
+
+
+def fake_run(root: Path, name: str, overrides: list[str], values: list[float],
+             target: str = "ClassifierModule", monitor: str = "val/acc", mode: str = "max") -> Path:
+    """A run folder as train.py leaves it (.hydra/, csv/metrics.csv, status.json) with ``values`` of
+    ``monitor`` per epoch and the last as ``test/acc``."""
+    run_dir = root / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(
+        f"monitor: {monitor}\nmode: {mode}\nmodel:\n  _target_: visionlab.modules.x.{target}\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (run_dir / "csv").mkdir()
+    rows = [f"{epoch},{value},\n" for epoch, value in enumerate(values)]
+    rows.append(f"{len(values) - 1},,{values[-1]}\n")
+    (run_dir / "csv" / "metrics.csv").write_text(f"epoch,{monitor},test/acc\n" + "".join(rows))
+    (run_dir / "status.json").write_text(json.dumps({"status": "finished", "overrides": overrides}))
+    (run_dir / "checkpoints").mkdir()
+    return run_dir
+
+
+def test_compare_groups_runs_over_seeds_as_mean_std_and_n_ranked(tmp_path, capsys):
+    from visionlab.cli.compare import cmd_compare
+
+    best = {("a", 1): 0.60, ("a", 2): 0.70, ("a", 3): 0.80, ("b", 1): 0.50, ("b", 2): 0.52, ("b", 3): 0.54}
+    for (freeze, seed), value in best.items():
+        fake_run(tmp_path, f"{freeze}{seed}", [f"freeze={freeze}", f"seed={seed}"], [value - 0.1, value])
+    rows = cmd_compare([tmp_path], None, None, None, None)
+    assert rows[0][:3] == ["#", "group (over seed)", "best val/acc"] and rows[0][-2:] == ["n", "failed"]
+    assert [row[1] for row in rows[1:]] == ["freeze=a", "freeze=b"]  # ranked by the mean: 0.70 > 0.52
+    assert rows[1][2] == "0.7000 ± 0.1000" and rows[2][2] == "0.5200 ± 0.0200"
+    assert rows[1][-2:] == ["3", "0"]
+    assert (tmp_path / "compare.md").read_text().count("±") == 4 and (tmp_path / "compare.png").is_file()
+    with pytest.raises(UserError, match=r"--over lr: no run sets lr; the keys that differ between the runs: "
+                                        r"freeze, seed"):
+        cmd_compare([tmp_path], None, None, None, None, over="lr")
+
+
+def test_compare_ranks_each_model_kind_on_its_own_metric(tmp_path, capsys):
+    from visionlab.cli.compare import cmd_compare
+
+    fake_run(tmp_path, "c1", ["freeze=a"], [0.5, 0.6])
+    fake_run(tmp_path, "c2", ["freeze=b"], [0.7, 0.8])
+    fake_run(tmp_path, "g1", ["model=gan", "model.loss=hinge"], [30.0, 20.0], "GANModule", "val/fid", "min")
+    fake_run(tmp_path, "g2", ["model=gan", "model.loss=bce"], [25.0, 12.0], "GANModule", "val/fid", "min")
+    cmd_compare([tmp_path], None, None, None, None)
+    text = (tmp_path / "compare.md").read_text()
+    assert "## ClassifierModule" in text and "## GANModule" in text
+    classifier, gan = text.split("## GANModule")
+    assert "best val/acc" in classifier and "val/fid" not in classifier
+    assert "best val/fid" in gan
+    assert gan.index("model.loss=bce") < gan.index("model.loss=hinge")  # the lower FID first
+    assert all((tmp_path / f"compare-{kind}.png").is_file() for kind in ("GANModule", "ClassifierModule"))
+
+
+def test_a_sweep_over_seeds_ends_with_the_best_group_as_mean_and_std():
+    from visionlab.cli.sweep import summarize
+
+    records = [{"status": "finished", "overrides": [f"freeze={f}", f"seed={s}"], "value": v}
+               for f, s, v in [("a", 1, 0.6), ("a", 2, 0.8), ("b", 1, 0.9), ("b", 2, 0.5)]]
+    assert summarize(records, "test/acc", "max") == (
+        "sweep: 4 finished, 0 failed; best test/acc=0.7000 ± 0.1414 over 2 seeds (freeze=a)")

@@ -9,6 +9,7 @@ directory (or ``--out``).
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError, first_line
+from visionlab.inference.aggregate import RunGroup, group_runs, rank_groups
 from visionlab.inference.runs import RunRecord, find_runs, read_run
 
 
@@ -90,9 +92,90 @@ def readable_runs(run_dirs: list[Path]) -> list[RunRecord]:
     return records
 
 
+def seed_like_key(records: list[RunRecord], over: str | None) -> str | None:
+    """The key to average runs over: ``over`` (a UserError naming the keys that differ when no run
+    set it), else ``seed`` when the runs were given different seeds, else None."""
+    if over is not None:
+        if not any(r.override(over) is not None for r in records):
+            keys = sorted({o.lstrip("+~").partition("=")[0] for own in overrides_that_differ(
+                [r.overrides for r in records]) for o in own})
+            raise UserError(f"--over {over}: no run sets {over}; the keys that differ between the runs: "
+                            f"{', '.join(keys) or '(none)'}")
+        return over
+    seeds = {r.override("seed") for r in records}
+    return "seed" if len(seeds - {None}) > 1 else None
+
+
+def group_table(groups: list[RunGroup], metric: str, over: str) -> list[list[str]]:
+    """Header and rows of the groups' table: mean ± std and n of the best ``metric`` and of every
+    ``test/*`` metric over the runs of a group (the runs differing only in ``over``)."""
+    tests = sorted({tag for g in groups for r in g.records for tag in r.curves if tag.startswith("test/")})
+    own = overrides_that_differ([g.overrides for g in groups])
+    labels = {id(g): ",".join(mine) or "(all runs)" for g, mine in zip(groups, own, strict=True)}
+    rows = [["#", f"group (over {over})", f"best {metric}", *tests, "n", "failed"]]
+    for index, group in enumerate(groups, start=1):
+        cells = [mean_std(group.stats(metric))] + [mean_std(group.stats(t, best=False)) for t in tests]
+        failed = sum(r.status == "failed" for r in group.records)
+        count = (group.stats(metric) or (0, 0, 0))[2]
+        rows.append([str(index), labels[id(group)], *cells, str(count), str(failed)])
+    return rows
+
+
+def mean_std(stats: tuple[float, float, int] | None) -> str:
+    """``0.7111 ± 0.0123`` (or ``-`` without values)."""
+    return f"{stats[0]:.4f} ± {stats[1]:.4f}" if stats else "-"
+
+
+def plot_groups(groups: list[RunGroup], metric: str, over: str, out: Path) -> None:
+    """Each group's mean curve of ``metric`` per epoch, with the standard deviation over its runs as
+    error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    own = overrides_that_differ([g.overrides for g in groups])
+    figure, ax = plt.subplots(figsize=(8, 5))
+    for group, mine in zip(groups, own, strict=True):
+        by_epoch: dict[int, list[float]] = {}
+        for record in group.records:
+            for epoch, value in record.curves.get(metric, []):
+                by_epoch.setdefault(epoch, []).append(value)
+        if by_epoch:
+            epochs = sorted(by_epoch)
+            means = [statistics.fmean(by_epoch[e]) for e in epochs]
+            spreads = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+            n = len(group.records)
+            ax.errorbar(epochs, means, yerr=spreads, marker=".", capsize=3,
+                        label=f"{','.join(mine) or '(all runs)'} (n={n})"[:70])
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch: mean ± std over {over}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+
+
+def compare_kind(records: list[RunRecord], metric: str, sort: str | None, top: int | None, over: str | None,
+                 plot_to: Path) -> list[list[str]]:
+    """The table of runs of one model kind (averaged over ``over`` or the seeds when they vary),
+    its figure written to ``plot_to``."""
+    key = seed_like_key(records, over)
+    if key is None:
+        labels = differing(records)
+        ranked = rank(records, sort or metric, top)
+        plot(ranked, metric, labels, plot_to)
+        return table(ranked, metric, labels)
+    groups = rank_groups(group_runs(records, key), sort or metric)[:top or None]
+    plot_groups(groups, metric, key, plot_to)
+    return group_table(groups, metric, key)
+
+
 def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, top: int | None,
-                out: Path | None) -> list[list[str]]:
-    """Print, and write to ``compare.md`` / ``compare.png``, the ranked table of the runs found."""
+                out: Path | None, over: str | None = None) -> list[list[str]]:
+    """Print, and write to ``compare.md`` / ``compare.png``, the ranked table of the runs found: per
+    model kind (a GAN's FID is not ranked against a classifier's accuracy), and as mean ± std over
+    the runs that differ only in ``over`` (default: the seed, when the runs vary it)."""
     missing = [d for d in directories if not d.is_dir()]
     if missing:
         raise UserError(f"{missing[0]} is not a directory: give run or sweep directories "
@@ -101,22 +184,33 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
     if not records:
         raise UserError(f"no runs under {', '.join(map(str, directories))} (a run directory holds "
                         ".hydra/config.yaml)")
-    metric = metric or next((r.monitor for r in records if r.monitor), None)
-    if metric is None:
-        raise UserError("the runs have no monitor metric: choose one with --metric (e.g. val/acc)")
-    for name in {metric, sort or metric}:
+    for name in {metric, sort} - {None}:
         if not any(name in record.curves for record in records):
             logged = sorted({key for record in records for key in record.curves if "/" in key})
             raise UserError(f"no run logged {name}: choose one the runs have ({', '.join(logged)})")
-    labels = differing(records)
-    ranked = rank(records, sort or metric, top)
-    rows = table(ranked, metric, labels)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    kinds: dict[str, list[RunRecord]] = {}
+    for record in records:
+        kinds.setdefault(record.kind, []).append(record)
     out = out or directories[0]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(markdown(rows))
-    plot(ranked, metric, labels, out / "compare.png")
-    print(f"written: {out / 'compare.md'}, {out / 'compare.png'}")
-    return rows
+    sections = []
+    for kind, members in kinds.items():
+        own_metric = metric if metric and any(metric in r.curves for r in members) else None
+        own_metric = own_metric or next((r.monitor for r in members if r.monitor), None)
+        if own_metric is None:
+            raise UserError("the runs have no monitor metric: choose one with --metric (e.g. val/acc)")
+        figure = out / ("compare.png" if len(kinds) == 1 else f"compare-{kind or 'runs'}.png")
+        rows = compare_kind(members, own_metric, sort if sort and any(sort in r.curves for r in members)
+                            else None, top, over, figure)
+        sections.append((kind, rows, figure))
+    for kind, rows, _ in sections:
+        if len(sections) > 1:
+            print(f"\n{kind} ({len(rows) - 1} row(s)):")
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    text = (markdown(sections[0][1]) if len(sections) == 1
+            else "\n".join(f"## {kind}\n\n{markdown(rows)}" for kind, rows, _ in sections))
+    (out / "compare.md").write_text(text)
+    print(f"written: {out / 'compare.md'}, {', '.join(str(figure) for _, _, figure in sections)}")
+    return sections[0][1]

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sort", default=None, help="rank by this metric instead of --metric")
     compare.add_argument("--top", type=int, default=None, help="only the N best runs")
     compare.add_argument("--out", type=Path, default=None, help="folder for compare.md/png (default: DIR)")
+    compare.add_argument("--over", default=None,
+                         help="average the runs that differ only in this key: mean ± std and n per group "
+                              "(default: seed, when the runs vary it)")
     evaluate = sub.add_parser("eval", help="test-set metrics, confusion matrix and top losses of classifier "
                                            "checkpoints (Hydra overrides of the run's config may follow)")
     evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "compare":
             from visionlab.cli.compare import cmd_compare
 
-            cmd_compare(args.directories, args.metric, args.sort, args.top, args.out)
+            cmd_compare(args.directories, args.metric, args.sort, args.top, args.out, args.over)
         elif args.command == "eval":
             from visionlab.cli.evaluate import cmd_eval
 

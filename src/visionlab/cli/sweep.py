@@ -17,6 +17,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from visionlab.inference.aggregate import mean_std_n, without_key
+
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 
@@ -41,16 +43,28 @@ def read_statuses(sweep_dir: Path) -> list[dict]:
 
 
 def summarize(records: list[dict], metric: str | None, mode: str) -> str:
-    """One line over a sweep's job records: how many finished and failed, and the best."""
+    """One line over a sweep's job records: how many finished and failed, and the best job, or,
+    when the sweep varied the seed, the best group of jobs differing only in it (mean ± std, n)."""
     finished = [r for r in records if r["status"] == "finished"]
     failed = len(records) - len(finished)
     line = f"sweep: {len(finished)} finished, {failed} failed"
     scored = [r for r in finished if r["value"] is not None and not math.isnan(r["value"])]
-    if scored:
-        best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
-        differing = overrides_that_differ([r["overrides"] for r in records])[records.index(best)]
-        line += f"; best {metric}={best['value']:.4f} ({', '.join(differing) or 'the shared overrides'})"
-    return line
+    if not scored:
+        return line
+    pick = max if mode == "max" else min
+    seeds = {o for r in records for o in r["overrides"] if o.partition("=")[0] == "seed"}
+    if len(seeds) > 1:
+        groups: dict[tuple[str, ...], list[float]] = {}
+        for r in scored:
+            groups.setdefault(tuple(without_key(r["overrides"], "seed")), []).append(r["value"])
+        shared, values = pick(groups.items(), key=lambda item: mean_std_n(item[1])[0])
+        differing = overrides_that_differ([list(key) for key in groups])[list(groups).index(shared)]
+        mean, spread, n = mean_std_n(values)
+        return line + (f"; best {metric}={mean:.4f} ± {spread:.4f} over {n} seeds "
+                       f"({', '.join(differing) or 'the shared overrides'})")
+    best = pick(scored, key=lambda r: r["value"])
+    differing = overrides_that_differ([r["overrides"] for r in records])[records.index(best)]
+    return line + f"; best {metric}={best['value']:.4f} ({', '.join(differing) or 'the shared overrides'})"
 
 
 class SweepOutcome:

@@ -30,6 +30,12 @@ class RunRecord:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # tag -> [(epoch, value)]
     status: str = "finished"
     seconds: float | None = None
+    kind: str = ""  # the model's class (ClassifierModule, GANModule...): runs of one kind compare
+
+    def override(self, key: str) -> str | None:
+        """The value this run's command line gave ``key`` (None if it gave none)."""
+        return next((o.partition("=")[2] for o in self.overrides if o.lstrip("+~").partition("=")[0] == key),
+                    None)
 
     def direction(self, metric: str) -> str:
         """``max`` or ``min``: the run's ``mode`` for its ``monitor``; for another metric, lower is
@@ -106,7 +112,8 @@ def read_run(run_dir: Path) -> RunRecord:
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
     record = RunRecord(run_dir, overrides, config.get("monitor"), config.get("mode", "max"),
-                       OmegaConf.select(config, "trainer.max_epochs", default=None))
+                       OmegaConf.select(config, "trainer.max_epochs", default=None),
+                       kind=str(OmegaConf.select(config, "model._target_", default="")).rsplit(".", 1)[-1])
     record.curves, record.seconds = _event_curves(run_dir)
     if not record.curves:
         record.curves = _csv_curves(run_dir)
