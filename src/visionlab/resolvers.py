@@ -4,6 +4,8 @@
 - ``${claim_dir:<path>}``: ``<path>``, created now, or ``<path>_2``, ``_3``... when another run
   already has it (two runs started in the same second would otherwise share one run directory,
   and the second would overwrite the first's config and log).
+- ``${run_label:}``: ``${run_name:}``, or ``default`` for a run without overrides (a name for
+  MLflow and W&B, which would otherwise make one up).
 - ``${run_name:}``: what distinguishes this run, for its TensorBoard run name: the job's
   command-line overrides as ``key=value,key=value`` (Hydra's ``override_dirname``), shortened
   to :data:`MAX_RUN_NAME` characters with a hash of the whole when longer (so two long names
@@ -79,6 +81,12 @@ def release_claims() -> None:
         del os.environ[key]
 
 
+def run_label() -> str:
+    """:func:`run_name`, or ``default`` when the run overrode nothing."""
+    return run_name() or "default"
+
+
 OmegaConf.register_new_resolver("claim_dir", claim_dir, replace=True)
+OmegaConf.register_new_resolver("run_label", run_label, replace=True)
 OmegaConf.register_new_resolver("optuna_direction", optuna_direction, replace=True)
 OmegaConf.register_new_resolver("run_name", run_name, replace=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -47,17 +47,14 @@ def hparams_of(cfg: DictConfig, overrides: list[str], choices: dict[str, str],
 def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float], seconds: float,
                     keys: tuple[str, ...]) -> None:
     """Write the run's hyperparameters (:func:`hparams_of` over ``keys``) and final metrics to
-    TensorBoard's HPARAMS plugin.
+    TensorBoard's HPARAMS plugin, and the same to MLflow and W&B when they log the run.
 
     Metrics: ``hparams/best_<monitor>`` (the best checkpoint's score), every final ``val/*`` and
     ``test/*`` value as ``hparams/val_*``, ``hparams/test_*``, ``hparams/epochs``,
     ``hparams/wall_time_s``; the hyperparameters include ``status`` (``finished`` or
     ``stopped_early``).
     """
-    from torch.utils.tensorboard.summary import hparams
-
-    loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-    if not loggers:
+    if not trainer.loggers:
         return
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = list(hydra.overrides.task) if hydra else []
@@ -70,10 +67,25 @@ def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, floa
         summary[f"hparams/best_{cfg.monitor.replace('/', '_')}"] = float(checkpoint.best_model_score)
     summary.update({f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items()
                     if k.split("/")[0] in ("val", "test") and not k.endswith("_running")})
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            write_hparams_session(logger, params, summary, trainer.global_step)
+        elif isinstance(logger, (MLFlowLogger, WandbLogger)):  # the same params and results as HPARAMS
+            logger.log_hyperparams(params)
+            logger.log_metrics(summary, step=trainer.global_step)
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # the offline run's file complete, for `wandb sync`
+
+
+def write_hparams_session(logger: TensorBoardLogger, params: dict, summary: dict[str, float],
+                          step: int) -> None:
+    """The run's session (start: ``params``; end: its status) and ``summary`` as scalars, without an
+    experiment summary (see the module's docstring)."""
+    from torch.utils.tensorboard.summary import hparams
+
     _, session_start, session_end = hparams(params, summary)
-    for logger in loggers:
-        logger.log_metrics(summary, step=trainer.global_step)
-        writer = logger.experiment._get_file_writer()
-        writer.add_summary(session_start)  # no experiment summary: see the module's docstring
-        writer.add_summary(session_end)
-        writer.flush()
+    logger.log_metrics(summary, step=step)
+    writer = logger.experiment._get_file_writer()
+    writer.add_summary(session_start)
+    writer.add_summary(session_end)
+    writer.flush()

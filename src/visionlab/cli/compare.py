@@ -38,9 +38,17 @@ def rank(records: list[RunRecord], metric: str, top: int | None) -> list[RunReco
     return ranked[:top] if top else ranked
 
 
+def result_tags(records: list[RunRecord], metric: str) -> list[str]:
+    """The final results shown beside ``metric``: every ``test/*`` metric; for runs that test nothing
+    (the GAN family), their last ``val/*`` metrics (FID, KID, PSNR, SSIM, JS...)."""
+    tags = {tag for r in records for tag in r.curves}
+    tests = sorted(tag for tag in tags if tag.startswith("test/"))
+    return tests or sorted(tag for tag in tags if tag.startswith("val/") and tag != metric)
+
+
 def table(records: list[RunRecord], metric: str, labels: dict[Path, str]) -> list[list[str]]:
     """Header and rows of the comparison table."""
-    tests = sorted({tag for r in records for tag in r.curves if tag.startswith("test/")})
+    tests = result_tags(records, metric)
     rows = [["#", "run", f"best {metric}", "epoch", *tests, "epochs", "wall time", "status"]]
     for index, record in enumerate(records, start=1):
         best = record.best(metric)
@@ -109,7 +117,7 @@ def seed_like_key(records: list[RunRecord], over: str | None) -> str | None:
 def group_table(groups: list[RunGroup], metric: str, over: str) -> list[list[str]]:
     """Header and rows of the groups' table: mean ± std and n of the best ``metric`` and of every
     ``test/*`` metric over the runs of a group (the runs differing only in ``over``)."""
-    tests = sorted({tag for g in groups for r in g.records for tag in r.curves if tag.startswith("test/")})
+    tests = result_tags([r for g in groups for r in g.records], metric)
     own = overrides_that_differ([g.overrides for g in groups])
     labels = {id(g): ",".join(mine) or "(all runs)" for g, mine in zip(groups, own, strict=True)}
     rows = [["#", f"group (over {over})", f"best {metric}", *tests, "n", "failed"]]

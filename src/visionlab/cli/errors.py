@@ -50,7 +50,7 @@ def hydra_refusals_as_one_line():
     """
     import os
 
-    from hydra.errors import CompactHydraException, OverrideParseException
+    from hydra.errors import CompactHydraException, InstantiationException, OverrideParseException
 
     if "HYDRA_FULL_ERROR" in os.environ:
         yield
@@ -59,6 +59,8 @@ def hydra_refusals_as_one_line():
     try:
         yield
     except CompactHydraException as exc:
+        if isinstance(exc, InstantiationException):  # raised by a constructor: a bug keeps its traceback
+            raise
         hint = (" (a value with spaces, non-ASCII letters or brackets goes in quotes: 'key=\"value\"')"
                 if isinstance(exc, OverrideParseException) else "")
         print(f"error: {hydra_error_line(exc)}{hint}", file=sys.stderr)

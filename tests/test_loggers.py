@@ -1,0 +1,71 @@
+"""The loggers users bring beside TensorBoard, offline: MLflow (a local file store) and W&B (offline
+mode), each read back for the run name, the params and the final metrics HPARAMS shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from visionlab.cli.main import main
+
+SMALL = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+         "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", "freeze=two_phase"]
+
+
+def test_mlflow_and_tensorboard_log_the_same_run_name_params_and_results(in_project):
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    main(["train", "logger=[tensorboard,mlflow]", *SMALL])
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{in_project / 'outputs' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert "freeze=two_phase" in run.info.run_name and "logger" not in run.info.run_name  # the overrides
+    assert run.data.params["freeze"] == "two_phase" and run.data.params["backbone.name"] == "shapes_net"
+    assert run.data.params["status"] == "finished"
+    assert {"hparams/test_acc", "hparams/best_val_acc", "hparams/wall_time_s"} <= set(run.data.metrics)
+    assert "val/acc" in run.data.metrics
+    (events,) = (p for p in (in_project / "outputs").rglob("tensorboard/*") if p.is_dir())
+    assert events.name == run.info.run_name  # the same name in both
+
+
+def wandb_records(path: Path):
+    """The protobuf records of a W&B offline run file (``run-<id>.wandb``): a ``:W&B`` header, then
+    LevelDB-style log blocks of 32 KiB whose chunks (checksum, length, type) hold the records."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data, block, position, pending = path.read_bytes(), 32768, 7, b""
+    assert data[:4] == b":W&B"
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a chunk header is padding
+            position += block - position % block
+            continue
+        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), data[position + 6]
+        chunk, position = data[position + 7:position + 7 + length], position + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):  # a whole record, or its last chunk
+            record = Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def test_wandb_logs_offline_without_an_account(in_project, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    main(["train", "logger=[tensorboard,wandb]", *SMALL])
+    (run_dir,) = (in_project / "outputs").glob("*/*")
+    (offline,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")  # `wandb sync` uploads it later
+    records = list(wandb_records(offline))
+    names = [r.run.display_name for r in records if r.WhichOneof("record_type") == "run"]
+    kinds = [r.WhichOneof("record_type") for r in records]
+    config = {item.key: json.loads(item.value_json) for r, kind in zip(records, kinds, strict=True)
+              if kind == "config" for item in r.config.update}
+    logged = {item.key or "/".join(item.nested_key) for r, kind in zip(records, kinds, strict=True)
+              if kind == "history" for item in r.history.item}
+    (events,) = (p for p in run_dir.glob("tensorboard/*") if p.is_dir())
+    assert names and set(names) == {events.name}  # the TensorBoard run's name
+    assert config["freeze"] == "two_phase" and config["status"] == "finished"
+    assert {"hparams/test_acc", "hparams/best_val_acc", "val/acc"} <= logged
