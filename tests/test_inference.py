@@ -229,3 +229,31 @@ def test_top_losses_are_the_most_confidently_wrong_first():
                             probabilities.max(dim=1).values)
     assert losses.argmax() == 0  # ordered by loss, image 0 would lead
     assert evaluation.most_confidently_wrong(16) == [2, 3, 0]  # wrong at 0.90, 0.60, 0.54
+
+
+def test_tta_averages_the_softmax_over_its_views_and_none_is_the_plain_score():
+    from visionlab.inference.tta import TTA_VIEWS, averaged_log_probabilities, centre_crop
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x = torch.randn(5, 3, 8, 8)
+    plain = model(x).log_softmax(dim=-1)
+    assert torch.equal(averaged_log_probabilities(model, x, TTA_VIEWS["none"]), plain)  # bit for bit
+    flipped = (plain.exp() + model(x.flip(-1)).softmax(dim=-1)) / 2
+    torch.testing.assert_close(averaged_log_probabilities(model, x, TTA_VIEWS["flip"]).exp(), flipped)
+    assert len(TTA_VIEWS["flip_crop"]) == 4 and centre_crop(x).shape == x.shape
+    symmetric = torch.randn(2, 3, 8, 4)
+    symmetric = torch.cat([symmetric, symmetric.flip(-1)], dim=-1)  # a mirror image of itself
+    torch.testing.assert_close(averaged_log_probabilities(model, symmetric, TTA_VIEWS["flip"]),
+                               model(symmetric).log_softmax(dim=-1))
+
+
+def test_eval_with_tta_reports_it_beside_the_plain_score(trained_run, capsys):
+    run_dir, best, test_acc, overrides = trained_run
+    (plain,) = cmd_eval([best], overrides, CONF_DIR, tta="flip")
+    assert plain.accuracy == pytest.approx(test_acc, abs=1e-6)  # the figures stay the plain model's
+    out = capsys.readouterr().out
+    assert f"accuracy {plain.accuracy:.4f}" in out and "with --tta flip: accuracy" in out
+    written = next(p for p in (run_dir / "eval").iterdir() if (p / "eval.json").is_file())
+    report = json.loads((written / "eval.json").read_text())
+    assert report["tta"]["views"] == "flip" and 0.0 <= report["tta"]["accuracy"] <= 1.0

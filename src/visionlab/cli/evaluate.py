@@ -56,8 +56,11 @@ def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> Non
         top_losses_grid(dataset, wrong, evaluation, data.data_config).save(out / "top_losses.png")
 
 
-def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path) -> list[Evaluation]:
-    """Evaluate every checkpoint on its run's test set (``overrides`` applied); print, write, return."""
+def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path, tta: str = "none"
+             ) -> list[Evaluation]:
+    """Evaluate every checkpoint on its run's test set (``overrides`` applied); print, write, return.
+    With ``tta``, also the softmax averaged over its views, printed and written beside the plain
+    score (the figures stay the plain model's)."""
     results = []
     for checkpoint in checkpoints:
         trained = load_classifier(checkpoint, conf_dir, overrides)
@@ -69,6 +72,16 @@ def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path) -> l
         print(f"{checkpoint}: accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
               f"loss {evaluation.loss:.4f} on {int(evaluation.confusion.sum())} test images")
         print_per_class(evaluation)
+        if tta != "none":
+            augmented = evaluate(trained.model, loader, list(trained.datamodule.class_names),
+                                 f"evaluating {checkpoint.name} with --tta {tta}", tta=tta)
+            gain = augmented.accuracy - evaluation.accuracy
+            print(f"  with --tta {tta}: accuracy {augmented.accuracy:.4f} ({gain:+.4f}), macro-F1 "
+                  f"{augmented.macro_f1:.4f}, loss {augmented.loss:.4f}")
+            report = json.loads((out / "eval.json").read_text())
+            report["tta"] = {"views": tta, "accuracy": augmented.accuracy, "macro_f1": augmented.macro_f1,
+                             "loss": augmented.loss}
+            (out / "eval.json").write_text(json.dumps(report, indent=2))
         print(f"  written to {out}")
         results.append(evaluation)
     if len(results) > 1:

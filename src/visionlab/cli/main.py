@@ -10,6 +10,7 @@ from pathlib import Path
 from visionlab.cli.checks import check_before_imports
 from visionlab.cli.errors import EXIT_USER_ERROR, exit_on_user_error
 from visionlab.errors import UserError
+from visionlab.inference.tta import TTA_VIEWS
 
 # conf/ of the source checkout (an editable install): src/visionlab/cli/main.py -> repo root.
 CHECKOUT_CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "checkpoints (Hydra overrides of the run's config may follow)")
     evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
                           help="one or more .ckpt files, then overrides (data=image_folder data.root=DIR)")
+    evaluate.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
+                          help="also score the softmax averaged over views: flip (2), flip_crop (4)")
     pred = sub.add_parser("predict", help="predict the class of an image or of every image in a folder")
     pred.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     pred.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
@@ -72,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--top-k", type=int, default=None,
                       help="classes and probabilities per image (default: 3, or all of a model with fewer)")
     pred.add_argument("--batch-size", type=int, default=32)
+    pred.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
+                      help="average the softmax over views of each image: flip (2), flip_crop (4)")
     exp = sub.add_parser("export", help="export a classifier to ONNX or TorchScript, checked against PyTorch")
     exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     exp.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
@@ -129,12 +134,12 @@ def main(argv: list[str] | None = None) -> None:
 
             overrides = [t for t in args.targets if "=" in t]
             checkpoints = [Path(t) for t in args.targets if "=" not in t]
-            cmd_eval(checkpoints, overrides, find_conf_dir())
+            cmd_eval(checkpoints, overrides, find_conf_dir(), args.tta)
         elif args.command == "predict":
             from visionlab.cli.predict import cmd_predict
 
             cmd_predict(args.checkpoint, args.images, args.skipped, args.out, args.top_k, args.batch_size,
-                        find_conf_dir())
+                        find_conf_dir(), args.tta)
         elif args.command == "export":
             from visionlab.cli.export import cmd_export
 

@@ -25,11 +25,11 @@ def write_csv(predictions: list[Prediction], out: Path) -> None:
 
 
 def cmd_predict(checkpoint: Path, images: list[Path], skipped: list[Path], out: Path, top_k: int | None,
-                batch_size: int, conf_dir: Path) -> list[Prediction]:
+                batch_size: int, conf_dir: Path, tta: str = "none") -> list[Prediction]:
     """Predict ``images`` (as :func:`~visionlab.image_files.find_images` found them, with the files
     it ``skipped``); write ``out``; print counts per class and skipped files."""
     trained = rebuild_classifier(checkpoint, conf_dir)
-    predictions = predict(trained.model, images, trained.class_names, top_k, batch_size)
+    predictions = predict(trained.model, images, trained.class_names, top_k, batch_size, tta)
     write_csv(predictions, out)
     counts = Counter(p.classes[0] for p in predictions)
     print(f"{len(predictions)} image(s) predicted, written to {out}")

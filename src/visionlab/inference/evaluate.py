@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
+from visionlab.inference.tta import averaged_log_probabilities, tta_views
+
 
 @dataclass
 class Evaluation:
@@ -69,17 +71,19 @@ def per_class_table(confusion: torch.Tensor, class_names: list[str]) -> list[dic
 
 
 @torch.no_grad()
-def evaluate(model, loader: DataLoader, class_names: list[str], description: str = "evaluating"
-             ) -> Evaluation:
-    """Run ``model`` (eval mode) over ``loader``; a progress bar counts the batches."""
+def evaluate(model, loader: DataLoader, class_names: list[str], description: str = "evaluating",
+             tta: str = "none") -> Evaluation:
+    """Run ``model`` (eval mode) over ``loader``, its softmax averaged over the ``tta`` views
+    (:mod:`visionlab.inference.tta`; ``none``: the plain score); a progress bar counts the batches."""
+    views = tta_views(tta)
     model.eval()
     losses, predictions, targets, probabilities = [], [], [], []
     with Progress(transient=True) as bar:
         task = bar.add_task(description, total=len(loader))
         for x, y in loader:
-            logits = model(x.to(model.device)).float().cpu()
-            losses.append(F.cross_entropy(logits, y, reduction="none"))
-            probs = logits.softmax(dim=-1)
+            log_probs = averaged_log_probabilities(model, x.to(model.device), views).cpu()
+            losses.append(F.nll_loss(log_probs, y, reduction="none"))
+            probs = log_probs.exp()
             confidence, predicted = probs.max(dim=-1)
             predictions.append(predicted)
             probabilities.append(confidence)

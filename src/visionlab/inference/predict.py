@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from visionlab.data.image_folder import ImageFileDataset
 from visionlab.data.transforms import eval_transform
 from visionlab.errors import UserError
+from visionlab.inference.tta import averaged_log_probabilities, tta_views
 
 DEFAULT_TOP_K = 3  # classes per image when not asked: fewer if the model has fewer
 
@@ -26,10 +27,12 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(model, images: list[Path], class_names: list[str], top_k: int | None, batch_size: int
-            ) -> list[Prediction]:
+def predict(model, images: list[Path], class_names: list[str], top_k: int | None, batch_size: int,
+            tta: str = "none") -> list[Prediction]:
     """Top-``top_k`` predictions for every image, batched, with a progress bar (``None``: the
-    :data:`DEFAULT_TOP_K` most probable, or every class of a model with fewer)."""
+    :data:`DEFAULT_TOP_K` most probable, or every class of a model with fewer); the softmax
+    averaged over the ``tta`` views (:mod:`visionlab.inference.tta`)."""
+    views = tta_views(tta)
     if top_k is None:
         top_k = min(DEFAULT_TOP_K, len(class_names))
     if not 1 <= top_k <= len(class_names):
@@ -43,7 +46,7 @@ def predict(model, images: list[Path], class_names: list[str], top_k: int | None
     with Progress(transient=True) as bar:
         task = bar.add_task("predicting", total=len(images))
         for x, _ in loader:
-            probabilities = model(x.to(model.device)).float().softmax(dim=-1).cpu()
+            probabilities = averaged_log_probabilities(model, x.to(model.device), views).exp().cpu()
             top = probabilities.topk(top_k, dim=-1)
             for values, indices in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 path = images[len(results)]
