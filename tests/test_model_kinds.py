@@ -65,3 +65,20 @@ def test_a_backbone_family_of_ones_own_is_found_by_its_dotted_name(make_cfg):
     state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["hyper_parameters"]["backbone"]["name"] == "toy_cnn"
     assert "backbone.body.block2.conv.weight" in state["state_dict"]
+
+
+def test_each_kind_is_compared_by_its_own_keys_and_never_by_groups_it_does_not_use(make_cfg):
+    from visionlab.modules.base import module_class
+    from visionlab.run_summary import hparams_of
+
+    gan = make_cfg("experiment=dcgan_shapes", tiny=False)
+    keys = module_class(gan.model).summary_keys(gan)
+    choices = {"data": "shapes_mono", "model": "gan", "optimizer": "adam", "backbone": "shapes_net"}
+    params = hparams_of(gan, ["experiment=dcgan_shapes"], choices, keys)
+    assert {"model.loss", "model.generator", "model.discriminator", "model.d_steps", "model.g_lr",
+            "model.ema_decay", "model.diffaugment", "model.image_size"} <= set(params)
+    assert not {"backbone", "backbone.name", "freeze", "optimizer.lr"} & set(params)  # a DCGAN uses none
+    backbone_d = make_cfg("experiment=gan_backbone_d_shapes", tiny=False)
+    assert {"backbone", "freeze"} <= set(module_class(backbone_d.model).summary_keys(backbone_d))
+    classifier = make_cfg(tiny=False)
+    assert "backbone.name" in module_class(classifier.model).summary_keys(classifier)
