@@ -191,3 +191,19 @@ def test_a_sweep_over_seeds_ends_with_the_best_group_as_mean_and_std():
                for f, s, v in [("a", 1, 0.6), ("a", 2, 0.8), ("b", 1, 0.9), ("b", 2, 0.5)]]
     assert summarize(records, "test/acc", "max") == (
         "sweep: 4 finished, 0 failed; best test/acc=0.7000 ± 0.1414 over 2 seeds (freeze=a)")
+
+
+def test_compare_ranks_runs_without_a_monitor_on_a_val_metric_and_skips_those_with_none(tmp_path, capsys):
+    from visionlab.cli.compare import cmd_compare
+
+    fake_run(tmp_path, "c1", ["freeze=a"], [0.5, 0.6])
+    fake_run(tmp_path, "g1", ["model=gan"], [0.4, 0.3], "GANModule", "val/js", "min")
+    (tmp_path / "g1" / ".hydra" / "config.yaml").write_text(
+        "monitor: null\nmode: max\nmodel:\n  _target_: visionlab.modules.gan.GANModule\n")
+    fake_run(tmp_path, "l1", ["model=lapgan"], [1.0], "LAPGANModule", "train/g_loss", "min")
+    (tmp_path / "l1" / ".hydra" / "config.yaml").write_text(
+        "monitor: null\nmode: max\nmodel:\n  _target_: visionlab.modules.lapgan.LAPGANModule\n")
+    cmd_compare([tmp_path], None, None, None, None)
+    text = (tmp_path / "compare.md").read_text()
+    assert "## GANModule" in text and "best val/js" in text and "LAPGANModule" not in text
+    assert "LAPGANModule: 1 run(s) without a monitor or val/* metric, not ranked" in capsys.readouterr().err

@@ -205,12 +205,18 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
     for kind, members in kinds.items():
         own_metric = metric if metric and any(metric in r.curves for r in members) else None
         own_metric = own_metric or next((r.monitor for r in members if r.monitor), None)
+        logged_val = sorted(t for r in members for t in r.curves if t.startswith("val/"))
+        own_metric = own_metric or next(iter(logged_val), None)  # no monitor (a GAN without FID)
         if own_metric is None:
-            raise UserError("the runs have no monitor metric: choose one with --metric (e.g. val/acc)")
+            print(f"{kind or 'runs'}: {len(members)} run(s) without a monitor or val/* metric, not ranked "
+                  "(--metric names one)", file=sys.stderr)
+            continue
         figure = out / ("compare.png" if len(kinds) == 1 else f"compare-{kind or 'runs'}.png")
         rows = compare_kind(members, own_metric, sort if sort and any(sort in r.curves for r in members)
                             else None, top, over, figure)
         sections.append((kind, rows, figure))
+    if not sections:
+        raise UserError("the runs have no monitor or val/* metric: choose one with --metric (e.g. val/acc)")
     for kind, rows, _ in sections:
         if len(sections) > 1:
             print(f"\n{kind} ({len(rows) - 1} row(s)):")
