@@ -328,3 +328,24 @@ def test_a_random_timm_vgg_is_initialised_as_timm_does_without_its_pre_logits(na
             assert torch.equal(module.running_var, torch.ones_like(module.running_var))
             assert torch.equal(module.running_mean, torch.zeros_like(module.running_mean))
             assert module.num_batches_tracked.item() == 0
+
+
+def test_stochastic_depth_drops_residual_branches_in_training_only_and_is_refused_where_absent():
+    from visionlab.nets.factory import create_backbone
+
+    torch.manual_seed(0)
+    backbone = create_backbone("resnet18", source="timm", pretrained=False, input_size=32, drop_path_rate=0.5)
+    for module in backbone.modules():  # timm zero-initialises each block's last BatchNorm: nothing to drop
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+    x = torch.randn(8, 3, 32, 32)
+    backbone.train()
+    assert not torch.equal(backbone(x), backbone(x))  # a different set of branches dropped each pass
+    backbone.eval()
+    assert torch.equal(backbone(x), backbone(x))
+    for name, source, message in [("vgg11", "timm", "timm's vgg11 has no stochastic depth"),
+                                  ("shapes_net", "custom", "custom backbone 'shapes_net' has no stochastic")]:
+        with pytest.raises(UserError, match=message):
+            create_backbone(name, source=source, pretrained=False, drop_path_rate=0.1)
+    with pytest.raises(UserError, match=r"backbone.drop_path_rate=1.5 must be in \[0, 1\)"):
+        create_backbone("resnet18", source="timm", drop_path_rate=1.5)

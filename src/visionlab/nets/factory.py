@@ -23,6 +23,7 @@ def create_backbone(
     weights: str | None = None,
     in_chans: int = 3,
     input_size: int | None = None,
+    drop_path_rate: float | None = None,
     **kwargs,
 ) -> Backbone:
     """Build backbone ``name`` from ``source`` and optionally load weights.
@@ -32,7 +33,17 @@ def create_backbone(
     ``weights`` loads a local file instead, and then nothing is downloaded. ``input_size``
     overrides the size the model expects (``None``: the model's default). Extra keyword
     arguments go to the model constructor (e.g. ``batchnorm`` for ``chollet_cnn``).
+    ``drop_path_rate`` is stochastic depth (timm's argument: residual branches dropped at random
+    in training, at rates rising to this value in the last block), for timm models that have it.
     """
+    if drop_path_rate is not None:
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise UserError(f"backbone.drop_path_rate={drop_path_rate} must be in [0, 1)")
+        if source != "timm":
+            raise UserError(f"backbone.drop_path_rate: {source} backbone '{name}' has no stochastic depth; "
+                            "timm models with residual blocks do (backbone=timm backbone.name=resnet18, "
+                            "convnext_atto, vit_tiny_patch16_224...)")
+        kwargs["drop_path_rate"] = drop_path_rate
     if source not in SOURCES:
         raise UserError(f"backbone.source='{source}' is not one of: {', '.join(SOURCES)}")
     if pretrained and weights is not None:

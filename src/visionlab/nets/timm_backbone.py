@@ -98,6 +98,11 @@ def _create(
         )
     except OSError as err:
         raise UserError(download_failure_message(name, err)) from None
+    except TypeError as err:  # an argument this family's constructor does not take
+        if "drop_path_rate" in kwargs and "drop_path_rate" in str(err):
+            raise UserError(f"backbone.drop_path_rate: timm's {name} has no stochastic depth; models with "
+                            "residual blocks do (resnet18, convnext_atto, vit_tiny_patch16_224...)") from None
+        raise
 
 
 def _forward_features(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
