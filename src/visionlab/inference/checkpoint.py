@@ -27,9 +27,9 @@ from visionlab.modules.base import RunModule, kind_class
 from visionlab.modules.classifier import ClassifierModule
 
 
-def read_checkpoint(path: Path, header: CheckpointHeader) -> dict:
-    """The checkpoint at ``path`` (``weights_only=True``) whose ``header`` was read already (it says
-    what the file is not, before torch loads)."""
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path`` (``weights_only=True``), whose header the caller has read (it says
+    what the file is not, before torch loads: :mod:`visionlab.checkpoint_header`)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged storage; the header already read, nothing is unpickled further
@@ -41,7 +41,7 @@ def rebuild(checkpoint: Path, header: CheckpointHeader, conf_dir: Path | None = 
             overrides: list[str] = ()) -> tuple[RunModule, Callable[[], DictConfig]]:
     """The module of ``checkpoint`` with its weights, in eval mode, rebuilt by the class of the kind
     it records; and the (cached) composer of its run's config (``conf_dir`` and ``overrides``)."""
-    state = read_checkpoint(checkpoint, header)
+    state = read_checkpoint(checkpoint)
     module_class = kind_class(header.kind, state.get("visionlab_target"))
 
     @functools.cache
