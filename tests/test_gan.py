@@ -355,6 +355,11 @@ def test_offline_fid_and_kid_rank_real_images_above_noise(data_dir):
     metrics.update(torch.rand_like(second) * 2 - 1, real=False)
     real_vs_noise = metrics.compute()
     assert real_vs_real["fid"] < real_vs_noise["fid"] and real_vs_real["kid"] < real_vs_noise["kid"]
+    # 40 vs 40 images: noise lands in some real balls (precision 0.6 measured), but it covers
+    # none of the real data (recall 0) and few real balls hold it (density 0.16, coverage 0.13)
+    assert real_vs_real["recall"] > 0.9 > 0.1 > real_vs_noise["recall"]
+    for name in ("density", "coverage"):
+        assert real_vs_real[name] > 0.8 > 0.3 > real_vs_noise[name], name
 
 
 def test_fid_features_must_be_shapes_net_a_classifier_checkpoint_or_present_inception(tmp_path, monkeypatch):
@@ -405,3 +410,26 @@ def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):
     rates = [row for row in rows if row.get("lr-generator/group0")]
     assert float(rates[0]["lr-generator/group0"]) == pytest.approx(cfg.model.g_lr)
     assert float(rates[0]["lr-discriminator/group0"]) == pytest.approx(cfg.model.d_lr)
+
+
+def test_precision_recall_density_coverage_on_sets_with_known_answers():
+    from visionlab.metrics.prdc import prdc
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[10.0, 0.0], [-10.0, 0.0], [0.0, 10.0], [0.0, -10.0]])
+
+    def modes(indices, n):  # n points around each of the given modes
+        return torch.cat([centres[i] + torch.randn(n, 2, generator=g) for i in indices])
+
+    real = modes(range(4), 100)
+    same = prdc(real, real)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    assert same["density"] == pytest.approx(1.0 + 1 / 5, abs=0.05)  # each point also lies in its own ball
+    far = prdc(real, modes(range(4), 100) + 1000.0)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    half = prdc(real, modes([0, 1], 200))  # realistic samples of half the modes: mode collapse
+    assert half["precision"] > 0.95 and half["recall"] == pytest.approx(0.5, abs=0.05)
+    assert half["coverage"] == pytest.approx(0.5, abs=0.05)
+    fresh = prdc(real, modes(range(4), 100))  # a new draw of the same distribution
+    assert min(fresh["precision"], fresh["recall"], fresh["coverage"]) > 0.85
+    assert fresh["density"] == pytest.approx(1.0, abs=0.2)

@@ -19,6 +19,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from visionlab.errors import UserError, first_line
+from visionlab.metrics.prdc import prdc
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
 from visionlab.nets.factory import create_backbone
@@ -134,11 +135,14 @@ class GenerativeMetrics(nn.Module):
         self.kid.update(scaled, real=real)
 
     def compute(self) -> dict[str, float]:
-        """``{"fid": ..., "kid": ...}`` over everything added since the last reset."""
+        """``fid``, ``kid``, and ``precision``, ``recall``, ``density``, ``coverage``
+        (:mod:`visionlab.metrics.prdc`, from the features KID keeps) over everything added since
+        the last reset."""
         seen = min(sum(len(f) for f in self.kid.real_features), sum(len(f) for f in self.kid.fake_features))
         self.kid.subset_size = max(2, min(self.kid_subset_size, seen))
         kid_mean, _ = self.kid.compute()
-        return {"fid": float(self.fid.compute()), "kid": float(kid_mean)}
+        real, fake = torch.cat(self.kid.real_features), torch.cat(self.kid.fake_features)
+        return {"fid": float(self.fid.compute()), "kid": float(kid_mean), **prdc(real, fake)}
 
     def reset(self) -> None:
         """Forget the images added so far."""

@@ -1,4 +1,5 @@
-"""``val/fid`` and ``val/kid`` for modules that draw images from noise (GAN, LAPGAN)."""
+"""``val/fid``, ``val/kid`` and precision / recall / density / coverage for modules that draw
+images from noise (GAN, LAPGAN)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 class FIDValidation:
     """A LightningModule mixin: every ``hparams.fid_every`` epochs (0: never), the validation
     images and as many drawn by :meth:`draw` (the module's, from its EMA generator) give
-    ``val/fid`` and ``val/kid`` in the feature space of ``hparams.fid_features``
+    ``val/fid``, ``val/kid``, ``val/precision``, ``val/recall``, ``val/density`` and
+    ``val/coverage`` in the feature space of ``hparams.fid_features``
     (:mod:`visionlab.metrics.generative`). The feature network is built at fit time and kept
     out of the checkpoint."""
 
@@ -41,7 +43,7 @@ class FIDValidation:
             metrics.update(self.draw(len(real), labels), real=False)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/fid`` and ``val/kid`` on FID epochs."""
+        """Log ``val/fid``, ``val/kid`` and the PRDC scores on FID epochs."""
         if not self._fid_due():
             return
         scores = self._generative.compute()
