@@ -433,3 +433,20 @@ def test_precision_recall_density_coverage_on_sets_with_known_answers():
     fresh = prdc(real, modes(range(4), 100))  # a new draw of the same distribution
     assert min(fresh["precision"], fresh["recall"], fresh["coverage"]) > 0.85
     assert fresh["density"] == pytest.approx(1.0, abs=0.2)
+
+
+def test_the_lowest_fid_is_best_ckpt_and_sampling_a_run_folder_draws_from_it(make_cfg, tmp_path, capsys):
+    from visionlab.cli.main import main
+
+    cfg = make_cfg("experiment=dcgan_shapes", "model.fid_every=1", "model.width=8", "model.num_samples=4",
+                   "callbacks.augmented_batch=null")
+    run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    (callback,) = [v for k, v in best["callbacks"].items() if "'monitor': 'val/fid'" in k]
+    rows = csv.DictReader(next(run_dir.rglob("metrics.csv")).open())
+    fids = [float(row["val/fid"]) for row in rows if row["val/fid"]]
+    assert len(fids) == 2 and float(callback["best_model_score"]) == pytest.approx(min(fids))
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # still written every epoch, for resuming
+    main(["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "drawn")])
+    assert f"drawing from {run_dir / 'checkpoints' / 'best.ckpt'}" in capsys.readouterr().out

@@ -62,8 +62,22 @@ def check_export(args: argparse.Namespace) -> None:
         raise UserError(f"{args.out} holds an earlier export: give another --out, or --force to replace it")
 
 
+def run_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint of a run folder to draw from: ``best.ckpt`` (the lowest ``val/fid``) when the
+    run judged its FID, else ``last.ckpt``."""
+    for name in ("best.ckpt", "last.ckpt"):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    raise UserError(f"{run_dir} holds no checkpoints/best.ckpt or last.ckpt: give a run folder or a "
+                    ".ckpt file")
+
+
 def check_sample(args: argparse.Namespace) -> None:
-    """A checkpoint sample can use, and only the options its kind takes."""
+    """A checkpoint sample can use (a run folder's best, else last), and only the options its kind
+    takes."""
+    if args.checkpoint.is_dir():
+        args.checkpoint = run_checkpoint(args.checkpoint)
+        print(f"drawing from {args.checkpoint}")
     header = require_samplable(args.checkpoint)
     kind, takes = header.kind, header.sample_options
     positive(args.n, "--n")

@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--out", type=Path, default=Path("data/shapes"), help="parent folder")
     sample = sub.add_parser("sample", help="write images drawn from a GAN or LAPGAN checkpoint, or upscale "
                                            "(SRGAN) or inpaint a user's images")
-    sample.add_argument("checkpoint", type=Path, help="a model=gan|lapgan|srgan|inpaint run's checkpoint "
-                                                      "(checkpoints/last.ckpt)")
+    sample.add_argument("checkpoint", type=Path,
+                        help="a model=gan|lapgan|srgan|inpaint run's checkpoint, or its run folder (its "
+                             "best.ckpt by val/fid, else last.ckpt)")
     sample.add_argument("--n", type=int, default=64, help="number of images")
     sample.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/generated)")
     sample.add_argument("--force", action="store_true", help="write into --out even if it holds files")
