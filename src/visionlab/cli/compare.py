@@ -204,7 +204,7 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
     sections = []
     for kind, members in kinds.items():
         own_metric = metric if metric and any(metric in r.curves for r in members) else None
-        own_metric = own_metric or next((r.monitor for r in members if r.monitor), None)
+        own_metric = own_metric or next((r.monitor for r in members if r.monitor in r.curves), None)
         logged_val = sorted(t for r in members for t in r.curves if t.startswith("val/"))
         own_metric = own_metric or next(iter(logged_val), None)  # no monitor (a GAN without FID)
         if own_metric is None:
