@@ -56,14 +56,14 @@ def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> Non
         top_losses_grid(dataset, wrong, evaluation, data.data_config).save(out / "top_losses.png")
 
 
-def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path, tta: str = "none"
-             ) -> list[Evaluation]:
+def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path, tta: str = "none",
+             averaged: bool = True) -> list[Evaluation]:
     """Evaluate every checkpoint on its run's test set (``overrides`` applied); print, write, return.
     With ``tta``, also the softmax averaged over its views, printed and written beside the plain
     score (the figures stay the plain model's)."""
     results = []
     for checkpoint in checkpoints:
-        trained = load_classifier(checkpoint, conf_dir, overrides)
+        trained = load_classifier(checkpoint, conf_dir, overrides, averaged)
         loader = trained.datamodule.test_dataloader()
         evaluation = evaluate(trained.model, loader, list(trained.datamodule.class_names),
                               f"evaluating {checkpoint.name}")

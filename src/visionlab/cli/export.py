@@ -13,10 +13,10 @@ CHECK_IMAGES = 8
 
 
 def cmd_export(checkpoint: Path, fmt: str, out: Path | None, output: str, conf_dir: Path,
-               overrides: list[str] = ()) -> float:
+               overrides: list[str] = (), averaged: bool = True) -> float:
     """Export to ``out`` (default ``<run>/export/<format>``), verify on real test images, return the
     largest difference from PyTorch."""
-    trained = load_classifier(checkpoint, conf_dir, overrides)
+    trained = load_classifier(checkpoint, conf_dir, overrides, averaged)
     data = trained.datamodule
     dataset = data.test_set if data.test_set is not None else data.val_set
     images = torch.stack([dataset[i][0] for i in range(min(CHECK_IMAGES, len(dataset)))])

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="one or more .ckpt files, then overrides (data=image_folder data.root=DIR)")
     evaluate.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
                           help="also score the softmax averaged over views: flip (2), flip_crop (4)")
+    evaluate.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
     pred = sub.add_parser("predict", help="predict the class of an image or of every image in a folder")
     pred.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     pred.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
@@ -77,11 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--batch-size", type=int, default=32)
     pred.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
                       help="average the softmax over views of each image: flip (2), flip_crop (4)")
+    pred.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
     exp = sub.add_parser("export", help="export a classifier to ONNX or TorchScript, checked against PyTorch")
     exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
     exp.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
     exp.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/export/<format>)")
     exp.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    exp.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
     exp.add_argument("--output", default="probabilities", choices=("probabilities", "logits"))
     board = sub.add_parser("board", help="TensorBoard over the runs under DIRs, each named by the overrides "
                                          "that set it apart")
@@ -135,16 +138,17 @@ def main(argv: list[str] | None = None) -> None:
 
             overrides = [t for t in args.targets if "=" in t]
             checkpoints = [Path(t) for t in args.targets if "=" not in t]
-            cmd_eval(checkpoints, overrides, find_conf_dir(), args.tta)
+            cmd_eval(checkpoints, overrides, find_conf_dir(), args.tta, averaged=not args.no_ema)
         elif args.command == "predict":
             from visionlab.cli.predict import cmd_predict
 
             cmd_predict(args.checkpoint, args.images, args.skipped, args.out, args.top_k, args.batch_size,
-                        find_conf_dir(), args.tta)
+                        find_conf_dir(), args.tta, averaged=not args.no_ema)
         elif args.command == "export":
             from visionlab.cli.export import cmd_export
 
-            cmd_export(args.checkpoint, args.format, args.out, args.output, find_conf_dir())
+            cmd_export(args.checkpoint, args.format, args.out, args.output, find_conf_dir(),
+                       averaged=not args.no_ema)
         elif args.command == "board":
             from visionlab.cli.board import cmd_board
 

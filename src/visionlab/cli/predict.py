@@ -25,10 +25,11 @@ def write_csv(predictions: list[Prediction], out: Path) -> None:
 
 
 def cmd_predict(checkpoint: Path, images: list[Path], skipped: list[Path], out: Path, top_k: int | None,
-                batch_size: int, conf_dir: Path, tta: str = "none") -> list[Prediction]:
+                batch_size: int, conf_dir: Path, tta: str = "none", averaged: bool = True
+                ) -> list[Prediction]:
     """Predict ``images`` (as :func:`~visionlab.image_files.find_images` found them, with the files
     it ``skipped``); write ``out``; print counts per class and skipped files."""
-    trained = rebuild_classifier(checkpoint, conf_dir)
+    trained = rebuild_classifier(checkpoint, conf_dir, averaged=averaged)
     predictions = predict(trained.model, images, trained.class_names, top_k, batch_size, tta)
     write_csv(predictions, out)
     counts = Counter(p.classes[0] for p in predictions)

@@ -103,19 +103,23 @@ def load_generator(checkpoint: Path) -> RunModule:
     return model
 
 
-def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
-    """The classifier of ``checkpoint`` with its weights, without touching any data."""
+def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = (), averaged: bool = True
+                       ) -> TrainedClassifier:
+    """The classifier of ``checkpoint`` with its weights, without touching any data: the weight EMA
+    when the run kept one (``model.ema_decay``) and ``averaged``, else the trained weights."""
     model, config = rebuild(checkpoint, require_classifier(checkpoint), conf_dir, overrides)
+    model.adopt_weights(averaged)
     return TrainedClassifier(model, config(), run_dir_of(checkpoint))
 
 
-def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = ()) -> TrainedClassifier:
+def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = (), averaged: bool = True
+                    ) -> TrainedClassifier:
     """:func:`rebuild_classifier` plus the run's (possibly overridden) data, set up.
 
     The data's classes must be the checkpoint's, in the same order; otherwise a UserError
     names the difference.
     """
-    trained = rebuild_classifier(checkpoint, conf_dir, overrides)
+    trained = rebuild_classifier(checkpoint, conf_dir, overrides, averaged)
     datamodule = instantiate(trained.cfg.data, data_config=trained.model.backbone.data_config, augment=None)
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -24,6 +24,7 @@ from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.classification import ConfusionMetrics
 from visionlab.modules.base import RunModule, register_kind
+from visionlab.modules.weight_ema import WeightEMA
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.head import ClassifierHead
 
@@ -89,8 +90,11 @@ class ClassifierModule(RunModule):
         freeze_plan: FreezePlan | None = None,
         channels_last: bool = False,
         compile: bool | str = False,
+        ema_decay: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= ema_decay < 1.0:
+            raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no weight EMA; e.g. 0.999)")
         # null fields of model.head take the backbone's recipe (chollet_cnn: Flatten -> Dense 512)
         head = {"pool": "avg", "hidden": [], **backbone.default_head,
                 **{k: v for k, v in (head or {}).items() if v is not None}}
@@ -121,6 +125,8 @@ class ClassifierModule(RunModule):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.backbone_features = compiled(backbone.forward_features, compile)
+        # Validated, tested and deployed with the averaged weights (swapped in, see weight_ema.py).
+        self.weight_ema = WeightEMA(self._trained(), ema_decay) if ema_decay > 0 else None
         self.train_metrics = ConfusionMetrics(num_classes, prefix="train/")
         self.val_metrics = ConfusionMetrics(num_classes, prefix="val/")
         self.test_metrics = ConfusionMetrics(num_classes, prefix="test/")
@@ -247,6 +253,34 @@ class ClassifierModule(RunModule):
         self.log_dict(metrics.compute(), prog_bar=stage != "train")
         metrics.reset()
 
+    def _trained(self) -> dict[str, torch.nn.Module]:
+        """The modules training changes, which the weight EMA averages."""
+        return {"backbone": self.backbone, "head": self.head}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Move the weight EMA after the optimizer step."""
+        if self.weight_ema is not None:
+            self.weight_ema.update(self._trained(), self.global_step)
+
+    def _swap_ema(self) -> None:
+        if self.weight_ema is not None:
+            self.weight_ema.swap(self._trained())
+
+    def on_validation_epoch_start(self) -> None:
+        """Validate the averaged weights (swapped back at the epoch's end)."""
+        self._swap_ema()
+
+    def on_test_epoch_start(self) -> None:
+        """Test the averaged weights (swapped back at the epoch's end)."""
+        self._swap_ema()
+
+    def adopt_weights(self, averaged: bool = True) -> None:
+        """For deployment (eval, predict, export): keep the averaged weights (``averaged``) or the
+        trained ones, and drop the other copy."""
+        if self.weight_ema is not None and averaged:
+            self.weight_ema.copy_into(self._trained())
+        self.weight_ema = None
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Cross-entropy on one batch; loss and metrics accumulate over the epoch."""
         loss = self._step(batch, self.train_metrics, "train")
@@ -266,6 +300,7 @@ class ClassifierModule(RunModule):
     def on_validation_epoch_end(self) -> None:
         """Log the validation loss and metrics of the epoch (not kept from the sanity check)."""
         self._log_epoch(self.val_metrics, "val")
+        self._swap_ema()
 
     def test_step(self, batch, batch_idx: int) -> None:
         """Test loss and metrics, aggregated over the epoch."""
@@ -275,6 +310,7 @@ class ClassifierModule(RunModule):
         """Log the test loss and metrics, at the last trained epoch (Lightning would put them one past it)."""
         self._log_epoch(self.test_metrics, "test")
         self.log("epoch", float(max(self.trainer.current_epoch - 1, 0)))
+        self._swap_ema()
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Class probabilities ``(N, num_classes)``."""
