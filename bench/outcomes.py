@@ -1,6 +1,6 @@
 """Benchmark: the course's learning-outcomes table on the embedded shapes_target transfer task.
 
-    python bench/outcomes.py                   # 7 recipes x 3 seeds, about 15 minutes on 2 cores
+    python bench/outcomes.py                   # 9 recipes x 3 seeds, about 25 minutes on 2 cores
     python bench/outcomes.py --seeds 1 --rows 1 3
 
 shapes_target has 6 shape classes with 30 training images each; ``shapes_net`` was
@@ -31,15 +31,17 @@ from visionlab.train import run
 
 CONF_DIR = ROOT / "conf"
 SCRATCH = ["backbone=chollet_cnn", "backbone.input_size=64", "freeze=none"]
+LAST_TWO = ["freeze=staged", "freeze.milestones={0:head,5:2}", "freeze.lr_factors={5:0.1}"]
 RECIPES = {
     1: ("chollet_cnn from scratch", SCRATCH),
     2: ("+ Keras augmentation + dropout 0.5", [*SCRATCH, "augment=keras", "model.head.dropout=0.5"]),
     3: ("feature extraction from shapes_net (cached)", []),
     4: ("feature extraction + Keras augmentation", ["augment=keras"]),
-    5: ("head 5 epochs, then the last 2 stages at 0.1x LR",
-        ["freeze=staged", "freeze.milestones={0:head,5:2}", "freeze.lr_factors={5:0.1}"]),
+    5: ("head 5 epochs, then the last 2 stages at 0.1x LR", LAST_TWO),
     6: ("staged unfreezing {0:head,3:2,6:all}", ["freeze=staged"]),
     7: ("freeze=auto (similar data)", ["freeze=auto", "freeze.similar=true"]),
+    8: ("(5) + weight EMA 0.99", [*LAST_TWO, "model.ema_decay=0.99"]),
+    9: ("(6) + weight EMA 0.99", ["freeze=staged", "model.ema_decay=0.99"]),
 }
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
          "logger=csv"]
@@ -60,7 +62,7 @@ def one_run(overrides: list[str], seed: int, data_dir: str, out_dir: str) -> tup
 def main() -> None:
     """Run the chosen recipes for every seed and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=list(RECIPES), help="recipe numbers 1-7")
+    parser.add_argument("--rows", type=int, nargs="+", default=list(RECIPES), help="recipe numbers 1-9")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="where shapes_target is generated")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
