@@ -4,6 +4,7 @@ mode), each read back for the run name, the params and the final metrics HPARAMS
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,8 @@ def wandb_records(path: Path):
             position += block - position % block
             continue
         length, kind = int.from_bytes(data[position + 4:position + 6], "little"), data[position + 6]
+        if position + 7 + length > len(data):  # a tail still being written
+            return
         chunk, position = data[position + 7:position + 7 + length], position + 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):  # a whole record, or its last chunk
@@ -58,14 +61,20 @@ def test_wandb_logs_offline_without_an_account(in_project, monkeypatch):
     main(["train", "logger=[tensorboard,wandb]", *SMALL])
     (run_dir,) = (in_project / "outputs").glob("*/*")
     (offline,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")  # `wandb sync` uploads it later
-    records = list(wandb_records(offline))
-    names = [r.run.display_name for r in records if r.WhichOneof("record_type") == "run"]
-    kinds = [r.WhichOneof("record_type") for r in records]
-    config = {item.key: json.loads(item.value_json) for r, kind in zip(records, kinds, strict=True)
-              if kind == "config" for item in r.config.update}
-    logged = {item.key or "/".join(item.nested_key) for r, kind in zip(records, kinds, strict=True)
-              if kind == "history" for item in r.history.item}
     (events,) = (p for p in run_dir.glob("tensorboard/*") if p.is_dir())
+    deadline = time.monotonic() + 30  # wandb's service process may still be writing the file's tail
+    while True:
+        records = list(wandb_records(offline))
+        kinds = [r.WhichOneof("record_type") for r in records]
+        names = [r.run.display_name for r, kind in zip(records, kinds, strict=True) if kind == "run"]
+        config = {item.key: json.loads(item.value_json) for r, kind in zip(records, kinds, strict=True)
+                  if kind == "config" for item in r.config.update}
+        logged = {item.key or "/".join(item.nested_key) for r, kind in zip(records, kinds, strict=True)
+                  if kind == "history" for item in r.history.item}
+        complete = {"hparams/test_acc", "hparams/best_val_acc", "val/acc"} <= logged and "status" in config
+        if complete or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert names and set(names) == {events.name}  # the TensorBoard run's name
     assert config["freeze"] == "two_phase" and config["status"] == "finished"
     assert {"hparams/test_acc", "hparams/best_val_acc", "val/acc"} <= logged
