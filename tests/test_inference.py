@@ -61,6 +61,7 @@ def test_a_checkpoint_from_before_the_cut_was_recorded_rebuilds_from_its_weights
     (tmp_path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(old_overrides))
     trained = rebuild_classifier(tmp_path / "checkpoints" / "old.ckpt", CONF_DIR, overrides)
     assert [s.name for s in trained.model.backbone.stages()] == ["block1", "block2", "block3"]
+    assert trained.model.hparams.backbone["truncate_after"] == "block3"  # a re-saved checkpoint records it
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, state["state_dict"][key]), key
 

@@ -16,11 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError
-from visionlab.inference.runs import find_runs
+from visionlab.inference.runs import find_runs, run_overrides
 
 MAX_NAME = 120  # characters of a run's name; longer ones are cut and numbered
 
@@ -34,8 +32,7 @@ def event_folders(run_dir: Path) -> list[Path]:
 def run_names(run_dirs: list[Path]) -> dict[Path, str]:
     """A short, unique, file-safe name per run: the overrides no other run in view shares (the run
     folder's own name when there are none)."""
-    overrides = [[str(o) for o in OmegaConf.load(r / ".hydra" / "overrides.yaml")]
-                 if (r / ".hydra" / "overrides.yaml").is_file() else [] for r in run_dirs]
+    overrides = [run_overrides(run_dir) for run_dir in run_dirs]
     names: dict[Path, str] = {}
     taken: set[str] = set()
     for run_dir, own in zip(run_dirs, overrides_that_differ(overrides), strict=True):

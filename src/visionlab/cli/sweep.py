@@ -17,7 +17,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from visionlab.inference.aggregate import mean_std_n, without_key
+from visionlab.inference.aggregate import group_by_overrides, mean_std_n
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
@@ -54,9 +54,8 @@ def summarize(records: list[dict], metric: str | None, mode: str) -> str:
     pick = max if mode == "max" else min
     seeds = {o for r in records for o in r["overrides"] if o.partition("=")[0] == "seed"}
     if len(seeds) > 1:
-        groups: dict[tuple[str, ...], list[float]] = {}
-        for r in scored:
-            groups.setdefault(tuple(without_key(r["overrides"], "seed")), []).append(r["value"])
+        groups = {shared: [r["value"] for r in members]
+                  for shared, members in group_by_overrides(scored, lambda r: r["overrides"], "seed").items()}
         shared, values = pick(groups.items(), key=lambda item: mean_std_n(item[1])[0])
         differing = overrides_that_differ([list(key) for key in groups])[list(groups).index(shared)]
         mean, spread, n = mean_std_n(values)

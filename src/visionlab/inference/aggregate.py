@@ -4,9 +4,13 @@ mean ± std over the group: the answer to "is this difference more than seed noi
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from visionlab.inference.runs import RunRecord
+
+T = TypeVar("T")
 
 
 def mean_std_n(values: list[float]) -> tuple[float, float, int]:
@@ -39,13 +43,20 @@ def without_key(overrides: list[str], key: str) -> list[str]:
     return [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
 
 
+def group_by_overrides(items: list[T], overrides_of: Callable[[T], list[str]], over: str
+                       ) -> dict[tuple[str, ...], list[T]]:
+    """``items`` grouped by their overrides with ``over`` left out (the key: those overrides,
+    sorted), in order of first appearance."""
+    groups: dict[tuple[str, ...], list[T]] = {}
+    for item in items:
+        groups.setdefault(tuple(sorted(without_key(overrides_of(item), over))), []).append(item)
+    return groups
+
+
 def group_runs(records: list[RunRecord], over: str) -> list[RunGroup]:
     """``records`` grouped by their overrides with ``over`` left out, in order of first appearance."""
-    groups: dict[tuple[str, ...], RunGroup] = {}
-    for record in records:
-        shared = without_key(record.overrides, over)
-        groups.setdefault(tuple(sorted(shared)), RunGroup(shared, [])).records.append(record)
-    return list(groups.values())
+    groups = group_by_overrides(records, lambda record: record.overrides, over)
+    return [RunGroup(without_key(members[0].overrides, over), members) for members in groups.values()]
 
 
 def rank_groups(groups: list[RunGroup], metric: str) -> list[RunGroup]:

@@ -106,12 +106,16 @@ def _csv_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
+def run_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides of the run in ``run_dir`` (none when it kept no record)."""
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+
+
 def read_run(run_dir: Path) -> RunRecord:
     """A :class:`RunRecord` of ``run_dir``."""
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
-    record = RunRecord(run_dir, overrides, config.get("monitor"), config.get("mode", "max"),
+    record = RunRecord(run_dir, run_overrides(run_dir), config.get("monitor"), config.get("mode", "max"),
                        OmegaConf.select(config, "trainer.max_epochs", default=None),
                        kind=str(OmegaConf.select(config, "model._target_", default="")).rsplit(".", 1)[-1])
     record.curves, record.seconds = _event_curves(run_dir)

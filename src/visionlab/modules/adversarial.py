@@ -28,11 +28,10 @@ from visionlab.config_targets import accepted_arguments
 from visionlab.data_config import DataConfig
 from visionlab.drawing import with_column_labels
 from visionlab.errors import UserError
-from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
-from visionlab.modules.base import RunModule
+from visionlab.modules.base import RunModule, freeze_plan_for
 from visionlab.nets.backbone import Backbone
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -109,10 +108,7 @@ class AdversarialModule(RunModule):
                      "class_names": datamodule.class_names,
                      "sample_shape": getattr(datamodule, "sample_shape", None)}
         if backbone is not None:
-            plan = instantiate(cfg.freeze)
-            if isinstance(plan, AutoPlan):
-                plan.count_train_set(datamodule.train_set)
-            available |= {"backbone": backbone, "freeze_plan": plan}
+            available |= {"backbone": backbone, "freeze_plan": freeze_plan_for(cfg, datamodule)}
         accepted = accepted_arguments(cls) or []
         return instantiate(cfg.model, **{k: v for k, v in available.items() if k in accepted})
 

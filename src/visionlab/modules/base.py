@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
+from visionlab.finetune.auto import AutoPlan
+from visionlab.finetune.plans import FreezePlan
 from visionlab.registry import Registry
 
 MODEL_KINDS: Registry[type[RunModule]] = Registry("model kind")
@@ -62,6 +65,15 @@ def kind_class(kind: str, target: str | None = None) -> type[RunModule]:
         if isinstance(located, type) and issubclass(located, RunModule) and located.kind == kind:
             register_kind(located)  # imported earlier, it registered then; this keeps the answer the same
     return MODEL_KINDS.lookup(kind, "the checkpoint's model kind")
+
+
+def freeze_plan_for(cfg: DictConfig, datamodule) -> FreezePlan:
+    """The ``freeze`` group's plan for a run on ``datamodule``; ``freeze=auto`` is told the
+    train-set size, which its choice needs."""
+    plan = instantiate(cfg.freeze)
+    if isinstance(plan, AutoPlan):
+        plan.count_train_set(datamodule.train_set)
+    return plan
 
 
 def module_class(model_cfg: DictConfig) -> type[RunModule]:

@@ -17,13 +17,12 @@ from omegaconf import DictConfig
 from visionlab.checkpoint_header import CLASSIFIER
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
-from visionlab.finetune.auto import AutoPlan
 from visionlab.finetune.callback import FreezeScheduleCallback
 from visionlab.finetune.lr_phase import init_phase, scheduler_view
 from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.classification import ConfusionMetrics
-from visionlab.modules.base import RunModule, register_kind
+from visionlab.modules.base import RunModule, freeze_plan_for, register_kind
 from visionlab.modules.weight_ema import WeightEMA
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.head import ClassifierHead
@@ -108,8 +107,8 @@ class ClassifierModule(RunModule):
                 "label_smoothing": label_smoothing,
                 "backbone": {"name": backbone.name, "source": backbone.source,
                              "num_features": backbone.num_features,
-                             # where the plan cut it (freeze=auto decides from the data): rebuilt as trained
-                             "truncate_after": self.freeze_plan.truncate_after},
+                             # where it was cut (freeze=auto decides from the data): rebuilt as trained
+                             "truncate_after": backbone.truncated_after},
             },
             logger=False,  # the run logs the whole config to TensorBoard's HPARAMS (visionlab.train)
         )
@@ -153,15 +152,12 @@ class ClassifierModule(RunModule):
             raise UserError(f"data={cfg.data._target_.rsplit('.', 2)[-2]} holds {shape[0]}-D "
                             "points for model=gan (e.g. experiment=gan_toy2d), not images a classifier can "
                             "train on")
-        plan = instantiate(cfg.freeze)
-        if isinstance(plan, AutoPlan):
-            plan.count_train_set(datamodule.train_set)
         return instantiate(
             cfg.model, backbone=backbone, num_classes=datamodule.num_classes,
             class_names=datamodule.class_names, optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler.scheduler) if cfg.scheduler.scheduler else None,
             scheduler_interval=cfg.scheduler.interval, scheduler_monitor=cfg.scheduler.monitor,
-            freeze_plan=plan)
+            freeze_plan=freeze_plan_for(cfg, datamodule))
 
     @classmethod
     def summary_keys(cls, cfg: DictConfig) -> tuple[str, ...]:
@@ -215,7 +211,6 @@ class ClassifierModule(RunModule):
             raise UserError(f"{checkpoint} does not fit the network its run config builds ({len(missing)} "
                             f"tensors missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. "
                             f"{unexpected[:2]}): did conf/ or the backbone change since the run?")
-        model.hparams.backbone["truncate_after"] = cut
         return model.eval()
 
     @staticmethod

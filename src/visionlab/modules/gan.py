@@ -85,7 +85,7 @@ class GANModule(FIDValidation, AdversarialModule):
         super().__init__(optimizer, ema_decay)
         sample_shape = tuple(sample_shape) if sample_shape else (channels, image_size, image_size)
         check_conditional(conditional, num_classes)
-        adversarial_loss = gan_loss(loss, adds_gradient_penalty=True, module=self.kind)
+        self.adversarial_loss = gan_loss(loss, adds_gradient_penalty=True, module=self.kind)
         if d_steps < 1:
             raise UserError(f"model.d_steps={d_steps} must be >= 1")
         if diffaugment and len(sample_shape) != 3:
@@ -108,7 +108,6 @@ class GANModule(FIDValidation, AdversarialModule):
             if self.freeze_plan is not None else None,
         }, logger=False)  # the run logs the whole config to HPARAMS (visionlab.train)
         classes = num_classes if conditional else 0
-        self.adversarial_loss = adversarial_loss
         self.generator, self.discriminator = build_gan_nets(
             generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
         self.init_ema()

@@ -45,6 +45,7 @@ class InpaintModule(RestorationGAN):
     sample_options = ("input", "mask")
     baseline_name = "mean_fill"
     region_name = "hole_"
+    restore_verb = "inpainted"
     panel_names = ("masked", "mean_fill", "inpainted", "original")
 
     # Where inpainting's defaults differ from the shared ones (a narrower U-Net, an L1 hole loss).
@@ -65,8 +66,6 @@ class InpaintModule(RestorationGAN):
         h = self.hparams
         check_depth(h.depth, h.image_size)
         return InpaintingGenerator(h.channels, h.g_width, h.depth)
-
-    restore_verb = "inpainted"
 
     def restore_size(self) -> int:
         """Holes are drawn at the size the model was trained on."""

@@ -70,7 +70,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         if schedule not in SCHEDULES:
             raise UserError(f"model.schedule={schedule!r} is not one of: {', '.join(SCHEDULES)}")
         check_conditional(conditional, num_classes)
-        adversarial_loss = gan_loss(loss, adds_gradient_penalty=False, module=self.kind)
+        self.adversarial_loss = gan_loss(loss, adds_gradient_penalty=False, module=self.kind)
         self.save_hyperparameters({
             "image_size": image_size, "channels": channels, "levels": levels, "num_classes": num_classes,
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
@@ -82,7 +82,6 @@ class LAPGANModule(FIDValidation, AdversarialModule):
             "fid_every": fid_every, "fid_features": fid_features,
         }, logger=False)
         classes = num_classes if conditional else 0
-        self.adversarial_loss = adversarial_loss
         self.generator = LAPGANGenerator(latent_dim, channels, sizes, width, detail_width, detail_depth,
                                          classes)
         self.discriminator = build_discriminators(channels, sizes, width, classes, spectral_norm)

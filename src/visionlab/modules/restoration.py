@@ -90,12 +90,11 @@ class RestorationGAN(AdversarialModule):
         if hparams["pixel_loss"] not in PIXEL_LOSSES:
             raise UserError(f"model.pixel_loss={hparams['pixel_loss']!r} is not one of: "
                             f"{', '.join(PIXEL_LOSSES)}")
-        adversarial_loss = gan_loss(hparams["loss"], adds_gradient_penalty=False, module=self.kind)
+        self.adversarial_loss = gan_loss(hparams["loss"], adds_gradient_penalty=False, module=self.kind)
         if perceptual_weight < 0 or hparams["adv_weight"] < 0:
             raise UserError(f"model.perceptual_weight={perceptual_weight} and model.adv_weight="
                             f"{hparams['adv_weight']} must be >= 0")
         self.save_hyperparameters(hparams, logger=False)  # the run logs the whole config (visionlab.train)
-        self.adversarial_loss = adversarial_loss
         self.perceptual: PerceptualFeatures | None = None
         if perceptual_weight > 0:
             if backbone is None or not hparams["perceptual_layer"]:

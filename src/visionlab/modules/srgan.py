@@ -29,6 +29,7 @@ class SRGANModule(RestorationGAN):
     sample_options = ("input",)
     baseline_name = "bicubic"
     panel_names = ("low_res", "bicubic", "srgan", "high_res")
+    restore_verb = "upscaled"
 
     def __init__(self, optimizer: OptimizerFactory, scale: int = 4, blocks: int = 8, **options) -> None:
         """``scale`` (2, 4 or 8) and ``blocks`` (SRResNet residual blocks) are SRGAN's own; ``options``
@@ -41,8 +42,6 @@ class SRGANModule(RestorationGAN):
         h = self.hparams
         check_scale(h.scale, h.image_size)
         return SRResNet(h.channels, h.scale, h.g_width, h.blocks)
-
-    restore_verb = "upscaled"
 
     def restore_outputs(self, image: torch.Tensor, mask: str | None, seed: int) -> dict[str, torch.Tensor]:
         """The image upscaled at its own size (the network is fully convolutional): ``x<scale>``."""

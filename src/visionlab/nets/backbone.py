@@ -82,6 +82,7 @@ class Backbone(nn.Module):
         self._features_fn = features_fn
         self.layer_aliases = dict(layer_aliases or {})
         self.frozen_norm_modules: set[str] = set()
+        self.truncated_after: str | None = None  # the stage truncate() cut after, if it did
         for granularity, stages in self._stages.items():
             _check_stage_cover(body, stages, f"{name} ({granularity})")
 
@@ -158,6 +159,7 @@ class Backbone(nn.Module):
                                     f"'{stage.name}' holds the bare parameter '{entry}'") from None
                 self.body.set_submodule(entry, nn.Identity())
         self._stages = {g: _surviving_stages(self.body, s) for g, s in self._stages.items()}
+        self.truncated_after = after_stage
         self.frozen_norm_modules = set()
         self.num_features = self._measure_num_features(after_stage)
         return self
