@@ -207,3 +207,11 @@ def test_compare_ranks_runs_without_a_monitor_on_a_val_metric_and_skips_those_wi
     text = (tmp_path / "compare.md").read_text()
     assert "## GANModule" in text and "best val/js" in text and "LAPGANModule" not in text
     assert "LAPGANModule: 1 run(s) without a monitor or val/* metric, not ranked" in capsys.readouterr().err
+
+
+def test_a_runs_epochs_leave_out_its_final_summary():
+    from visionlab.inference.runs import RunRecord
+
+    record = RunRecord(Path("run"), [], "val/fid", "min", 2,
+                       curves={"val/fid": [(0, 60.0), (1, 59.9)], "hparams/epochs": [(8, 1.0)]})
+    assert record.epochs == 2  # not 9: a GAN's summary lands on its last optimizer step

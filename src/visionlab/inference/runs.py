@@ -59,8 +59,11 @@ class RunRecord:
 
     @property
     def epochs(self) -> int:
-        """Epochs the run trained (the highest epoch any metric was logged at, plus one)."""
-        return 1 + max((e for points in self.curves.values() for e, _ in points), default=-1)
+        """Epochs the run trained (the highest epoch any metric was logged at, plus one). The
+        ``hparams/*`` summary is left out: it is logged once, at the run's last optimizer step, which
+        for a GAN (``d_steps + 1`` steps per batch) is no step an epoch was logged at."""
+        return 1 + max((e for tag, points in self.curves.items() if not tag.startswith("hparams/")
+                        for e, _ in points), default=-1)
 
 
 def find_runs(roots: list[Path]) -> list[Path]:
