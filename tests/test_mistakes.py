@@ -90,6 +90,14 @@ MISTAKES = {
         train("augment=keras", "augment.fill_mode=bogus"),
         "augment.fill_mode='bogus' is not a Keras fill mode",
     ),
+    "mixup-with-the-feature-cache": Mistake(
+        "config group",
+        train("mixup=cutmix", "data.cache_features=true"),
+        "data.cache_features=true trains the head on cached backbone features, and CutMix (alpha 1) mixes",
+    ),
+    "mixup-negative-alpha": Mistake(
+        "config group", train("mixup.mixup_alpha=-0.2"), "mixup.mixup_alpha=-0.2 must be >= 0"
+    ),
     "optimizer-negative-lr": Mistake(
         "config group", train(*SMALL, "optimizer.lr=-1"), "Invalid learning rate: -1"
     ),

@@ -136,6 +136,15 @@ def checkpoint_fit_as_user_error(ckpt_path: str | None):
                         "(its .hydra/overrides.yaml)") from err
 
 
+def check_batch_mixing(cfg: DictConfig, model_class: type) -> None:
+    """A UserError when the ``mixup`` group turns on a blend for a model kind that does not train on one."""
+    mixing = cfg.get("mixup") or {}
+    blending = [f"mixup.{key}={mixing[key]}" for key in ("mixup_alpha", "cutmix_alpha") if mixing.get(key)]
+    if blending and not model_class.mixes_training_batches:
+        raise UserError(f"{blending[0]} mixes a classifier's training batches, and model={model_class.kind} does "
+                        "not train on blends: set mixup=none (a GAN: model.diffaugment augments its images)")
+
+
 def run(cfg: DictConfig) -> float | None:
     """Fit (and by default test) the configured model; return ``cfg.optimized_metric``."""
     resumed = check_paths(cfg)
@@ -152,6 +161,7 @@ def run(cfg: DictConfig) -> float | None:
         L.seed_everything(cfg.seed, workers=True)
     started = time.perf_counter()
     model_class = module_class(cfg.model)
+    check_batch_mixing(cfg, model_class)
     # The backbone first: its data config decides the data's resizing and normalisation.
     backbone = instantiate(cfg.backbone) if model_class.needs_backbone(cfg.model) else None
     datamodule = instantiate(cfg.data, data_config=model_class.data_config(cfg, backbone),

@@ -95,6 +95,9 @@ class RunModule(L.LightningModule):
     # The `visionlab sample` options this kind takes ("n", "label", "per_class", "input", "mask");
     # none: it is not sampled from (the classifier).
     sample_options: ClassVar[tuple[str, ...]] = ()
+    # Whether it trains on the ``mixup`` group's MixUp/CutMix blends (a run of a kind that does
+    # not is refused when the group turns a blend on).
+    mixes_training_batches: ClassVar[bool] = False
 
     @classmethod
     def needs_backbone(cls, model_cfg: DictConfig) -> bool:

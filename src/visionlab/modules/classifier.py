@@ -23,6 +23,7 @@ from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.classification import ConfusionMetrics
 from visionlab.modules.base import RunModule, freeze_plan_for, register_kind
+from visionlab.modules.batch_mixing import BatchMixing, soft_target_cross_entropy
 from visionlab.modules.weight_ema import WeightEMA
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.head import ClassifierHead
@@ -68,12 +69,15 @@ class ClassifierModule(RunModule):
     (NHWC backbone and inputs) and ``compile`` (``torch.compile`` of the backbone's forward;
     a freeze-plan change of ``requires_grad`` makes it compile once more, see :func:`compiled`).
     With ``inputs_are_features`` (set by the feature cache) batches hold pooled backbone
-    features and only the head runs.
+    features and only the head runs. ``batch_mixing`` (the ``mixup`` group) trains on MixUp /
+    CutMix blends against soft targets (:mod:`~visionlab.modules.batch_mixing`); training
+    accuracy then counts the label with the larger weight in each blend.
     Only plain values are saved as hyperparameters, so checkpoints load with
     ``torch.load(weights_only=True)``.
     """
 
     kind = CLASSIFIER
+    mixes_training_batches = True
 
     def __init__(
         self,
@@ -90,10 +94,14 @@ class ClassifierModule(RunModule):
         channels_last: bool = False,
         compile: bool | str = False,
         ema_decay: float = 0.0,
+        batch_mixing: BatchMixing | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= ema_decay < 1.0:
             raise UserError(f"model.ema_decay={ema_decay} must be in [0, 1) (0: no weight EMA; e.g. 0.999)")
+        if batch_mixing is not None and batch_mixing.enabled and num_classes < 2:
+            raise UserError(f"{batch_mixing.describe()} blends images of different classes, and the data has "
+                            f"{num_classes} class: set mixup=none")
         # null fields of model.head take the backbone's recipe (chollet_cnn: Flatten -> Dense 512)
         head = {"pool": "avg", "hidden": [], **backbone.default_head,
                 **{k: v for k, v in (head or {}).items() if v is not None}}
@@ -120,6 +128,7 @@ class ClassifierModule(RunModule):
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
         self.inputs_are_features = False
+        self.batch_mixing = batch_mixing if batch_mixing is not None and batch_mixing.enabled else None
         self.channels_last = channels_last
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -157,13 +166,13 @@ class ClassifierModule(RunModule):
             class_names=datamodule.class_names, optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler.scheduler) if cfg.scheduler.scheduler else None,
             scheduler_interval=cfg.scheduler.interval, scheduler_monitor=cfg.scheduler.monitor,
-            freeze_plan=freeze_plan_for(cfg, datamodule))
+            freeze_plan=freeze_plan_for(cfg, datamodule), batch_mixing=instantiate(cfg.mixup, seed=cfg.seed) if cfg.get("mixup") else None)
 
     @classmethod
     def summary_keys(cls, cfg: DictConfig) -> tuple[str, ...]:
         """The groups a transfer-learning run is told apart by, the backbone's name and the
         learning rate, batch size, epochs and seed."""
-        return ("data", "backbone", "freeze", "optimizer", "model", "backbone.name", "optimizer.lr",
+        return ("data", "backbone", "freeze", "optimizer", "model", "mixup", "backbone.name", "optimizer.lr",
                 "data.batch_size", "trainer.max_epochs", "seed")
 
     def prepare_datamodule(self, cfg: DictConfig, datamodule):
@@ -176,7 +185,15 @@ class ClassifierModule(RunModule):
         from visionlab.finetune import feature_cache
 
         choice, max_epochs = datamodule.cache_features, cfg.trainer.get("max_epochs")
-        if choice == "auto":
+        if choice is True and self.batch_mixing is not None:
+            raise UserError(f"data.cache_features=true trains the head on cached backbone features, and "
+                            f"{self.batch_mixing.describe()} mixes the images: set mixup=none, or "
+                            "data.cache_features=false (or auto)")
+        if choice == "auto" and self.batch_mixing is not None:
+            choice = False
+            log.info("feature cache (data.cache_features=auto): off: %s mixes the images",
+                     self.batch_mixing.describe())
+        elif choice == "auto":
             choice, reason = feature_cache.auto_cache_decision(
                 datamodule, self.freeze_plan, self.backbone, self.head.in_features, max_epochs)
             log.info("feature cache (data.cache_features=auto): %s: %s", "on" if choice else "off", reason)
@@ -234,9 +251,23 @@ class ClassifierModule(RunModule):
         x, y = batch
         logits = self.logits(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
-        metrics.update(logits.detach(), y)
+        return self._record(loss, logits, y, metrics, stage)
+
+    def _mixed_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Soft-target cross-entropy on the batch's MixUp/CutMix blend."""
+        x, y = batch
+        mixed = self.batch_mixing(x, y, self.hparams.num_classes, self.hparams.label_smoothing,
+                                  self.current_epoch, batch_idx)
+        logits = self.logits(mixed.images)
+        loss = soft_target_cross_entropy(logits, mixed.targets)
+        return self._record(loss, logits, mixed.dominant_labels(y), self.train_metrics, "train")
+
+    def _record(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                metrics: ConfusionMetrics, stage: str) -> torch.Tensor:
+        """Add a batch's loss and predictions to the epoch's sums; return the loss."""
+        metrics.update(logits.detach(), labels)
         total, count = self._loss_sums.get(stage, (0.0, 0))
-        self._loss_sums[stage] = (total + loss.detach() * len(y), count + len(y))
+        self._loss_sums[stage] = (total + loss.detach() * len(labels), count + len(labels))
         return loss
 
     def _log_epoch(self, metrics: ConfusionMetrics, stage: str) -> None:
@@ -277,8 +308,12 @@ class ClassifierModule(RunModule):
         self.weight_ema = None
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Cross-entropy on one batch; loss and metrics accumulate over the epoch."""
-        loss = self._step(batch, self.train_metrics, "train")
+        """Cross-entropy on one batch (mixed, with ``batch_mixing``, in the epochs it mixes); loss
+        and metrics accumulate over the epoch."""
+        if self.batch_mixing is not None and self.batch_mixing.mixes_in_epoch(self.current_epoch):
+            loss = self._mixed_step(batch, batch_idx)
+        else:
+            loss = self._step(batch, self.train_metrics, "train")
         if batch_idx % self.trainer.log_every_n_steps == 0:  # the running mean, for the progress bar
             total, count = self._loss_sums["train"]
             self.log("train/loss_running", total / count, prog_bar=True, logger=False)
