@@ -1,6 +1,6 @@
 """Benchmark: the course's learning-outcomes table on the embedded shapes_target transfer task.
 
-    python bench/outcomes.py                   # 16 recipes x 3 seeds, about 40 minutes on 2 cores
+    python bench/outcomes.py                   # 18 recipes x 3 seeds, about 45 minutes on 2 cores
     python bench/outcomes.py --seeds 1 --rows 1 3
 
 shapes_target has 6 shape classes with 30 training images each; ``shapes_net`` was
@@ -19,6 +19,7 @@ it shows.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import tempfile
@@ -39,6 +40,8 @@ CONF_DIR = ROOT / "conf"
 SCRATCH = ["backbone=chollet_cnn", "backbone.input_size=64", "freeze=none"]
 LAST_TWO = ["freeze=staged", "freeze.milestones={0:head,5:2}", "freeze.lr_factors={5:0.1}"]
 EMA_MIXUP = ["model.ema_decay=0.99", "mixup=mixup"]
+# Replaced by the optimizer.lr that `tune=lr_find` suggests for the same overrides and seed.
+SUGGESTED_LR = "optimizer.lr=<lr-find>"
 # number: (label, overrides, test-time augmentation)
 RECIPES = {
     1: ("chollet_cnn from scratch", SCRATCH, "none"),
@@ -57,6 +60,8 @@ RECIPES = {
     14: ("(6) + weight EMA 0.99 + MixUp 0.2", ["freeze=staged", *EMA_MIXUP], "none"),
     15: ("(3) tested with --tta flip", [], "flip"),
     16: ("(3) tested with --tta flip_crop", [], "flip_crop"),
+    17: ("(3) at lr-find's suggested optimizer.lr", [SUGGESTED_LR], "none"),
+    18: ("(6) at lr-find's suggested optimizer.lr", ["freeze=staged", SUGGESTED_LR], "none"),
 }
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
          "logger=csv"]
@@ -73,15 +78,32 @@ def tta_accuracy(cfg: DictConfig, tta: str) -> float:
     return evaluate(model, data.test_dataloader(), list(data.class_names), tta=tta).accuracy
 
 
-def one_run(overrides: list[str], tta: str, seed: int, data_dir: str, out_dir: str) -> tuple[float, float]:
-    """Test accuracy (with test-time augmentation ``tta``) and wall time of the default config with
-    ``overrides`` and ``seed``."""
+def composed(overrides: list[str], seed: int, data_dir: str, out_dir: str) -> DictConfig:
+    """The default config with ``overrides`` and ``seed``, writing to ``out_dir``."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*QUIET, *overrides, f"seed={seed}"])
     with open_dict(cfg):
         cfg.paths.output_dir = out_dir
         cfg.paths.data_dir = data_dir
+    return cfg
+
+
+def suggested_lr(overrides: list[str], seed: int, data_dir: str, out_dir: str) -> str:
+    """The ``optimizer.lr=...`` override that ``tune=lr_find`` suggests for ``overrides``."""
+    cfg = composed([o for o in overrides if o != SUGGESTED_LR] + ["tune=lr_find"], seed, data_dir, out_dir)
+    run(cfg)
+    return f"optimizer.lr={json.loads((Path(out_dir) / 'lr_find.json').read_text())['suggestion']:.3g}"
+
+
+def one_run(overrides: list[str], tta: str, seed: int, data_dir: str, out_dir: str) -> tuple[float, float]:
+    """Test accuracy (with test-time augmentation ``tta``) and wall time (the range test included) of
+    the default config with ``overrides`` and ``seed``."""
     start = time.perf_counter()
+    if SUGGESTED_LR in overrides:
+        lr = suggested_lr(overrides, seed, data_dir, f"{out_dir}-lr_find")
+        print(f"lr-find suggests {lr}", flush=True)
+        overrides = [lr if o == SUGGESTED_LR else o for o in overrides]
+    cfg = composed(overrides, seed, data_dir, out_dir)
     accuracy = run(cfg)
     if tta != "none":
         accuracy = tta_accuracy(cfg, tta)
@@ -91,7 +113,8 @@ def one_run(overrides: list[str], tta: str, seed: int, data_dir: str, out_dir: s
 def main() -> None:
     """Run the chosen recipes for every seed and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=list(RECIPES), help=f"recipe numbers 1-{len(RECIPES)}")
+    parser.add_argument("--rows", type=int, nargs="+", default=list(RECIPES),
+                        help=f"recipe numbers 1-{len(RECIPES)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="where shapes_target is generated")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

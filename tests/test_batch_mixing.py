@@ -115,11 +115,12 @@ def test_one_class_is_refused():
 
     with pytest.raises(UserError, match="1 class: set mixup=none"):
         ClassifierModule(backbone=shapes_net(input_size=32), num_classes=1,
-                         optimizer=partial(torch.optim.Adam, lr=1e-3), batch_mixing=BatchMixing(mixup_alpha=0.2))
+                         optimizer=partial(torch.optim.Adam, lr=1e-3),
+                         batch_mixing=BatchMixing(mixup_alpha=0.2))
 
 
 @pytest.mark.parametrize("overrides, tiny, message", [
-    (["mixup=cutmix", "data.cache_features=true"], True, "data.cache_features=true trains the head on cached"),
+    (["mixup=cutmix", "data.cache_features=true"], True, "data.cache_features=true trains the head"),
     (["experiment=gan_toy2d", "mixup.mixup_alpha=0.2"], False, "mixup.mixup_alpha=0.2 mixes a classifier's"),
 ])
 def test_runs_that_cannot_mix_are_refused(make_cfg, overrides, tiny, message):

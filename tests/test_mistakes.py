@@ -98,6 +98,11 @@ MISTAKES = {
     "mixup-negative-alpha": Mistake(
         "config group", train("mixup.mixup_alpha=-0.2"), "mixup.mixup_alpha=-0.2 must be >= 0"
     ),
+    "tune-empty-lr-range": Mistake(
+        "config group",
+        train("tune=lr_find", "tune.min_lr=1", "tune.max_lr=0.1"),
+        "tune.min_lr=1 and tune.max_lr=0.1 must",
+    ),
     "optimizer-negative-lr": Mistake(
         "config group", train(*SMALL, "optimizer.lr=-1"), "Invalid learning rate: -1"
     ),
@@ -338,6 +343,11 @@ MISTAKES = {
         "command",
         ("sample", "{gan}", "--label", "c0", "--out", "{ws}/new"),
         "--label and --per-class need a conditional GAN",
+    ),
+    "lr-find-on-a-gan": Mistake(
+        "command",
+        ("lr-find", "experiment=gan_toy2d"),
+        "tune=lr_find sweeps the learning rate of one optimizer, and model=gan trains with several",
     ),
     "stages-unknown-backbone": Mistake("command", ("stages", "nope_net"), "unknown timm backbone 'nope_net'"),
     "shapes-unknown-variant": Mistake(

@@ -47,6 +47,13 @@ def without_disabled_displays(callbacks: list, trainer_cfg: DictConfig) -> list:
     return [c for c in callbacks if not (disabled and isinstance(c, disabled))]
 
 
+def displays_only(callbacks: list) -> list:
+    """The progress bars and model summaries among ``callbacks``."""
+    from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+
+    return [c for c in callbacks if isinstance(c, (ProgressBar, ModelSummary))]
+
+
 def prepare_and_setup(datamodule: L.LightningDataModule, trainer: L.Trainer) -> None:
     """``prepare_data`` on one process per node, then ``setup("fit")`` on every process.
 
@@ -141,8 +148,9 @@ def check_batch_mixing(cfg: DictConfig, model_class: type) -> None:
     mixing = cfg.get("mixup") or {}
     blending = [f"mixup.{key}={mixing[key]}" for key in ("mixup_alpha", "cutmix_alpha") if mixing.get(key)]
     if blending and not model_class.mixes_training_batches:
-        raise UserError(f"{blending[0]} mixes a classifier's training batches, and model={model_class.kind} does "
-                        "not train on blends: set mixup=none (a GAN: model.diffaugment augments its images)")
+        raise UserError(f"{blending[0]} mixes a classifier's training batches, and "
+                        f"model={model_class.kind} does not train on blends: set mixup=none (a GAN: "
+                        "model.diffaugment augments its images)")
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -168,15 +176,24 @@ def run(cfg: DictConfig) -> float | None:
                              augment=instantiate(cfg.augment))
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
     configured = without_disabled_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
+    tuner = instantiate(cfg.tune, reference_lr=cfg.optimizer.get("lr")) if cfg.get("tune") else None
+    if tuner is not None:  # the range test: the run's displays, none of its checkpoints or early stopping
+        configured = [*displays_only(configured), tuner]
     callbacks = [*seeding, *model_class.run_callbacks(cfg), *configured]
     loggers = instantiate_named(cfg.get("logger"))
     with lightning_settings_as_user_errors():
-        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                         **(tuner.trainer_options() if tuner is not None else {}))
 
     prepare_and_setup(datamodule, trainer)  # the classes and sample shape the module is built for
     model = model_class.from_run(cfg, datamodule, backbone)
     datamodule = model.prepare_datamodule(cfg, datamodule)
     check_resumable(cfg, resumed, model)
+    if tuner is not None:
+        with lightning_settings_as_user_errors():
+            trainer.fit(model, datamodule=datamodule)
+        tuner.report(trainer, Path(cfg.paths.output_dir), cfg.optimizer.get("lr"))
+        return None
 
     with lightning_settings_as_user_errors(), checkpoint_fit_as_user_error(cfg.ckpt_path):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

@@ -28,6 +28,13 @@ class RunProgressBar(RichProgressBar):
         metrics.pop("v_num", None)
         return {BAR_NAMES.get(name, name): value for name, value in metrics.items()}
 
+    def _get_train_description(self, current_epoch: int) -> str:
+        """``Epoch 3/9``; ``Epoch 3`` in a run bounded by steps alone (``max_epochs=-1``: Lightning
+        would show ``3/-2``)."""
+        if self.trainer.max_epochs == -1:
+            return f"Epoch {current_epoch}"
+        return super()._get_train_description(current_epoch)
+
 
 class RunModelSummary(RichModelSummary):
     """Rich's model summary: name, type, parameters and mode per module; parameter totals."""

@@ -1,5 +1,5 @@
-"""The ``visionlab`` command: ``train``, ``compare``, ``eval``, ``predict``, ``export``, ``stages``,
-``shapes`` and ``sample`` subcommands."""
+"""The ``visionlab`` command: ``train``, ``lr-find``, ``compare``, ``eval``, ``predict``, ``export``,
+``board``, ``stages``, ``shapes`` and ``sample`` subcommands."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (Hydra overrides and flags such as -m follow, "
                                          "as for train.py)")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="e.g. backbone=resnet18 optimizer.lr=1e-4")
+    lr_find = sub.add_parser("lr-find", help="the learning-rate range test on the composed run: writes "
+                                             "<run>/lr_find.png, prints the optimizer.lr to use (= train "
+                                             "tune=lr_find)")
+    lr_find.add_argument("overrides", nargs=argparse.REMAINDER,
+                         help="the run's overrides, e.g. freeze=last_n")
     compare = sub.add_parser("compare", help="rank the runs under sweep or run directories; write "
                                              "compare.md and compare.png")
     compare.add_argument("directories", nargs="+", type=Path, help="run, sweep or outputs directories")
@@ -122,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``visionlab`` console script."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["train"]:  # Hydra parses the rest: argparse would reject -m, --cfg, --multirun
+    if argv[:1] in (["train"], ["lr-find"]):  # Hydra parses the rest: argparse would reject -m, --cfg
         with exit_on_user_error():
-            cmd_train(argv[1:])
+            cmd_train(argv[1:] if argv[0] == "train" else ["tune=lr_find", *argv[1:]])
         return
     args = build_parser().parse_args(argv)
     with exit_on_user_error():

@@ -78,7 +78,8 @@ class BatchMixing:
                  prob: float = 1.0, off_epoch: int | None = None, seed: int | None = None) -> None:
         for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
             if not value >= 0:
-                raise UserError(f"mixup.{name}={value} must be >= 0 (0: off; e.g. 0.2 for MixUp, 1.0 for CutMix)")
+                raise UserError(f"mixup.{name}={value} must be >= 0 (0: off; e.g. 0.2 for MixUp, "
+                                "1.0 for CutMix)")
         for name, value in (("switch_prob", switch_prob), ("prob", prob)):
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"mixup.{name}={value} must be a probability in [0, 1]")

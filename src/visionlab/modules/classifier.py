@@ -166,7 +166,8 @@ class ClassifierModule(RunModule):
             class_names=datamodule.class_names, optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler.scheduler) if cfg.scheduler.scheduler else None,
             scheduler_interval=cfg.scheduler.interval, scheduler_monitor=cfg.scheduler.monitor,
-            freeze_plan=freeze_plan_for(cfg, datamodule), batch_mixing=instantiate(cfg.mixup, seed=cfg.seed) if cfg.get("mixup") else None)
+            freeze_plan=freeze_plan_for(cfg, datamodule),
+            batch_mixing=instantiate(cfg.mixup, seed=cfg.seed) if cfg.get("mixup") else None)
 
     @classmethod
     def summary_keys(cls, cfg: DictConfig) -> tuple[str, ...]:
