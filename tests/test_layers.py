@@ -10,12 +10,12 @@ PACKAGE = Path(visionlab.__file__).parent
 # Bottom to top, as in the README's architecture section.
 LAYERS = [
     {"data_config", "errors", "assets", "resolvers", "checkpoint_header", "config_targets", "drawing",
-     "image_files", "registry"},
+     "image_files", "registry", "downloads"},
     {"data", "nets"},
     {"finetune", "metrics"},
     {"modules"},
     {"callbacks"},
-    {"train", "run_summary", "preflight"},
+    {"train", "run_summary", "preflight", "prefetch"},
     {"inference"},
     {"cli"},
 ]

@@ -21,8 +21,10 @@ from omegaconf import DictConfig
 from visionlab.callbacks.epoch_seed import EpochSeedCallback
 from visionlab.checkpoint_header import CheckpointHeader
 from visionlab.config_targets import check_config_targets
+from visionlab.downloads import require_available, use_cache_dir
 from visionlab.errors import UserError, first_line
 from visionlab.modules.base import module_class
+from visionlab.prefetch import run_files
 from visionlab.preflight import check_paths, in_sweep
 from visionlab.run_summary import log_run_summary
 
@@ -157,6 +159,8 @@ def run(cfg: DictConfig) -> float | None:
     """Fit (and by default test) the configured model; return ``cfg.optimized_metric``."""
     resumed = check_paths(cfg)
     check_config_targets(cfg)
+    use_cache_dir(cfg.paths.get("cache_dir"))
+    require_available(run_files(cfg))  # seconds, not the hub client's minute of retries, when offline
     # Frozen stages keep their BatchNorm in eval mode on purpose (see finetune/callback.py).
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     # Metrics are logged per epoch, so Lightning's hint about log_every_n_steps does not apply;

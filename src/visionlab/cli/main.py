@@ -1,5 +1,5 @@
-"""The ``visionlab`` command: ``train``, ``lr-find``, ``compare``, ``eval``, ``predict``, ``export``,
-``board``, ``stages``, ``shapes`` and ``sample`` subcommands."""
+"""The ``visionlab`` command: ``train``, ``lr-find``, ``prefetch``, ``compare``, ``eval``, ``predict``,
+``export``, ``board``, ``stages``, ``shapes`` and ``sample`` subcommands."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                                              "tune=lr_find)")
     lr_find.add_argument("overrides", nargs=argparse.REMAINDER,
                          help="the run's overrides, e.g. freeze=last_n")
+    prefetch = sub.add_parser("prefetch", help="download what the run (-m: every job of the sweep) of these "
+                                               "overrides loads from the network, into the caches it reads")
+    prefetch.add_argument("-m", "--multirun", action="store_true", help="the overrides describe a sweep")
+    prefetch.add_argument("overrides", nargs=argparse.REMAINDER,
+                          help="the run's overrides, e.g. backbone=resnet18")
     compare = sub.add_parser("compare", help="rank the runs under sweep or run directories; write "
                                              "compare.md and compare.png")
     compare.add_argument("directories", nargs="+", type=Path, help="run, sweep or outputs directories")
@@ -134,7 +139,17 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
         check_before_imports(args)
-        if args.command == "compare":
+        if args.command == "prefetch":
+            from visionlab.prefetch import prefetch
+
+            flags = ("-m", "--multirun")
+            failed = prefetch(find_conf_dir(), [o for o in args.overrides if o not in flags],
+                              args.multirun or any(o in flags for o in args.overrides))
+            if failed:
+                print(f"error: visionlab prefetch: {failed} job(s) did not compose (above); the others' "
+                      "files are fetched", file=sys.stderr)
+                sys.exit(EXIT_USER_ERROR)
+        elif args.command == "compare":
             from visionlab.cli.compare import cmd_compare
 
             cmd_compare(args.directories, args.metric, args.sort, args.top, args.out, args.over)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from visionlab.data.datamodule import ClassificationDataModule
 from visionlab.data.image_folder import log_class_distribution, stratified_split
+from visionlab.downloads import RemoteFile
 from visionlab.errors import UserError, first_line
 
 
@@ -29,32 +31,36 @@ class TorchvisionSource:
     ``cls`` is the class name in ``torchvision.datasets``; ``splits`` maps ``train`` /
     ``val`` / ``test`` to its constructor arguments (no ``val``: split off train);
     ``files`` describes what torchvision expects under ``root``, for error messages;
-    ``binary`` holds the constructor arguments of a two-class variant (empty: none).
+    ``binary`` holds the constructor arguments of a two-class variant (empty: none);
+    ``url_of`` reads from the torchvision class the URL its download starts with.
     """
 
     cls: str
     splits: dict[str, dict[str, Any]]
     files: str
+    url_of: Callable[[type], str]
     binary: dict[str, Any] = field(default_factory=dict)
 
 
 SOURCES: dict[str, TorchvisionSource] = {
     "mnist": TorchvisionSource(
         "MNIST", {"train": {"train": True}, "test": {"train": False}},
-        "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+        "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+        lambda cls: cls.mirrors[0] + cls.resources[0][0]),
     "fashion_mnist": TorchvisionSource(
         "FashionMNIST", {"train": {"train": True}, "test": {"train": False}},
-        "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+        "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
+        lambda cls: cls.mirrors[0] + cls.resources[0][0]),
     "cifar10": TorchvisionSource(
         "CIFAR10", {"train": {"train": True}, "test": {"train": False}},
-        "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
+        "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}", lambda cls: cls.url),
     "flowers102": TorchvisionSource(
         "Flowers102",
         {"train": {"split": "train"}, "val": {"split": "val"}, "test": {"split": "test"}},
-        "flowers-102/{jpg/,imagelabels.mat,setid.mat}"),
+        "flowers-102/{jpg/,imagelabels.mat,setid.mat}", lambda cls: cls._download_url_prefix),
     "oxford_pets": TorchvisionSource(
         "OxfordIIITPet", {"train": {"split": "trainval"}, "test": {"split": "test"}},
-        "oxford-iiit-pet/{images/,annotations/}",
+        "oxford-iiit-pet/{images/,annotations/}", lambda cls: cls._RESOURCES[0][0],
         binary={"target_types": "binary-category"}),
 }
 
@@ -109,6 +115,32 @@ class TorchvisionDataModule(ClassificationDataModule):
         self.split_seed = split_seed
         self.binary = binary
 
+    @classmethod
+    def remote_files(cls, name: str, root: str, download: bool = True, **unused) -> list[RemoteFile]:
+        """The dataset's files, which ``prepare_data`` downloads into ``root`` (none with
+        ``download=false``: the files must be there)."""
+        if not download or name not in SOURCES:
+            return []
+        import torchvision.datasets
+
+        source, folder = SOURCES[name], Path(root).expanduser()
+        dataset_class = getattr(torchvision.datasets, source.cls)
+
+        def cached() -> Path | None:
+            try:
+                for split in source.splits:
+                    open_split(name, folder, False, False, split)
+            except UserError:
+                return None
+            return folder
+
+        def fetch() -> None:
+            for split in source.splits:
+                open_split(name, folder, True, False, split)
+
+        return [RemoteFile(f"dataset {name} (torchvision {source.cls})", source.url_of(dataset_class), cached,
+                           fetch)]
+
     def prepare_data(self) -> None:
         """Download every split if needed (Lightning calls this on one process only)."""
         for split in self.source.splits:
@@ -137,28 +169,29 @@ class TorchvisionDataModule(ClassificationDataModule):
 
     def _open(self, split: str) -> Dataset:
         """The torchvision dataset for ``split``, or one UserError saying how to get it."""
-        import torchvision.datasets
+        return open_split(self.name, self.root, self.download, self.binary, split)
 
-        cls = getattr(torchvision.datasets, self.source.cls)
-        kwargs = {**self.source.splits[split], **(self.source.binary if self.binary else {})}
-        try:
-            return cls(str(self.root), download=self.download, **kwargs)
-        except ImportError as err:  # Flowers102 reads its .mat label files with scipy
-            package = err.name or "scipy"
-            raise UserError(f"data {self.name} needs the '{package}' package: "
-                            f"pip install {package}") from err
-        except _LOAD_ERRORS as err:
-            raise UserError(self._missing_message(err)) from err
 
-    def _missing_message(self, err: Exception) -> str:
-        """One line: which dataset, where it looked, what went wrong and how to fix it."""
-        reason = first_line(err)
-        where = f"{self.root}/{self.source.files}"
-        if self.download:
-            return (f"could not download dataset {self.name} into {self.root} ({reason}): run "
-                    f"once on a machine with internet access, or place the files at {where}")
-        return (f"dataset {self.name} not found in {self.root} ({reason}): set "
-                f"data.download=true (needs internet once), or place the files at {where}")
+def open_split(name: str, root: Path, download: bool, binary: bool, split: str) -> Dataset:
+    """Dataset ``name``'s ``split`` from torchvision (downloaded into ``root`` if ``download``), or
+    one UserError: which dataset, where it looked, what went wrong and how to fix it."""
+    import torchvision.datasets
+
+    source = SOURCES[name]
+    cls = getattr(torchvision.datasets, source.cls)
+    kwargs = {**source.splits[split], **(source.binary if binary else {})}
+    try:
+        return cls(str(root), download=download, **kwargs)
+    except ImportError as err:  # Flowers102 reads its .mat label files with scipy
+        package = err.name or "scipy"
+        raise UserError(f"data {name} needs the '{package}' package: pip install {package}") from err
+    except _LOAD_ERRORS as err:
+        reason, where = first_line(err), f"{root}/{source.files}"
+        if download:
+            raise UserError(f"could not download dataset {name} into {root} ({reason}): run once on a "
+                            f"machine with internet access, or place the files at {where}") from err
+        raise UserError(f"dataset {name} not found in {root} ({reason}): set data.download=true (needs "
+                        f"internet once), or place the files at {where}") from err
 
 
 def _labels(dataset: Any, binary: bool) -> list[int]:

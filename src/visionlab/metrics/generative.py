@@ -18,6 +18,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from visionlab.downloads import RemoteFile, torch_hub_dir
 from visionlab.errors import UserError, first_line
 from visionlab.metrics.prdc import prdc
 from visionlab.nets.backbone import Backbone
@@ -45,11 +46,25 @@ class BackboneFeatures(nn.Module):
 
 
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_WEIGHTS}"
 
 
 def inception_weights_path() -> Path:
     """Where torch-fidelity keeps (and looks for) its Inception weights: the torch hub cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+    return torch_hub_dir() / INCEPTION_WEIGHTS
+
+
+def inception_file() -> RemoteFile:
+    """The Inception weights ``model.fid_features=inception`` reads, as torch-fidelity downloads them."""
+    def cached() -> Path | None:
+        path = inception_weights_path()
+        return path if path.is_file() else None
+
+    def fetch() -> None:
+        torch.hub.load_state_dict_from_url(INCEPTION_URL, progress=True, weights_only=True)
+
+    return RemoteFile("Inception weights of model.fid_features=inception (torch-fidelity)", INCEPTION_URL,
+                      cached, fetch)
 
 
 class InceptionFeatures(nn.Module):
@@ -95,10 +110,9 @@ def feature_network(spec: str) -> nn.Module:
         weights = inception_weights_path()
         if not weights.is_file():
             raise UserError(f"model.fid_features=inception needs the Inception weights at {weights}, and "
-                            "this machine has none (they download only with internet: run "
-                            "`python -c \"import torch_fidelity; torch_fidelity.FeatureExtractorInceptionV3("
-                            "'inception-v3-compat', ['2048'])\"` once online); offline use shapes_net or "
-                            "a visionlab classifier .ckpt")
+                            "this machine has none (they download only with internet: run `visionlab "
+                            "prefetch model.fid_features=inception <the run's overrides>` once online); "
+                            "offline use shapes_net or a visionlab classifier .ckpt")
         return InceptionFeatures(weights)
     path = Path(spec)
     if path.suffix == ".ckpt" and path.is_file():

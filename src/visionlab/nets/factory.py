@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from visionlab.downloads import RemoteFile
 from visionlab.errors import UserError, closest
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.custom import CUSTOM_BACKBONES
@@ -65,6 +66,24 @@ def create_backbone(
 
         load_backbone_weights(backbone, weights)
     return backbone
+
+
+def backbone_files(name: str, source: str = "timm", pretrained: bool = False, weights: str | None = None,
+                   **unused) -> list[RemoteFile]:
+    """What :func:`create_backbone` with these values downloads (see :mod:`visionlab.downloads`):
+    nothing unless it is a timm or torchvision model with ``pretrained`` and no local ``weights``;
+    a UserError for a name the source does not know, as when building it."""
+    if source not in SOURCES:
+        raise UserError(f"backbone.source='{source}' is not one of: {', '.join(SOURCES)}")
+    if source == "custom" or not pretrained or weights is not None:
+        return []
+    _check_known(name, source)
+    from visionlab.nets.hub import timm_weights, torchvision_weights
+
+    if source == "torchvision":
+        return [torchvision_weights(name)]
+    found = timm_weights(name)
+    return [found] if found is not None else []
 
 
 def _custom_backbone(
