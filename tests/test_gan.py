@@ -412,6 +412,49 @@ def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):
     assert float(rates[0]["lr-discriminator/group0"]) == pytest.approx(cfg.model.d_lr)
 
 
+def test_kept_real_features_are_computed_once_and_give_the_same_scores(data_dir):
+    from visionlab.metrics.generative import GenerativeMetrics, feature_network
+
+    real = _shapes_images(data_dir, 40)
+    network = feature_network("shapes_net")
+    seen = []
+    network.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    metrics = GenerativeMetrics(network, keep_real=True)
+    metrics.update(real[:20], real=True)
+    metrics.update(real[20:], real=False)
+    first = metrics.compute()
+    metrics.reset()
+    assert metrics.has_real
+    metrics.update(real[20:], real=False)  # the next evaluation adds only generated images
+    again = metrics.compute()
+    assert again.pop("kid") == pytest.approx(first.pop("kid"), rel=1e-4)  # KID sums random subsets
+    assert again == first
+    assert first["real_samples"] == first["generated_samples"] == 20
+    # FID and KID each run the network over their inputs: reals twice in all, fakes four times
+    assert sum(seen) == 2 * 20 + 2 * 2 * 20
+
+
+def test_a_gan_run_extracts_the_validation_features_at_its_first_evaluation_only(make_cfg, monkeypatch):
+    from visionlab.metrics.generative import GenerativeMetrics
+
+    added = {"real": 0, "generated": 0}
+    update = GenerativeMetrics.update
+
+    def counting(self, images, real):
+        added["real" if real else "generated"] += len(images)
+        update(self, images, real)
+
+    monkeypatch.setattr(GenerativeMetrics, "update", counting)
+    cfg = make_cfg("model=gan", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=3",
+                   "model.fid_every=1", "logger=csv")
+    run(cfg)
+    metrics_csv = Path(cfg.paths.output_dir) / "csv" / "metrics.csv"
+    rows = [row for row in csv.DictReader(metrics_csv.open()) if row["val/fid"]]
+    validation = int(float(rows[0]["val/real_samples"]))
+    assert [float(row["val/generated_samples"]) for row in rows] == [validation] * 3
+    assert added == {"real": validation, "generated": 3 * validation}
+
+
 def test_precision_recall_density_coverage_on_sets_with_known_answers():
     from visionlab.metrics.prdc import prdc
 

@@ -131,16 +131,25 @@ class GenerativeMetrics(nn.Module):
     """FID and KID between real and generated images, in one feature network's space.
 
     ``update(images, real)`` takes images in [-1, 1] (the generator's range). The KID subset
-    size adapts to the number of samples seen, so small validation sets work.
+    size adapts to the number of samples seen, so small validation sets work. With ``keep_real``
+    the real images' features survive :meth:`reset`: a fixed real set (a validation split) is
+    run through the feature network once per run, not at every evaluation (:attr:`has_real`).
     """
 
-    def __init__(self, features: nn.Module, kid_subset_size: int = 100) -> None:
+    def __init__(self, features: nn.Module, kid_subset_size: int = 100, keep_real: bool = False) -> None:
         super().__init__()
-        self.fid = FrechetInceptionDistance(feature=features, normalize=True)
+        self.fid = FrechetInceptionDistance(feature=features, normalize=True,
+                                            reset_real_features=not keep_real)
         self.kid_subset_size = kid_subset_size
         with warnings.catch_warnings():  # its note that features are kept in memory: a validation set's are
             warnings.filterwarnings("ignore", message=r".*will save all extracted features in buffer")
-            self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=kid_subset_size)
+            self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=kid_subset_size,
+                                               reset_real_features=not keep_real)
+
+    @property
+    def has_real(self) -> bool:
+        """Whether real features are held (kept from an earlier evaluation with ``keep_real``)."""
+        return bool(self.kid.real_features)
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         """Add a batch of real or generated images in [-1, 1]."""
@@ -151,12 +160,13 @@ class GenerativeMetrics(nn.Module):
     def compute(self) -> dict[str, float]:
         """``fid``, ``kid``, and ``precision``, ``recall``, ``density``, ``coverage``
         (:mod:`visionlab.metrics.prdc`, from the features KID keeps) over everything added since
-        the last reset."""
-        seen = min(sum(len(f) for f in self.kid.real_features), sum(len(f) for f in self.kid.fake_features))
-        self.kid.subset_size = max(2, min(self.kid_subset_size, seen))
-        kid_mean, _ = self.kid.compute()
+        the last reset, and the numbers of images behind them (``real_samples``,
+        ``generated_samples``: FID from a few hundred images is biased upwards and noisy)."""
         real, fake = torch.cat(self.kid.real_features), torch.cat(self.kid.fake_features)
-        return {"fid": float(self.fid.compute()), "kid": float(kid_mean), **prdc(real, fake)}
+        self.kid.subset_size = max(2, min(self.kid_subset_size, len(real), len(fake)))
+        kid_mean, _ = self.kid.compute()
+        return {"fid": float(self.fid.compute()), "kid": float(kid_mean), **prdc(real, fake),
+                "real_samples": float(len(real)), "generated_samples": float(len(fake))}
 
     def reset(self) -> None:
         """Forget the images added so far."""
