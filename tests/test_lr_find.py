@@ -111,6 +111,18 @@ def test_groups_keep_their_ratio_and_frozen_stages_stay_frozen(tmp_path):
         assert torch.equal(value, frozen[key]), key
 
 
+@pytest.mark.parametrize("plan_epoch, backbone_trains", [(0, False), (1, True)])
+def test_the_plan_is_held_at_plan_epoch_for_every_step(tmp_path, plan_epoch, backbone_trains):
+    from visionlab.finetune.plans import Staged
+
+    model = tiny_model(Staged(milestones={0: "head", 1: "all"}), lr=1e-3)
+    before = {k: v.clone() for k, v in model.backbone.body.state_dict().items() if "conv" in k}
+    test = LRRangeTest(min_lr=1e-5, max_lr=1e-2, num_steps=12, plan_epoch=plan_epoch, reference_lr=1e-3)
+    tiny_range_test(tmp_path, test).fit(model, datamodule=TensorDataModule())  # 4 batches a pass: 3 passes
+    after = model.backbone.body.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items()) != backbone_trains
+
+
 def test_the_run_scheduler_is_paused_and_checkpoints_are_not_written(tmp_path):
     from torch.optim.lr_scheduler import StepLR
 
@@ -127,6 +139,7 @@ def test_the_run_scheduler_is_paused_and_checkpoints_are_not_written(tmp_path):
     ({"min_lr": 0.0}, "tune.min_lr=0.0"),
     ({"num_steps": 3}, "tune.num_steps=3 is too few"),
     ({"divergence": 1.0}, "tune.divergence=1.0 must be > 1"),
+    ({"plan_epoch": -1}, "tune.plan_epoch=-1 must be >= 0"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(UserError, match=message.replace(".", r"\.")):

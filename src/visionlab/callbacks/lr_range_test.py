@@ -5,7 +5,8 @@ learning rate rising exponentially, record the loss, suggest where it falls fast
 composed and built as for training (data, backbone, freeze plan, MixUp, precision), then trains
 ``num_steps`` optimizer steps with every parameter group's learning rate scaled together, from
 ``min_lr`` to ``max_lr`` for ``optimizer.lr``: a group the plan gives 0.1x (``freeze.lr_mult``,
-``freeze.layer_decay``) stays at 0.1x, and frozen stages stay frozen. The run's scheduler is
+``freeze.layer_decay``) stays at 0.1x, and the plan is held at one epoch (``plan_epoch``, 0 by
+default: its stages frozen then stay frozen, however many passes the steps take). The run's scheduler is
 paused (the test sets every LR itself) and nothing is validated or checkpointed. The test stops
 early when the loss diverges (its recent mean exceeds ``divergence`` times the lowest one, or is
 not finite).
@@ -30,6 +31,7 @@ import lightning as L
 import numpy as np
 
 from visionlab.errors import UserError
+from visionlab.finetune.callback import FreezeScheduleCallback
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +72,15 @@ class LRRangeTest(L.Callback):
 
     ``min_lr``/``max_lr``: the range of ``optimizer.lr`` swept (other groups keep their ratio to it);
     ``num_steps``: optimizer steps, spaced evenly in log LR; ``window``: the smoothing of the
-    suggestion; ``divergence``: the stop ratio. ``reference_lr`` is the run's ``optimizer.lr``:
-    the groups' configured LRs divided by it give their ratios.
+    suggestion; ``divergence``: the stop ratio; ``plan_epoch``: the freeze plan's epoch whose
+    trainable stages and LR factor hold for every step (0: what the run trains first; e.g.
+    ``freeze=two_phase``'s ``freeze.epochs`` for its fine-tuning phase), however many passes over
+    the data the steps take. ``reference_lr`` is the run's ``optimizer.lr``: the groups'
+    configured LRs divided by it give their ratios.
     """
 
     def __init__(self, min_lr: float = 1e-7, max_lr: float = 1.0, num_steps: int = 100, window: int = 15,
-                 divergence: float = 4.0, reference_lr: float | None = None) -> None:
+                 divergence: float = 4.0, plan_epoch: int = 0, reference_lr: float | None = None) -> None:
         if not 0 < min_lr < max_lr:
             raise UserError(f"tune.min_lr={min_lr} and tune.max_lr={max_lr} must satisfy 0 < min_lr < max_lr "
                             "(e.g. 1e-7 and 1)")
@@ -83,6 +88,9 @@ class LRRangeTest(L.Callback):
             raise UserError(f"tune.num_steps={num_steps} is too few for a curve: use at least 10 (e.g. 100)")
         if not divergence > 1:
             raise UserError(f"tune.divergence={divergence} must be > 1 (e.g. 4: stop at 4x the lowest loss)")
+        if plan_epoch < 0:
+            raise UserError(f"tune.plan_epoch={plan_epoch} must be >= 0 (the freeze plan's epoch to hold)")
+        self.plan_epoch = int(plan_epoch)
         self.min_lr, self.max_lr, self.num_steps = float(min_lr), float(max_lr), int(num_steps)
         self.window, self.divergence, self.reference_lr = int(window), float(divergence), reference_lr
         self.result = RangeTestResult()
@@ -97,6 +105,12 @@ class LRRangeTest(L.Callback):
     def lr_at(self, step: int) -> float:
         """``optimizer.lr`` at ``step``: ``min_lr`` to ``max_lr``, evenly spaced in log."""
         return self.min_lr * (self.max_lr / self.min_lr) ** (step / (self.num_steps - 1))
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Hold the freeze plan at :attr:`plan_epoch` for every step."""
+        for callback in trainer.callbacks:
+            if isinstance(callback, FreezeScheduleCallback):
+                callback.held_epoch = self.plan_epoch
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Read each group's LR relative to ``optimizer.lr``; pause the run's scheduler."""

@@ -86,8 +86,15 @@ class FreezeScheduleCallback(L.Callback):
 
     def __init__(self) -> None:
         self.plan: FreezePlan | None = None
+        # The plan's epoch to apply whatever the trainer's (None: the trainer's); the LR range
+        # test holds one phase of the plan for all its steps.
+        self.held_epoch: int | None = None
         self._pending_state: dict = {}
         self._last: list[str] | None = None
+
+    def plan_epoch(self, trainer: L.Trainer) -> int:
+        """The epoch whose plan applies: :attr:`held_epoch`, else the trainer's."""
+        return self.held_epoch if self.held_epoch is not None else trainer.current_epoch
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Take the module's plan (and any plan state a checkpoint gave before it was known)."""
@@ -104,7 +111,7 @@ class FreezeScheduleCallback(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Re-apply the plan for the epoch that is starting, and log the state."""
         names = self._apply(trainer, pl_module)
-        epoch = trainer.current_epoch
+        epoch = self.plan_epoch(trainer)
         if names != self._last:
             self._last = names
             log.info("epoch %d: trainable backbone stages: %s", epoch, _as_text(names))
@@ -136,7 +143,7 @@ class FreezeScheduleCallback(L.Callback):
             self.plan.load_state_dict(self._pending_state)
 
     def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
-        epoch = trainer.current_epoch
+        epoch = self.plan_epoch(trainer)
         names = apply_plan(pl_module.backbone, self.plan, epoch)
         backbone_params = {id(p) for p in pl_module.backbone.parameters()}
         for optimizer in trainer.optimizers:
