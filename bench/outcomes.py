@@ -1,6 +1,6 @@
 """Benchmark: the course's learning-outcomes table on the embedded shapes_target transfer task.
 
-    python bench/outcomes.py                   # 18 recipes x 3 seeds, about 45 minutes on 2 cores
+    python bench/outcomes.py                   # 20 recipes x 3 seeds, about 55 minutes on 2 cores
     python bench/outcomes.py --seeds 1 --rows 1 3
 
 shapes_target has 6 shape classes with 30 training images each; ``shapes_net`` was
@@ -40,6 +40,8 @@ CONF_DIR = ROOT / "conf"
 SCRATCH = ["backbone=chollet_cnn", "backbone.input_size=64", "freeze=none"]
 LAST_TWO = ["freeze=staged", "freeze.milestones={0:head,5:2}", "freeze.lr_factors={5:0.1}"]
 EMA_MIXUP = ["model.ema_decay=0.99", "mixup=mixup"]
+# MixUp's blends make the training task harder: give it the epochs its papers give it.
+LONG = ["trainer.max_epochs=40", "callbacks.early_stopping=null"]
 # Replaced by the optimizer.lr that `tune=lr_find` suggests for the same overrides and seed.
 SUGGESTED_LR = "optimizer.lr=<lr-find>"
 # number: (label, overrides, test-time augmentation)
@@ -62,6 +64,8 @@ RECIPES = {
     16: ("(3) tested with --tta flip_crop", [], "flip_crop"),
     17: ("(3) at lr-find's suggested optimizer.lr", [SUGGESTED_LR], "none"),
     18: ("(6) at lr-find's suggested optimizer.lr", ["freeze=staged", SUGGESTED_LR], "none"),
+    19: ("(3) for 40 epochs, no early stopping", LONG, "none"),
+    20: ("(10) for 40 epochs, no early stopping", [*LONG, "mixup=mixup"], "none"),
 }
 QUIET = ["callbacks.progress_bar=null", "callbacks.model_summary=null", "trainer.enable_progress_bar=false",
          "logger=csv"]
