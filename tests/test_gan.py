@@ -455,6 +455,58 @@ def test_a_gan_run_extracts_the_validation_features_at_its_first_evaluation_only
     assert added == {"real": validation, "generated": 3 * validation}
 
 
+def test_class_coverage_on_predictions_with_known_answers():
+    from visionlab.metrics.class_coverage import ClassCoverage
+
+    def confident(classes: list[int]) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.tensor(classes), 4).float() * 0.95 + 0.0125
+
+    coverage = ClassCoverage(torch.full((4,), 0.25))
+    coverage.update(confident([0, 0, 1, 1, 2, 3, 3, 3]))  # class 2 drawn at half its share: still fair
+    assert coverage.compute() == {"class_coverage": 1.0, "rarest_class_share": 0.125, "recognised": 1.0}
+    coverage.reset()
+    coverage.update(confident([0, 1, 0, 1]), asked=torch.tensor([0, 1, 2, 3]))  # collapse onto two classes
+    unsure = torch.full((4, 4), 0.25)
+    coverage.update(unsure, asked=torch.tensor([0, 1, 2, 3]))
+    assert coverage.compute() == {"class_coverage": 0.5, "rarest_class_share": 0.0, "recognised": 0.5,
+                                  "conditional_accuracy": pytest.approx(3 / 8)}  # argmax of a tie: class 0
+
+
+def test_the_linear_probe_separates_separable_features():
+    from visionlab.metrics.class_coverage import LinearProbe
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(300) % 3
+    features = torch.randn(300, 16, generator=g) * 0.5 + torch.eye(3, 16)[labels] * 100 + 7
+    probe = LinearProbe(16, 3).fit(features, labels)
+    assert (probe(features).argmax(-1) == labels).all()
+    assert probe(features).sum(-1) == pytest.approx(torch.ones(300))
+
+
+def test_a_conditional_gan_run_logs_class_metrics_judged_by_its_probe(make_cfg, caplog):
+    cfg = make_cfg("experiment=cgan_shapes", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=1",
+                   "model.fid_every=1", "logger=csv", "model.num_samples=8", "callbacks.augmented_batch=null")
+    with caplog.at_level("INFO"):
+        run(cfg)
+    assert "class metrics: a linear probe on shapes_net features of 48 training images" in caplog.text
+    row = next(r for r in csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open())
+               if r["val/fid"])
+    for name in ("class_coverage", "rarest_class_share", "recognised", "conditional_accuracy"):
+        assert 0.0 <= float(row[f"val/{name}"]) <= 1.0, name
+
+
+@pytest.mark.parametrize("choice, classes, message", [
+    ("bogus", 8, "model.class_metrics='bogus' must be auto, true or false"),
+    (True, 1, "model.class_metrics=true needs labelled data with 2\\+ classes, and this data has 1"),
+])
+def test_class_metrics_settings_are_checked(choice, classes, message):
+    from visionlab.modules.fid_validation import check_class_metrics
+
+    with pytest.raises(UserError, match=message):
+        check_class_metrics(choice, classes)
+    assert check_class_metrics("auto", 1) is False and check_class_metrics("auto", 2) is True
+
+
 def test_precision_recall_density_coverage_on_sets_with_known_answers():
     from visionlab.metrics.prdc import prdc
 

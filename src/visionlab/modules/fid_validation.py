@@ -1,9 +1,28 @@
-"""``val/fid``, ``val/kid`` and precision / recall / density / coverage for modules that draw
-images from noise (GAN, LAPGAN)."""
+"""``val/fid``, ``val/kid``, precision / recall / density / coverage and the class metrics for
+modules that draw images from noise (GAN, LAPGAN)."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+from visionlab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Real training images the class metrics' probe is fitted on, at most.
+PROBE_IMAGES = 4000
+
+
+def check_class_metrics(choice: bool | str, num_classes: int) -> bool:
+    """``model.class_metrics`` resolved: ``auto`` is on for data with 2+ classes; ``true`` needs them."""
+    if choice not in ("auto", True, False):
+        raise UserError(f"model.class_metrics={choice!r} must be auto, true or false")
+    if choice is True and num_classes < 2:
+        raise UserError(f"model.class_metrics=true needs labelled data with 2+ classes, and this data has "
+                        f"{num_classes}: set model.class_metrics=false (or auto)")
+    return num_classes >= 2 if choice == "auto" else choice
 
 
 class FIDValidation:
@@ -13,24 +32,63 @@ class FIDValidation:
     ``val/coverage`` in the feature space of ``hparams.fid_features``
     (:mod:`visionlab.metrics.generative`), logged with the numbers of images behind them
     (``val/real_samples``, ``val/generated_samples``). The validation images are the same every
-    epoch, so their features are computed at the first evaluation and kept. The feature network
-    is built at fit time and kept out of the checkpoint."""
+    epoch, so their features are computed at the first evaluation and kept. With
+    ``hparams.class_metrics`` (labelled data), also ``val/class_coverage``,
+    ``val/rarest_class_share``, ``val/recognised`` and, for a conditional model,
+    ``val/conditional_accuracy`` (:mod:`visionlab.metrics.class_coverage`), judged by a linear
+    probe fitted at fit start on the real training images' features. The feature network and
+    the probe are built at fit time and kept out of the checkpoint."""
 
     def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` generated images in [-1, 1] (class ``labels`` for conditional models)."""
         raise NotImplementedError
 
     def setup(self, stage: str) -> None:
-        """Build the FID/KID feature network when it will be used."""
+        """Build the FID/KID feature network when it will be used, and the class metrics' probe."""
         if stage == "fit" and self.hparams.fid_every and getattr(self, "_generative", None) is None:
             from visionlab.metrics.generative import GenerativeMetrics, feature_network
 
-            # Not a registered submodule: the measuring network is no part of the model's state.
-            metrics = GenerativeMetrics(feature_network(self.hparams.fid_features), keep_real=True)
-            object.__setattr__(self, "_generative", metrics)
+            # Not registered submodules: the measuring instruments are no part of the model's state.
+            network = feature_network(self.hparams.fid_features)
+            object.__setattr__(self, "_features", network)
+            object.__setattr__(self, "_generative", GenerativeMetrics(network, keep_real=True))
+            coverage = self._fit_class_probe() if self.hparams.get("class_metrics") else None
+            object.__setattr__(self, "_coverage", coverage)
+
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The feature network's features of images in [-1, 1] (as GenerativeMetrics scales them)."""
+        return self._features.to(images.device)((images.float() * 0.5 + 0.5).clamp(0, 1))
+
+    def _labelled_features(self, loader, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of up to ``limit`` images of ``loader``."""
+        features, labels, seen = [], [], 0
+        for images, targets in loader:
+            features.append(self._image_features(images[:limit - seen]))
+            labels.append(targets[:limit - seen])
+            seen += len(labels[-1])
+            if seen >= limit:
+                break
+        return torch.cat(features), torch.cat(labels)
+
+    def _fit_class_probe(self):
+        """The class metrics for this run: a linear probe fitted on the real training images'
+        features (:mod:`visionlab.metrics.class_coverage`); its validation accuracy is logged."""
+        from visionlab.metrics.class_coverage import ClassCoverage, LinearProbe
+
+        data, classes = self.trainer.datamodule, self.hparams.num_classes
+        train_x, train_y = self._labelled_features(data.train_dataloader(), PROBE_IMAGES)
+        val_x, val_y = self._labelled_features(data.val_dataloader(), PROBE_IMAGES)
+        probe = LinearProbe(train_x.shape[1], classes).fit(train_x, train_y)
+        accuracy = float((probe(val_x).argmax(-1) == val_y).float().mean())
+        log.info("class metrics: a linear probe on %s features of %d training images classifies the %d "
+                 "validation images with accuracy %.3f", self.hparams.fid_features, len(train_y), len(val_y),
+                 accuracy)
+        object.__setattr__(self, "_probe", probe)
+        return ClassCoverage(torch.bincount(val_y, minlength=classes).float() / len(val_y))
 
     # Whether the real features of the whole validation set are held (after the first evaluation).
     _real_complete = False
+    _coverage = None  # the class metrics, when on (set up at fit start)
 
     def _fid_due(self) -> bool:
         every = self.hparams.fid_every
@@ -46,7 +104,10 @@ class FIDValidation:
             metrics.update(real, real=True)
         labels = labels if self.conditional else None
         with self.sampling_mode():
-            metrics.update(self.draw(len(real), labels), real=False)
+            generated = self.draw(len(real), labels)
+        metrics.update(generated, real=False)
+        if self._coverage is not None:
+            self._coverage.update(self._probe.to(self.device)(self._image_features(generated)), labels)
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/fid``, ``val/kid`` and the PRDC scores on FID epochs."""
@@ -55,4 +116,7 @@ class FIDValidation:
         scores = self._generative.compute()
         self._generative.reset()  # the generated images' features; the real ones are kept
         self._real_complete = True
+        if self._coverage is not None:
+            scores |= self._coverage.compute()
+            self._coverage.reset()
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=False)

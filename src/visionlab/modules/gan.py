@@ -11,7 +11,7 @@ from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
 from visionlab.modules.base import register_kind
 from visionlab.modules.diffaugment import check_policies, diff_augment
-from visionlab.modules.fid_validation import FIDValidation
+from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
 from visionlab.modules.gan_losses import gan_loss, gradient_penalty
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
@@ -77,6 +77,7 @@ class GANModule(FIDValidation, AdversarialModule):
         num_samples: int = 64,
         fid_every: int = 0,
         fid_features: str = "shapes_net",
+        class_metrics: bool | str = "auto",
         sample_shape: Sequence[int] | None = None,
         diffaugment: Sequence[str] = (),
         backbone: Backbone | None = None,
@@ -102,6 +103,7 @@ class GANModule(FIDValidation, AdversarialModule):
             "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
+            "class_metrics": check_class_metrics(class_metrics, num_classes),
             "diffaugment": check_policies(diffaugment),
             # the backbone discriminator's network by name (None for the others); informative only
             "d_backbone": {"name": backbone.name, "source": backbone.source}

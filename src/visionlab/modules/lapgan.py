@@ -10,7 +10,7 @@ from visionlab.errors import UserError
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
 from visionlab.modules.base import register_kind
 from visionlab.modules.diffaugment import check_policies, diff_augment
-from visionlab.modules.fid_validation import FIDValidation
+from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
 from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.lapgan import LAPGANGenerator, build_discriminators, pyramid_sizes
 from visionlab.nets.pyramid import laplacian_pyramid, up
@@ -64,6 +64,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         num_samples: int = 64,
         fid_every: int = 0,
         fid_features: str = "shapes_net",
+        class_metrics: bool | str = "auto",
     ) -> None:
         super().__init__(optimizer, ema_decay)
         sizes = pyramid_sizes(image_size, levels)
@@ -80,6 +81,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
             "schedule": schedule, "spectral_norm": spectral_norm, "diffaugment": check_policies(diffaugment),
             "ema_decay": ema_decay, "grad_clip": grad_clip, "num_samples": num_samples,
             "fid_every": fid_every, "fid_features": fid_features,
+            "class_metrics": check_class_metrics(class_metrics, num_classes),
         }, logger=False)
         classes = num_classes if conditional else 0
         self.generator = LAPGANGenerator(latent_dim, channels, sizes, width, detail_width, detail_depth,
