@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import functools
 import math
 import warnings
@@ -545,3 +546,26 @@ def test_the_lowest_fid_is_best_ckpt_and_sampling_a_run_folder_draws_from_it(mak
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # still written every epoch, for resuming
     main(["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "drawn")])
     assert f"drawing from {run_dir / 'checkpoints' / 'best.ckpt'}" in capsys.readouterr().out
+
+
+def test_cas_trains_on_generated_and_on_real_images_and_tests_both_on_real(in_project, capsys):
+    from visionlab.cli.main import main
+
+    main(["train", "experiment=cgan_shapes", "data.train_per_class=6", "data.val_per_class=3",
+          "data.test_per_class=3", "model.width=8", "model.latent_dim=16", "model.num_samples=8",
+          "trainer.max_epochs=1", "model.fid_every=0", "callbacks.augmented_batch=null"])
+    run_dir = next((in_project / "outputs").glob("*/*"))
+    capsys.readouterr()
+    main(["cas", str(run_dir), "--per-class", "4", "trainer.max_epochs=1", "callbacks.augmented_batch=null"])
+    out = capsys.readouterr().out
+    report = json.loads((run_dir / "cas" / "cas.json").read_text())
+    assert report["per_class"] == 4 and report["classes"] == 8 and report["test_images"] == 24
+    assert 0 <= report["generated_accuracy"] <= 1 and 0 <= report["real_accuracy"] <= 1
+    assert f"scores {report['generated_accuracy']:.4f} on the 24 real test images" in out
+    for tree in ("generated", "real"):
+        counts = {d.name: len(list(d.glob("*.png"))) for d in (run_dir / "cas" / tree / "train").iterdir()}
+        assert len(counts) == 8 and set(counts.values()) == {4}, tree
+    assert (run_dir / "cas" / "generated" / "test").resolve() == (run_dir / "cas" / "real" / "test").resolve()
+    with pytest.raises(SystemExit):  # an earlier CAS is not replaced without --force
+        main(["cas", str(run_dir)])
+    assert "already exists: give another --out, or --force" in capsys.readouterr().err

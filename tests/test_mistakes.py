@@ -338,6 +338,13 @@ MISTAKES = {
     "sample-mask-on-a-gan": Mistake(
         "command", ("sample", "{gan}", "--mask", "center"), "--mask is for inpaint checkpoints, not gan"
     ),
+    "cas-on-an-unconditional-gan": Mistake(
+        "command", ("cas", "{gan}"), "is an unconditional gan: the CAS needs images of a class on demand"
+    ),
+    "cas-on-a-classifier": Mistake(
+        "command", ("cas", "{classifier}"), "is a classifier checkpoint, not a GAN's"
+    ),
+    "cas-on-an-srgan": Mistake("command", ("cas", "{srgan}"), "which restores images: the CAS needs"),
     "sample-zero-images": Mistake("command", ("sample", "{gan}", "--n", "0"), "--n 0 must be at least 1"),
     "sample-label-of-unconditional": Mistake(
         "command",

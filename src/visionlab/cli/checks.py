@@ -101,13 +101,35 @@ def check_sample(args: argparse.Namespace) -> None:
         raise UserError(f"{args.out} already holds files: give another --out, or --force to write over them")
 
 
+def check_cas(args: argparse.Namespace) -> None:
+    """A conditional GAN's checkpoint (a run folder's best, else last), a positive ``--per-class``,
+    and an output folder that is new, or an earlier CAS's with ``--force``."""
+    if args.checkpoint.is_dir():
+        args.checkpoint = run_checkpoint(args.checkpoint)
+        print(f"drawing from {args.checkpoint}")
+    header = require_samplable(args.checkpoint)
+    if "n" not in header.sample_options:
+        raise UserError(f"{args.checkpoint} is a {header.kind} checkpoint, which restores images: the CAS "
+                        "needs a conditional GAN (model=gan or lapgan with model.conditional=true)")
+    if not header.hyper_parameters.get("conditional"):
+        raise UserError(f"{args.checkpoint} is an unconditional {header.kind}: the CAS needs images of a "
+                        "class on demand (train with model.conditional=true, e.g. experiment=cgan_shapes)")
+    positive(args.per_class, "--per-class")
+    if args.out is None:
+        args.out = run_dir_of(args.checkpoint) / "cas"
+    if args.out.exists() and not (args.out.is_dir() and not any(args.out.iterdir())):
+        if not (args.force and (args.out / "cas.json").is_file()):
+            raise UserError(f"{args.out} already exists: give another --out, or --force to replace an "
+                            "earlier CAS there")
+
+
 def check_compare(args: argparse.Namespace) -> None:
     """``--top`` is positive (the folders are checked by cmd_compare, which tests call directly)."""
     positive(args.top, "--top")
 
 
 CHECKS = {"eval": check_eval, "predict": check_predict, "export": check_export, "sample": check_sample,
-          "compare": check_compare}
+          "compare": check_compare, "cas": check_cas}
 
 
 def check_before_imports(args: argparse.Namespace) -> None:

@@ -1,5 +1,5 @@
 """The ``visionlab`` command: ``train``, ``lr-find``, ``prefetch``, ``compare``, ``eval``, ``predict``,
-``export``, ``board``, ``stages``, ``shapes`` and ``sample`` subcommands."""
+``export``, ``board``, ``stages``, ``shapes``, ``sample`` and ``cas`` subcommands."""
 
 from __future__ import annotations
 
@@ -126,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="srgan / inpaint: an image or a folder of images to upscale or inpaint")
     sample.add_argument("--mask", default=None, help="inpaint: center | random_boxes | free_form, the holes "
                                                      "to make (default: the model's model.mask)")
+    cas = sub.add_parser("cas", help="Classification Accuracy Score of a conditional GAN: a classifier "
+                                      "trained on its images vs one trained on as many real ones, both "
+                                      "tested on real")
+    cas.add_argument("checkpoint", type=Path, help="a conditional GAN's checkpoint, or its run folder")
+    cas.add_argument("overrides", nargs="*", help="the classifier's overrides (default: the default job's)")
+    cas.add_argument("--per-class", type=int, default=None,
+                     help="images per class (default: as many as the smallest real class has)")
+    cas.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/cas)")
+    cas.add_argument("--force", action="store_true", help="replace an earlier CAS in --out")
+    cas.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -136,7 +146,12 @@ def main(argv: list[str] | None = None) -> None:
         with exit_on_user_error():
             cmd_train(argv[1:] if argv[0] == "train" else ["tune=lr_find", *argv[1:]])
         return
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "cas" and all("=" in a and not a.startswith("-") for a in unknown):
+        args.overrides += unknown  # overrides may follow the options too
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     with exit_on_user_error():
         check_before_imports(args)
         if args.command == "prefetch":
@@ -186,6 +201,10 @@ def main(argv: list[str] | None = None) -> None:
 
             cmd_sample(args.checkpoint, args.n, args.out, args.label, args.per_class, args.seed, args.source,
                        args.mask)
+        elif args.command == "cas":
+            from visionlab.cli.cas import cmd_cas
+
+            cmd_cas(args.checkpoint, find_conf_dir(), args.out, args.per_class, args.overrides, args.seed)
 
 
 if __name__ == "__main__":
