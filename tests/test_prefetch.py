@@ -239,7 +239,7 @@ def test_a_sweep_reports_the_job_that_does_not_compose_and_fetches_the_rest(hub,
     out = capsys.readouterr().out
     assert failed == 1
     assert "error: job backbone=timm backbone.name=resnet_nope" in out and "unknown timm backbone" in out
-    assert hub.gets[f"/{REPO}/resolve/main/model.safetensors"] == 1 and "1 file(s) for 2 runs" in out
+    assert hub.gets[f"/{REPO}/resolve/main/model.safetensors"] == 1 and "1 file(s) for the 2 runs" in out
 
 
 def test_an_unwritable_cache_is_one_line_naming_the_folder(hub, tmp_path):

@@ -193,9 +193,10 @@ def cache_folder_of(remote: RemoteFile, cfg: DictConfig) -> Path:
 
 def print_report(report: list[Fetched], jobs: int) -> None:
     """A table of the files, where they are and how large; the total."""
-    runs = f"{jobs} run{'s' if jobs != 1 else ''}"
+    runs = "run" if jobs == 1 else f"{jobs} runs"
     if not report:
-        print(f"prefetch: the {runs} download nothing (local backbones, weights files and datasets only)")
+        verb = "downloads" if jobs == 1 else "download"
+        print(f"prefetch: the {runs} {verb} nothing (local backbones, weights files and datasets only)")
         return
     width = max(len(entry.what) for entry in report)
     for entry in report:
@@ -203,5 +204,5 @@ def print_report(report: list[Fetched], jobs: int) -> None:
         print(f"  {entry.what:<{width}}  {state:<7}  {human_size(entry.size):>9}  {entry.where}")
     total = sum(entry.size for entry in report)
     fetched = sum(entry.fetched for entry in report)
-    print(f"prefetch: {len(report)} file(s) for {runs}, {human_size(total)}; {fetched} fetched now, "
+    print(f"prefetch: {len(report)} file(s) for the {runs}, {human_size(total)}; {fetched} fetched now, "
           f"{len(report) - fetched} already cached")
