@@ -38,13 +38,15 @@ class RemoteFile:
     """A file (or a dataset's files) a run loads from the network.
 
     ``what`` names it for people (``timm weights of resnet18.a1_in1k``); ``url`` is where it comes
-    from (its host is what :func:`reachable` probes); ``cached()`` is its path once cached, else
+    from (its host is what :func:`reachable` probes); ``folder`` is where it is written (the hub
+    cache, the torch hub cache, a dataset's root); ``cached()`` is its path once cached, else
     None; ``fetch()`` downloads it into that cache; ``hub`` marks files the Hugging Face hub
     client reads (its offline mode applies to them).
     """
 
     what: str
     url: str
+    folder: Path
     cached: Callable[[], Path | None]
     fetch: Callable[[], None]
     hub: bool = False

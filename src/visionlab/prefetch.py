@@ -116,9 +116,10 @@ class Fetched:
     fetched: bool
 
 
-def fetch_file(remote: RemoteFile, cache_folder: Path) -> Fetched:
+def fetch_file(remote: RemoteFile) -> Fetched:
     """``remote`` in its cache: fetched unless it is there; a full disk or a refused write is a
     UserError naming the folder."""
+    cache_folder = remote.folder
     found = remote.cached()
     fetched = found is None
     if fetched:
@@ -161,7 +162,7 @@ def prefetch(conf_dir: Path, overrides: list[str], multirun: bool) -> int:
         except CompactHydraException as err:
             raise UserError(hydra_error_line(err)) from None
         jobs = sweep_jobs(overrides, dict(base.hydra.sweeper.get("params") or {}))
-    wanted: dict[str, tuple[RemoteFile, Path]] = {}
+    wanted: dict[tuple[str, Path], RemoteFile] = {}  # by source and destination
     failed = 0
     for job in jobs:
         try:
@@ -174,21 +175,10 @@ def prefetch(conf_dir: Path, overrides: list[str], multirun: bool) -> int:
             print(f"error: job {' '.join(job) or '(no overrides)'}: {line}", flush=True)
             continue
         for remote in files:
-            wanted.setdefault(remote.url, (remote, cache_folder_of(remote, cfg)))
-    report = [fetch_file(remote, folder) for remote, folder in wanted.values()]
+            wanted.setdefault((remote.url, remote.folder), remote)
+    report = [fetch_file(remote) for remote in wanted.values()]
     print_report(report, len(jobs))
     return failed
-
-
-def cache_folder_of(remote: RemoteFile, cfg: DictConfig) -> Path:
-    """The folder ``remote`` is written into: the hub cache, the torch hub cache or the data folder."""
-    from visionlab.downloads import hub_cache_dir, torch_hub_dir
-
-    if remote.hub:
-        return hub_cache_dir()
-    if remote.what.startswith("dataset "):
-        return Path(cfg.data.root).expanduser()
-    return torch_hub_dir()
 
 
 def print_report(report: list[Fetched], jobs: int) -> None:

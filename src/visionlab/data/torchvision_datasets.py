@@ -138,8 +138,8 @@ class TorchvisionDataModule(ClassificationDataModule):
             for split in source.splits:
                 open_split(name, folder, True, False, split)
 
-        return [RemoteFile(f"dataset {name} (torchvision {source.cls})", source.url_of(dataset_class), cached,
-                           fetch)]
+        return [RemoteFile(f"dataset {name} (torchvision {source.cls})", source.url_of(dataset_class), folder,
+                           cached, fetch)]
 
     def prepare_data(self) -> None:
         """Download every split if needed (Lightning calls this on one process only)."""

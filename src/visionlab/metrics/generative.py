@@ -64,7 +64,7 @@ def inception_file() -> RemoteFile:
         torch.hub.load_state_dict_from_url(INCEPTION_URL, progress=True, weights_only=True)
 
     return RemoteFile("Inception weights of model.fid_features=inception (torch-fidelity)", INCEPTION_URL,
-                      cached, fetch)
+                      torch_hub_dir(), cached, fetch)
 
 
 class InceptionFeatures(nn.Module):

@@ -66,9 +66,9 @@ def timm_weights(name: str) -> RemoteFile | None:
         repo = pretrained_cfg.hf_hub_id
         files = (pretrained_cfg.hf_hub_filename,) if pretrained_cfg.hf_hub_filename else HUB_WEIGHT_FILES
         return RemoteFile(f"timm weights {repo}", f"{constants.ENDPOINT}/{repo}/resolve/main/{files[0]}",
-                          lambda: hub_cached(repo, files), fetch, hub=True)
+                          hub_cache_dir(), lambda: hub_cached(repo, files), fetch, hub=True)
     if pretrained_cfg.url:
-        return RemoteFile(f"timm weights of {name}", pretrained_cfg.url,
+        return RemoteFile(f"timm weights of {name}", pretrained_cfg.url, torch_hub_dir(),
                           lambda: url_cached(pretrained_cfg.url), fetch)
     return None
 
@@ -82,4 +82,5 @@ def torchvision_weights(name: str) -> RemoteFile:
     def fetch() -> None:
         weights.get_state_dict(progress=True)
 
-    return RemoteFile(f"torchvision weights {weights}", weights.url, lambda: url_cached(weights.url), fetch)
+    return RemoteFile(f"torchvision weights {weights}", weights.url, torch_hub_dir(),
+                      lambda: url_cached(weights.url), fetch)
