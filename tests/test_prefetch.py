@@ -251,3 +251,17 @@ def test_an_unwritable_cache_is_one_line_naming_the_folder(hub, tmp_path):
 
 def test_the_default_job_downloads_nothing(make_cfg):
     assert run_files(make_cfg()) == []
+
+
+def test_a_full_disk_is_one_line_naming_the_folder(hub, tmp_path, monkeypatch):
+    import errno
+
+    import timm
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(timm, "create_model", no_space)
+    folder = tmp_path / "cache" / "huggingface" / "hub"
+    with pytest.raises(UserError, match=f"could not write timm weights {REPO} to {folder}: No space left"):
+        prefetch(CONF_DIR, [*TIMM, f"paths.cache_dir={tmp_path / 'cache'}"], multirun=False)
