@@ -130,20 +130,25 @@ def feature_network(spec: str) -> nn.Module:
 class GenerativeMetrics(nn.Module):
     """FID and KID between real and generated images, in one feature network's space.
 
-    ``update(images, real)`` takes images in [-1, 1] (the generator's range). The KID subset
-    size adapts to the number of samples seen, so small validation sets work. With ``keep_real``
-    the real images' features survive :meth:`reset`: a fixed real set (a validation split) is
-    run through the feature network once per run, not at every evaluation (:attr:`has_real`).
+    ``update(images, real)`` takes images in [-1, 1] (the generator's range), runs the feature
+    network once and gives the features to FID and KID alike (torchmetrics would run it once for
+    each) and back to the caller (the class metrics read them too). The KID subset size adapts
+    to the number of samples seen, so small validation sets work. With ``keep_real`` the real
+    images' features survive :meth:`reset`: a fixed real set (a validation split) is run through
+    the feature network once per run, not at every evaluation (:attr:`has_real`).
     """
 
     def __init__(self, features: nn.Module, kid_subset_size: int = 100, keep_real: bool = False) -> None:
         super().__init__()
-        self.fid = FrechetInceptionDistance(feature=features, normalize=True,
+        self.features = features
+        # FID and KID receive features: their own "network" passes them through.
+        width = (int(features.num_features),)
+        self.fid = FrechetInceptionDistance(feature=nn.Identity(), input_img_size=width,
                                             reset_real_features=not keep_real)
         self.kid_subset_size = kid_subset_size
         with warnings.catch_warnings():  # its note that features are kept in memory: a validation set's are
             warnings.filterwarnings("ignore", message=r".*will save all extracted features in buffer")
-            self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=kid_subset_size,
+            self.kid = KernelInceptionDistance(feature=nn.Identity(), subset_size=kid_subset_size,
                                                reset_real_features=not keep_real)
 
     @property
@@ -151,11 +156,16 @@ class GenerativeMetrics(nn.Module):
         """Whether real features are held (kept from an earlier evaluation with ``keep_real``)."""
         return bool(self.kid.real_features)
 
-    def update(self, images: torch.Tensor, real: bool) -> None:
-        """Add a batch of real or generated images in [-1, 1]."""
-        scaled = (images.float() * 0.5 + 0.5).clamp(0, 1)
-        self.fid.update(scaled, real=real)
-        self.kid.update(scaled, real=real)
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        """The feature network's features of images in [-1, 1]."""
+        return self.features((images.float() * 0.5 + 0.5).clamp(0, 1))
+
+    def update(self, images: torch.Tensor, real: bool) -> torch.Tensor:
+        """Add a batch of real or generated images in [-1, 1]; return their features."""
+        features = self.extract(images)
+        self.fid.update(features, real=real)
+        self.kid.update(features, real=real)
+        return features
 
     def compute(self) -> dict[str, float]:
         """``fid``, ``kid``, and ``precision``, ``recall``, ``density``, ``coverage``

@@ -49,21 +49,16 @@ class FIDValidation:
             from visionlab.metrics.generative import GenerativeMetrics, feature_network
 
             # Not registered submodules: the measuring instruments are no part of the model's state.
-            network = feature_network(self.hparams.fid_features)
-            object.__setattr__(self, "_features", network)
-            object.__setattr__(self, "_generative", GenerativeMetrics(network, keep_real=True))
+            metrics = GenerativeMetrics(feature_network(self.hparams.fid_features), keep_real=True)
+            object.__setattr__(self, "_generative", metrics)
             coverage = self._fit_class_probe() if self.hparams.get("class_metrics") else None
             object.__setattr__(self, "_coverage", coverage)
-
-    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The feature network's features of images in [-1, 1] (as GenerativeMetrics scales them)."""
-        return self._features.to(images.device)((images.float() * 0.5 + 0.5).clamp(0, 1))
 
     def _labelled_features(self, loader, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and labels of up to ``limit`` images of ``loader``."""
         features, labels, seen = [], [], 0
         for images, targets in loader:
-            features.append(self._image_features(images[:limit - seen]))
+            features.append(self._generative.extract(images[:limit - seen]))
             labels.append(targets[:limit - seen])
             seen += len(labels[-1])
             if seen >= limit:
@@ -105,9 +100,9 @@ class FIDValidation:
         labels = labels if self.conditional else None
         with self.sampling_mode():
             generated = self.draw(len(real), labels)
-        metrics.update(generated, real=False)
+        features = metrics.update(generated, real=False)
         if self._coverage is not None:
-            self._coverage.update(self._probe.to(self.device)(self._image_features(generated)), labels)
+            self._coverage.update(self._probe.to(self.device)(features), labels)
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/fid``, ``val/kid`` and the PRDC scores on FID epochs."""
