@@ -11,8 +11,10 @@ from visionlab.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# Real training images the class metrics' probe is fitted on, at most.
-PROBE_IMAGES = 4000
+# Real training images the class metrics' probe is fitted on, at most: their features cost about
+# as much as 1000 training steps' worth of images on a CPU (5 s for shapes_net), and more add
+# little (validation accuracy on shapes_mono 0.994 / 1.000 from 1000 / 4000, shapes_plain 0.944 / 0.950).
+PROBE_IMAGES = 1000
 
 
 def check_class_metrics(choice: bool | str, num_classes: int) -> bool:
