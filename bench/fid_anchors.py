@@ -29,6 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from visionlab.inference.cas import stacked
 from visionlab.metrics.generative import GenerativeMetrics, feature_network
 from visionlab.modules.base import module_class
 
@@ -46,10 +47,6 @@ def load_splits(experiment: str, data_dir: str
     data = instantiate(cfg.data, data_config=module_class(cfg.model).data_config(cfg, None), augment=None)
     data.prepare_data()
     data.setup("fit")
-
-    def stacked(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
-        return torch.stack(images), torch.as_tensor(labels)
 
     val, _ = stacked(data.val_set)
     train, labels = stacked(data.train_set)
