@@ -125,18 +125,17 @@ def torch_hub_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def prefetch_command(overrides: Sequence[str] | None = None) -> str:
-    """``visionlab prefetch <overrides>``: the run's own overrides when given or when Hydra is
-    running a job, else a placeholder."""
-    if overrides is None:
-        from hydra.core.hydra_config import HydraConfig
+def prefetch_command() -> str:
+    """``visionlab prefetch <overrides>`` with the overrides of the job Hydra is running (a
+    placeholder outside one)."""
+    from hydra.core.hydra_config import HydraConfig
 
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
-    return " ".join(["visionlab prefetch", *(overrides if overrides is not None else
-                                             ["<the run's overrides>"])])
+    if not HydraConfig.initialized():
+        return "visionlab prefetch <the run's overrides>"
+    return " ".join(["visionlab prefetch", *HydraConfig.get().overrides.task])
 
 
-def require_available(files: Sequence[RemoteFile], overrides: Sequence[str] | None = None) -> None:
+def require_available(files: Sequence[RemoteFile]) -> None:
     """Return when every file is cached or its host answers; otherwise a UserError (module docstring).
 
     Files already cached need no network; when the hub's host does not answer, the hub client is
@@ -149,7 +148,7 @@ def require_available(files: Sequence[RemoteFile], overrides: Sequence[str] | No
         why = ("HF_HUB_OFFLINE is set" if all(f.hub for f in unreachable) and hub_offline()
                else f"{unreachable[0].host} did not answer within {PROBE_SECONDS:g} s")
         raise UserError(f"this run downloads {names}, which is not in the cache, and {why}: run "
-                        f"`{prefetch_command(overrides)}` on a machine with network (into the same cache; "
+                        f"`{prefetch_command()}` on a machine with network (into the same cache; "
                         "paths.cache_dir=<shared folder> puts it on a cluster's shared filesystem), or use "
                         "local files (backbone.weights=<file>, backbone.pretrained=false)")
     cached_hub = [f for f in files if f.hub and f not in missing]
