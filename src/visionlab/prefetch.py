@@ -15,7 +15,6 @@ line and the others are fetched all the same; the exit is then non-zero.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from visionlab.errors import UserError, first_line
 from visionlab.metrics.generative import inception_file
 from visionlab.modules.base import module_class
 from visionlab.nets.factory import backbone_files
-
-log = logging.getLogger(__name__)
 
 
 def plain_values(node: DictConfig) -> dict:

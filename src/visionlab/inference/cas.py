@@ -19,7 +19,6 @@ sharing one real validation and test split, under ``out``::
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,8 +31,6 @@ from torchvision.utils import save_image
 from visionlab.errors import UserError
 from visionlab.inference.checkpoint import load_generator, run_config
 from visionlab.modules.base import module_class
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
