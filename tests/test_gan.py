@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import json
 import functools
+import json
 import math
 import warnings
 from pathlib import Path

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save
-from tiny import CLASSES  # noqa: F401  (tests/ on the path: conftest's fixtures)
 
 from visionlab import downloads
 from visionlab.downloads import reachable, require_available
