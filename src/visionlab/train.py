@@ -146,8 +146,11 @@ def checkpoint_fit_as_user_error(ckpt_path: str | None):
 
 
 def check_batch_mixing(cfg: DictConfig, model_class: type) -> None:
-    """A UserError when the ``mixup`` group turns on a blend for a model kind that does not train on one."""
+    """A UserError for a ``mixup`` value out of range, or a blend turned on for a model kind that does
+    not train on one, before anything is built."""
     mixing = cfg.get("mixup") or {}
+    if mixing:
+        instantiate(mixing, seed=0)  # checks its values
     blending = [f"mixup.{key}={mixing[key]}" for key in ("mixup_alpha", "cutmix_alpha") if mixing.get(key)]
     if blending and not model_class.mixes_training_batches:
         raise UserError(f"{blending[0]} mixes a classifier's training batches, and "
@@ -174,13 +177,13 @@ def run(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     model_class = module_class(cfg.model)
     check_batch_mixing(cfg, model_class)
+    tuner = instantiate(cfg.tune, reference_lr=cfg.optimizer.get("lr")) if cfg.get("tune") else None
     # The backbone first: its data config decides the data's resizing and normalisation.
     backbone = instantiate(cfg.backbone) if model_class.needs_backbone(cfg.model) else None
     datamodule = instantiate(cfg.data, data_config=model_class.data_config(cfg, backbone),
                              augment=instantiate(cfg.augment))
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
     configured = without_disabled_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
-    tuner = instantiate(cfg.tune, reference_lr=cfg.optimizer.get("lr")) if cfg.get("tune") else None
     if tuner is not None:  # the range test: the run's displays, none of its checkpoints or early stopping
         configured = [*displays_only(configured), tuner]
     callbacks = [*seeding, *model_class.run_callbacks(cfg), *configured]
