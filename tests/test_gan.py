@@ -566,6 +566,11 @@ def test_cas_trains_on_generated_and_on_real_images_and_tests_both_on_real(in_pr
         counts = {d.name: len(list(d.glob("*.png"))) for d in (run_dir / "cas" / tree / "train").iterdir()}
         assert len(counts) == 8 and set(counts.values()) == {4}, tree
     assert (run_dir / "cas" / "generated" / "test").resolve() == (run_dir / "cas" / "real" / "test").resolve()
+    main(["sample", str(run_dir), "--per-class", "4", "--out", str(in_project / "drawn")])
+    drawn = sorted(p.relative_to(in_project / "drawn") for p in (in_project / "drawn").rglob("*.png"))
+    trained_on = run_dir / "cas" / "generated" / "train"
+    assert drawn  # the CAS trains on exactly what `sample --per-class` writes
+    assert all((trained_on / p).read_bytes() == (in_project / "drawn" / p).read_bytes() for p in drawn)
     with pytest.raises(SystemExit):  # an earlier CAS is not replaced without --force
         main(["cas", str(run_dir)])
     assert "already exists: give another --out, or --force" in capsys.readouterr().err

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torchvision.utils import make_grid, save_image
 
 from visionlab.errors import UserError
 from visionlab.inference.checkpoint import load_generator
+from visionlab.inference.sampling import generate, write_generated_tree
 from visionlab.nets.masks import check_mask
 
 
@@ -22,18 +22,6 @@ def class_index(model, label: str) -> int:
     if label.isdigit() and int(label) < len(names):
         return int(label)
     raise UserError(f"--label {label} is not a class of this GAN: use one of {', '.join(names)}")
-
-
-@torch.no_grad()
-def generate(model, count: int, label: int | None, seed: int) -> torch.Tensor:
-    """``count`` images in [0, 1] from the (EMA) generator; labels cycle through the classes
-    when the model is conditional and no ``label`` is given."""
-    z = torch.randn(count, model.hparams.latent_dim, generator=torch.Generator().manual_seed(seed))
-    labels = None
-    if model.conditional:
-        cycle = torch.arange(count) % model.hparams.num_classes
-        labels = torch.full((count,), label) if label is not None else cycle
-    return (model(z, labels) * 0.5 + 0.5).clamp(0, 1)
 
 
 def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> None:
@@ -61,11 +49,7 @@ def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_c
     if shape is not None and len(shape) != 3:
         raise UserError(f"this GAN makes samples of shape {tuple(shape)}, not images")
     if per_class:
-        for index, name in enumerate(model.hparams.class_names):
-            folder = out / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for number, image in enumerate(generate(model, per_class, index, seed + index)):
-                save_image(image, folder / f"{number:04d}.png")
+        write_generated_tree(model, per_class, seed, out)
         print(f"{per_class} images per class of {len(model.hparams.class_names)} classes written to {out} "
               "(an ImageFolder tree: train on it with data=image_folder data.root=...)")
         return

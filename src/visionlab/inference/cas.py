@@ -26,10 +26,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
-from torchvision.utils import save_image
 
 from visionlab.errors import UserError
 from visionlab.inference.checkpoint import load_generator, run_config
+from visionlab.inference.sampling import write_class_tree, write_generated_tree
 from visionlab.modules.base import module_class
 
 
@@ -57,26 +57,14 @@ def stacked(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(images), torch.as_tensor(labels)
 
 
-def write_tree(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], folder: Path) -> None:
-    """``images`` in [-1, 1] as ``folder/<class>/<n>.png``."""
-    for index, name in enumerate(class_names):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for number, image in enumerate(images[labels == index]):
-            save_image((image * 0.5 + 0.5).clamp(0, 1), folder / name / f"{number:04d}.png")
+def as_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Images a run loads in [-1, 1] (as its GAN sees them) in [0, 1], to write."""
+    return (images * 0.5 + 0.5).clamp(0, 1)
 
 
 def first_per_class(labels: torch.Tensor, per_class: int, classes: int) -> torch.Tensor:
     """Indices of the first ``per_class`` examples of every class."""
     return torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(classes)])
-
-
-@torch.no_grad()
-def draw_per_class(generator, per_class: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` images of every class from the (EMA) generator, in [-1, 1], and their labels."""
-    labels = torch.arange(classes).repeat_interleave(per_class)
-    z = torch.randn(len(labels), generator.hparams.latent_dim, generator=torch.Generator().manual_seed(seed))
-    images = torch.cat([generator(zs, ls) for zs, ls in zip(z.split(256), labels.split(256), strict=True)])
-    return images, labels
 
 
 def train_classifier(conf_dir: Path, root: Path, overrides: list[str], seed: int) -> float:
@@ -118,11 +106,12 @@ def classification_accuracy_score(checkpoint: Path, conf_dir: Path, out: Path, p
                         f"{fewest}")
     real = out / "real"
     for split, dataset in (("val", data.val_set), ("test", data.test_set)):
-        write_tree(*stacked(dataset), names, real / split)
+        images, labels = stacked(dataset)
+        write_class_tree(as_unit_range(images), labels, names, real / split)
     chosen = first_per_class(train_y, per_class, classes)
-    write_tree(train_x[chosen], train_y[chosen], names, real / "train")
+    write_class_tree(as_unit_range(train_x[chosen]), train_y[chosen], names, real / "train")
     generated = out / "generated"
-    write_tree(*draw_per_class(generator, per_class, classes, seed), names, generated / "train")
+    write_generated_tree(generator, per_class, seed, generated / "train")  # as `sample --per-class`
     for split in ("val", "test"):
         (generated / split).symlink_to(Path("..") / "real" / split, target_is_directory=True)
     print(f"{per_class} generated and {per_class} real training images per class of {classes} written to "
