@@ -72,12 +72,19 @@ def run_checkpoint(run_dir: Path) -> Path:
                     ".ckpt file")
 
 
+def drawn_checkpoint(path: Path) -> Path:
+    """``path``, or for a run folder the checkpoint to draw from (:func:`run_checkpoint`, said aloud)."""
+    if not path.is_dir():
+        return path
+    checkpoint = run_checkpoint(path)
+    print(f"drawing from {checkpoint}")
+    return checkpoint
+
+
 def check_sample(args: argparse.Namespace) -> None:
     """A checkpoint sample can use (a run folder's best, else last), and only the options its kind
     takes."""
-    if args.checkpoint.is_dir():
-        args.checkpoint = run_checkpoint(args.checkpoint)
-        print(f"drawing from {args.checkpoint}")
+    args.checkpoint = drawn_checkpoint(args.checkpoint)
     header = require_samplable(args.checkpoint)
     kind, takes = header.kind, header.sample_options
     positive(args.n, "--n")
@@ -104,9 +111,7 @@ def check_sample(args: argparse.Namespace) -> None:
 def check_cas(args: argparse.Namespace) -> None:
     """A conditional GAN's checkpoint (a run folder's best, else last), a positive ``--per-class``,
     and an output folder that is new, or an earlier CAS's with ``--force``."""
-    if args.checkpoint.is_dir():
-        args.checkpoint = run_checkpoint(args.checkpoint)
-        print(f"drawing from {args.checkpoint}")
+    args.checkpoint = drawn_checkpoint(args.checkpoint)
     header = require_samplable(args.checkpoint)
     if "n" not in header.sample_options:
         raise UserError(f"{args.checkpoint} is a {header.kind} checkpoint, which restores images: the CAS "
