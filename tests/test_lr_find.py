@@ -77,6 +77,9 @@ def test_suggest_lr_reads_the_smoothed_curve_before_its_minimum():
     losses[lrs > 1e-2] += 3 * (np.log10(lrs[lrs > 1e-2]) + 2)
     assert suggest_lr(lrs, losses, window=5) == pytest.approx(1e-3, rel=0.13)
     assert suggest_lr(lrs, np.linspace(1, 3, 61), window=5) is None  # never falls: no suggestion
+    flat = 2 - 0.04 / (1 + np.exp(-4 * (np.log10(lrs) + 3)))  # falls by 2 %: noise, no suggestion
+    assert suggest_lr(lrs, flat, window=5) is None
+    assert suggest_lr(lrs, 2 - (2 - flat) * 5, window=5) == pytest.approx(1e-3, rel=0.13)  # by 10 %: one
     assert smoothed(np.array([0.0, 3.0, 0.0, 3.0]), 3).tolist() == [1.5, 1.0, 2.0, 1.5]
 
 
@@ -152,7 +155,8 @@ def test_a_loss_that_never_falls_gets_no_suggestion_but_a_hint(tmp_path):
     test = LRRangeTest(min_lr=1e-9, max_lr=1e-8, num_steps=10)
     test.result = RangeTestResult(lrs=[test.lr_at(s) for s in range(10)], losses=[1.0] * 10)
     trainer = tiny_trainer(tmp_path, 1)
-    with pytest.raises(UserError, match="the loss never fell between lr 1.0e-09 and 1.0e-08 .*tune.max_lr"):
+    never = r"the loss never fell \(by 5%\) between lr 1.0e-09 and 1.0e-08 .*tune.max_lr"
+    with pytest.raises(UserError, match=never):
         test.report(trainer, tmp_path, 1e-3)
     assert (tmp_path / "lr_find.png").is_file()  # the curve is written all the same, to look at
 

@@ -36,19 +36,26 @@ from visionlab.finetune.callback import FreezeScheduleCallback
 log = logging.getLogger(__name__)
 
 
+# Below this relative fall of the smoothed loss the curve is flat: no learning rate is suggested.
+MIN_FALL = 0.05
+
+
 def smoothed(losses: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average of ``losses`` over ``window`` points (fewer at the ends)."""
-    half = max(window, 1) // 2
+    """Centred moving average of ``losses`` over ``window`` points (fewer at the ends), the window
+    kept to a sixth of the curve (3 at least), so a short test is not averaged flat."""
+    half = min(window, max(3, len(losses) // 6)) // 2
     return np.array([losses[max(0, i - half):i + half + 1].mean() for i in range(len(losses))])
 
 
 def suggest_lr(lrs: np.ndarray, losses: np.ndarray, window: int) -> float | None:
     """The learning rate where the smoothed loss falls fastest per decade before its minimum, or
-    None when the loss never fell (fewer than three points between the first tenth and the minimum)."""
+    None when the loss never fell: fewer than three points between the first tenth and the
+    minimum, or a minimum less than :data:`MIN_FALL` below where the curve starts (noise on a flat
+    curve has a steepest point too)."""
     curve = smoothed(np.asarray(losses, dtype=float), window)
     lowest = int(np.argmin(curve))
     start = len(curve) // 10
-    if lowest - start < 2:
+    if lowest - start < 2 or curve[lowest] > (1 - MIN_FALL) * curve[start]:
         return None
     segment = slice(start, lowest + 1)
     slopes = np.gradient(curve[segment], np.log10(np.asarray(lrs)[segment]))
@@ -186,9 +193,11 @@ class LRRangeTest(L.Callback):
         log.info("lr-find: %d steps, lr %.1e to %.1e (%s); curve written to %s", len(result.lrs),
                  result.lrs[0], result.lrs[-1], result.stopped, out_dir / "lr_find.png")
         if result.suggestion is None:
-            raise UserError(f"lr-find: the loss never fell between lr {result.lrs[0]:.1e} and "
-                            f"{result.lrs[-1]:.1e} ({out_dir / 'lr_find.png'}): raise tune.max_lr or "
-                            "tune.num_steps, or check the data and the freeze plan")
+            fix = ("raise tune.num_steps (it diverged before it fell)" if result.stopped != "completed"
+                   else "raise tune.max_lr or tune.num_steps")
+            raise UserError(f"lr-find: the loss never fell (by {MIN_FALL:.0%}) between lr "
+                            f"{result.lrs[0]:.1e} and {result.lrs[-1]:.1e} ({out_dir / 'lr_find.png'}): {fix}, "
+                            "or check the data and the freeze plan")
         now = f" (the run's is optimizer.lr={current_lr:g})" if current_lr else ""
         log.info("lr-find: the smoothed loss falls fastest at lr %.2e%s", result.suggestion, now)
         print(f"suggested: optimizer.lr={result.suggestion:.2e}")
@@ -213,7 +222,9 @@ def curve_figure(result: RangeTestResult, current_lr: float | None):
                      label=f"suggested optimizer.lr={result.suggestion:.2e}")
     if current_lr:
         axis.axvline(current_lr, color="0.4", linestyle=":", label=f"current optimizer.lr={current_lr:g}")
-    axis.set_ylim(top=min(float(losses[finite].max()), 2 * result.smoothed[0]) * 1.05)
+    low, high = float(losses[finite].min()), min(float(losses[finite].max()), 2 * result.smoothed[0])
+    margin = 0.05 * (high - low) or 0.05 * abs(high) or 0.05
+    axis.set_ylim(low - margin, high + margin)
     axis.set_xscale("log")
     axis.set_xlabel("optimizer.lr (other groups keep their ratio to it)")
     axis.set_ylabel("training loss")
