@@ -196,8 +196,8 @@ class LRRangeTest(L.Callback):
             fix = ("raise tune.num_steps (it diverged before it fell)" if result.stopped != "completed"
                    else "raise tune.max_lr or tune.num_steps")
             raise UserError(f"lr-find: the loss never fell (by {MIN_FALL:.0%}) between lr "
-                            f"{result.lrs[0]:.1e} and {result.lrs[-1]:.1e} ({out_dir / 'lr_find.png'}): {fix}, "
-                            "or check the data and the freeze plan")
+                            f"{result.lrs[0]:.1e} and {result.lrs[-1]:.1e} ({out_dir / 'lr_find.png'}): "
+                            f"{fix}, or check the data and the freeze plan")
         now = f" (the run's is optimizer.lr={current_lr:g})" if current_lr else ""
         log.info("lr-find: the smoothed loss falls fastest at lr %.2e%s", result.suggestion, now)
         print(f"suggested: optimizer.lr={result.suggestion:.2e}")
