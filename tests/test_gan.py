@@ -187,8 +187,9 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
     ({"image_size": 33}, r"model.image_size=33: the dcgan architecture makes even sizes of at least 8 px"),
     ({"loss": "wasserstein"}, "model.loss='wasserstein' is not one of: bce, hinge, lsgan, wgan_gp"),
     ({"generator": "stylegan"}, "model.generator='stylegan' is not one of: mlp, dcgan"),
-    ({"discriminator": "resnet"}, "model.discriminator='resnet' is not one of: mlp, dcgan, backbone"),
+    ({"discriminator": "resnet"}, "model.discriminator='resnet' is not one of: mlp, dcgan, backbone, proj"),
     ({"discriminator": "backbone"}, "model.discriminator=backbone needs a network from the backbone group"),
+    ({"discriminator": "projected"}, "model.discriminator=projected needs a network from the backbone group"),
     ({"d_steps": 0}, "model.d_steps=0 must be >= 1"),
     ({"diffaugment": ["flip"]}, "model.diffaugment has 'flip'; valid: color, translation, cutout"),
     ({"diffaugment": ["color"], "sample_shape": (2,), "generator": "mlp", "discriminator": "mlp"},
@@ -244,18 +245,102 @@ def test_backbone_discriminator_sees_the_generators_images_in_its_own_input_form
     assert all(p.grad is None for p in model.backbone.parameters()) and config.input_size == 32
 
 
-def test_model_gan_with_a_backbone_discriminator_runs_from_the_config_and_samples(make_cfg, tmp_path, capsys):
+@pytest.mark.parametrize("discriminator", ["backbone", "projected"])
+def test_model_gan_with_a_backbone_discriminator_runs_from_the_config_and_samples(make_cfg, tmp_path,
+                                                                                  discriminator):
     from visionlab.cli.main import main
 
-    cfg = make_cfg("model=gan", "model.discriminator=backbone", "backbone.input_size=32", "freeze=last_n",
-                   "freeze.n=1", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=1")
+    cfg = make_cfg("model=gan", f"model.discriminator={discriminator}", "backbone.input_size=32",
+                   "freeze=last_n", "freeze.n=1", "model.width=8", "model.latent_dim=16",
+                   "trainer.max_epochs=1")
     run(cfg)
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)
     assert state["hyper_parameters"]["d_backbone"] == {"name": "shapes_net", "source": "custom"}
-    assert any(k.startswith("discriminator.backbone.") for k in state["state_dict"])
+    assert any(k.startswith("discriminator.") and ".backbone.body." in k for k in state["state_dict"])
     main(["sample", str(ckpt), "--n", "2", "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / "sample_0001.png").is_file()
+
+
+def projected_gan(plan, **options) -> GANModule:
+    """A tiny GAN whose discriminator is shapes_net (at 32 px) read at several scales, under ``plan``."""
+    from visionlab.nets.custom import shapes_net
+
+    torch.manual_seed(0)
+    backbone = shapes_net(input_size=32)
+    return tiny_gan(discriminator="projected", backbone=backbone, freeze_plan=plan, **options)
+
+
+def test_projected_discriminator_reads_the_last_stage_of_every_resolution_and_judges_patches():
+    from visionlab.finetune.callback import apply_plan
+    from visionlab.finetune.plans import FeatureExtraction
+
+    model = projected_gan(FeatureExtraction(), channels=1)
+    apply_plan(model.backbone, model.freeze_plan, epoch=0)
+    features = model.discriminator.features
+    # shapes_net at 32 px: block1 16x16, block2 8x8, block3 and block4 both 4x4 (the later one is read)
+    assert features.stage_names == ["block1", "block2", "block4"]
+    assert features.channels == [32, 64, 256] and features.sizes == [(16, 16), (8, 8), (4, 4)]
+    fake = model.generator(torch.randn(3, 16))
+    logits = model.discriminator(fake)
+    assert logits.shape == (3, 3 * 16)  # every scale ends at 4x4 patches
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.generator.parameters())  # G learns through the frozen net
+    assert all(p.grad is None for p in model.backbone.parameters())
+    mixing, scales = model.discriminator.head.mixing, model.discriminator.head.scales
+    assert all(p.grad is None and not p.requires_grad for p in mixing.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scales.parameters())
+    assert not any(model.backbone.body.get_submodule(n)._forward_hooks for n in features.stage_names)
+
+
+def test_projected_discriminators_random_mixing_is_the_same_in_every_build_and_leaves_the_seed_alone():
+    from visionlab.nets.projected import RandomMixing
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = RandomMixing([4, 8, 16])
+    assert torch.equal(torch.rand(3), expected)  # drawing the projections leaves the run's random stream
+    second = RandomMixing([4, 8, 16])
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(),
+                                                  strict=True))
+    maps = [torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4), torch.randn(2, 16, 2, 2)]
+    mixed = first(maps)
+    assert [m.shape for m in mixed] == [m.shape for m in maps]
+    deeper_only = first([torch.zeros_like(maps[0]), torch.zeros_like(maps[1]), maps[2]])
+    assert deeper_only[0].abs().sum() > 0  # the deepest scale reaches the shallowest (cross-scale mixing)
+
+
+def test_conditional_projected_discriminator_scores_the_label_asked_for():
+    from visionlab.finetune.plans import FeatureExtraction
+
+    model = projected_gan(FeatureExtraction(), conditional=True)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    for scale in model.discriminator.head.scales:
+        torch.nn.init.normal_(scale.embedding.weight)
+    model.eval()
+    assert not torch.allclose(model.discriminator(images, torch.zeros(4, dtype=torch.long)),
+                              model.discriminator(images, torch.ones(4, dtype=torch.long)))
+
+
+def test_projected_discriminator_refuses_a_backbone_without_feature_maps():
+    from visionlab.nets.factory import create_backbone
+    from visionlab.nets.projected import ProjectedDiscriminator
+
+    vit = create_backbone("test_vit", source="timm", pretrained=False, input_size=32)
+    with pytest.raises(UserError, match="discriminator=projected reads feature maps .* no stage of test_vit"):
+        ProjectedDiscriminator(vit)
+
+
+@pytest.mark.parametrize("name, source", [("resnet18", "torchvision"), ("test_convnext", "timm")])
+def test_projected_discriminator_reads_library_backbones_at_several_scales(name, source):
+    from visionlab.nets.factory import create_backbone
+    from visionlab.nets.projected import ProjectedDiscriminator
+
+    d = ProjectedDiscriminator(create_backbone(name, source=source, pretrained=False, input_size=64), width=8)
+    sizes = [s[0] for s in d.features.sizes]
+    assert len(sizes) >= 3 and sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    assert d(torch.rand(2, 3, 32, 32) * 2 - 1).shape[0] == 2
 
 
 def test_a_fresh_projection_discriminator_is_not_dominated_by_the_label_term():
@@ -496,15 +581,38 @@ def test_a_conditional_gan_run_logs_class_metrics_judged_by_its_probe(make_cfg, 
         assert 0.0 <= float(row[f"val/{name}"]) <= 1.0, name
 
 
-@pytest.mark.parametrize("choice, classes, message", [
-    ("bogus", 8, "model.class_metrics='bogus' must be auto, true or false"),
-    (True, 1, "model.class_metrics=true needs labelled data with 2\\+ classes, and this data has 1"),
+def test_a_classifier_checkpoint_judges_the_class_metrics_when_given_and_must_know_the_datas_classes(
+        trained_run, make_cfg, caplog):
+    _, best, _, _ = trained_run  # a classifier of the default data (shapes_target, 6 classes)
+    gan = ["model=gan", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=1", "model.fid_every=1",
+           "logger=csv", "model.num_samples=6", "callbacks.augmented_batch=null",
+           f"model.eval_classifier={best}"]
+    cfg = make_cfg(*gan, "model.conditional=true")
+    with caplog.at_level("INFO"):
+        run(cfg)
+    assert f"class metrics: the classifier {best} classifies the 24 validation images" in caplog.text
+    row = next(r for r in csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open())
+               if r["val/fid"])
+    for name in ("class_coverage", "rarest_class_share", "recognised", "conditional_accuracy"):
+        assert 0.0 <= float(row[f"val/{name}"]) <= 1.0, name
+    with pytest.raises(UserError, match=r"model.eval_classifier=.* predicts the classes arrow, chevron, .*, "
+                                        r"the data has arrow, circle, .*: give a classifier trained on"):
+        run(make_cfg(*gan, "data=shapes_plain"))
+    with pytest.raises(UserError, match=r"model.eval_classifier=.*missing.ckpt: no such file"):
+        run(make_cfg(*gan[:-1], f"model.eval_classifier={best.parent / 'missing.ckpt'}"))
+
+
+@pytest.mark.parametrize("choice, classes, classifier, message", [
+    ("bogus", 8, None, "model.class_metrics='bogus' must be auto, true or false"),
+    (True, 1, None, "model.class_metrics=true needs labelled data with 2\\+ classes, and this data has 1"),
+    ("auto", 0, "c.ckpt", "model.eval_classifier=c.ckpt needs labelled data with 2\\+ classes, and this"),
+    (False, 8, "c.ckpt", "model.eval_classifier=c.ckpt judges the class metrics, which model.class_metrics="),
 ])
-def test_class_metrics_settings_are_checked(choice, classes, message):
+def test_class_metrics_settings_are_checked(choice, classes, classifier, message):
     from visionlab.modules.fid_validation import check_class_metrics
 
     with pytest.raises(UserError, match=message):
-        check_class_metrics(choice, classes)
+        check_class_metrics(choice, classes, classifier)
     assert check_class_metrics("auto", 1) is False and check_class_metrics("auto", 2) is True
 
 
@@ -574,3 +682,59 @@ def test_cas_trains_on_generated_and_on_real_images_and_tests_both_on_real(in_pr
     with pytest.raises(SystemExit):  # an earlier CAS is not replaced without --force
         main(["cas", str(run_dir)])
     assert "already exists: give another --out, or --force" in capsys.readouterr().err
+
+
+def test_r1_penalty_is_half_the_squared_gradient_norm_at_the_real_samples():
+    from visionlab.modules.gan_losses import r1_penalty
+
+    w = torch.tensor([3.0, -4.0])
+    real = torch.randn(5, 2, requires_grad=True)
+    assert r1_penalty(real @ w, real).item() == pytest.approx(12.5)  # ‖w‖² / 2 for a linear D
+    quadratic = (real**2).sum(dim=1)  # ∇ = 2x: E[‖2x‖²] / 2 = 2 E[‖x‖²]
+    expected = 2 * (real**2).sum(dim=1).mean().item()
+    assert r1_penalty(quadratic, real).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_r1_weight_adds_the_penalty_to_the_discriminators_loss(tmp_path, monkeypatch):
+    import visionlab.modules.gan as gan_module
+
+    losses = {}
+    for weight in (0.0, 2.0):
+        model = tiny_gan(r1_weight=weight)
+        monkeypatch.setattr(gan_module, "r1_penalty", lambda logits, real: 10.0 + 0 * logits.sum())
+        seen = []
+        original = model.update
+        model.update = lambda opt, loss, net, name, seen=seen, original=original: (
+            seen.append(loss.item()) if name == "discriminator" else None, original(opt, loss, net, name))
+        fit(model, tmp_path / str(weight), epochs=1)
+        losses[weight] = seen[0]
+    assert losses[2.0] == pytest.approx(losses[0.0] + 20.0, abs=1e-4)
+    with pytest.raises(UserError, match=r"model.r1_weight=-1 must be >= 0"):
+        tiny_gan(r1_weight=-1)
+
+
+def test_class_conditional_batchnorm_generator_draws_per_class_from_the_same_noise():
+    g, _ = build_gan_nets("dcgan_cbn", "dcgan", 8, (1, 32, 32), num_classes=3, width=4)
+    norms = [m for m in g.modules() if type(m).__name__ == "ClassBatchNorm2d"]
+    assert len(norms) == 3  # after the projection and both inner upsamplings: every BatchNorm takes the class
+    z = torch.randn(6, 8)
+    g.eval()
+    with torch.no_grad():
+        for norm in norms:  # classes that differ in their scales and shifts
+            torch.nn.init.normal_(norm.scale.weight)
+            torch.nn.init.normal_(norm.shift.weight)
+        a, b = g(z, torch.zeros(6, dtype=torch.long)), g(z, torch.ones(6, dtype=torch.long))
+    assert a.shape == (6, 1, 32, 32) and (a - b).abs().mean() > 1e-3
+    plain, _ = build_gan_nets("dcgan_cbn", "dcgan", 8, (1, 32, 32), num_classes=0, width=4)
+    assert not any(type(m).__name__ == "ClassBatchNorm2d" for m in plain.modules())  # unconditional: DCGAN
+
+
+def test_conditional_gan_with_class_batchnorm_trains_and_is_rebuilt_for_sampling(tmp_path):
+    model = tiny_gan(generator="dcgan_cbn", conditional=True, ema_decay=0.9)
+    before = [p.detach().clone() for p in model.generator.parameters()]
+    fit(model, tmp_path)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters(), strict=True))
+    state = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    reloaded = GANModule.from_checkpoint(state, tmp_path / "last.ckpt", None)
+    z, labels = model.fixed_noise[:4], torch.tensor([0, 1, 2, 0])
+    assert torch.equal(reloaded(z, labels), model.eval()(z, labels))

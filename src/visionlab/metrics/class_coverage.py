@@ -2,19 +2,25 @@
 models) whether it draws the class it was asked for.
 
 FID cannot tell a blurry generator from one that drops half the classes (see the README's
-anchors); a classifier of the real data can. :class:`LinearProbe` is that classifier: a softmax
-regression on the FID feature network's features of the real training images, fitted in a
-second at the start of a run (shapes_net's features separate the shapes linearly: the probe
+anchors); a classifier of the real data can. By default :class:`LinearProbe` is that classifier:
+a softmax regression on the FID feature network's features of the real training images, fitted
+in a second at the start of a run (shapes_net's features separate the shapes linearly: the probe
 scores 0.9+ on the validation split of the embedded variants; the run logs its accuracy, so a
-feature space that does not know the data shows as a weak probe). :class:`ClassCoverage`
-accumulates its predictions for generated images over an evaluation.
+feature space that does not know the data shows as a weak probe). :class:`ClassifierJudge` is
+the alternative a user brings: a trained visionlab classifier (``model.eval_classifier``).
+:class:`ClassCoverage` accumulates the predictions for generated images over an evaluation.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from visionlab.errors import UserError
+from visionlab.nets.backbone_input import BackboneInput
 
 # A generated image counts as recognised when the probe gives its class at least this probability.
 RECOGNISED = 0.9
@@ -53,6 +59,45 @@ class LinearProbe(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, C)`` for features ``(N, D)``."""
         return self.linear((features.float() - self.mean) / self.std).softmax(-1)
+
+
+class ClassifierJudge(nn.Module):
+    """Class probabilities of generated images from a trained visionlab classifier: images in
+    [-1, 1] (the generator's range, any size, 1 or 3 channels) go to the classifier's own input
+    (:class:`~visionlab.nets.backbone_input.BackboneInput`), then through backbone and head."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier.eval()
+        self.input = BackboneInput(classifier.backbone.data_config)
+
+    def train(self, mode: bool = True) -> ClassifierJudge:
+        """Always in eval mode: a fixed measuring instrument."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(N, C)`` for ``images`` ``(N, C, H, W)`` in [-1, 1]."""
+        return self.classifier.logits(self.input(images.float() * 0.5 + 0.5)).softmax(-1)
+
+
+def eval_classifier(checkpoint: str, class_names: list[str]) -> ClassifierJudge:
+    """The classifier of ``model.eval_classifier`` (a visionlab classifier checkpoint), rebuilt with
+    its run's config from the project's ``conf/``; a UserError for a missing file, a checkpoint of
+    another kind, or classes other than the data's (``class_names``, same order)."""
+    from visionlab.cli.main import find_conf_dir
+    from visionlab.inference.checkpoint import rebuild_classifier
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"model.eval_classifier={checkpoint}: no such file; give the .ckpt of a visionlab "
+                        "classifier trained on this data (e.g. <run>/checkpoints/best.ckpt)")
+    trained = rebuild_classifier(path, find_conf_dir())
+    if trained.class_names != list(class_names):
+        predicts, has = ", ".join(trained.class_names), ", ".join(class_names)
+        raise UserError(f"model.eval_classifier={checkpoint} predicts the classes {predicts}, the data has "
+                        f"{has} (in this order): give a classifier trained on this data's classes")
+    return ClassifierJudge(trained.model)
 
 
 class ClassCoverage:

@@ -33,6 +33,7 @@ from visionlab.finetune.param_groups import build_param_groups
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.base import RunModule, freeze_plan_for
 from visionlab.nets.backbone import Backbone
+from visionlab.nets.gan import uses_backbone
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -71,13 +72,14 @@ class AdversarialModule(RunModule):
         """For a backbone discriminator, keep ``freeze_plan`` (default: everything trains) and let
         it prepare ``backbone`` (it may truncate it): FreezeScheduleCallback then applies it epoch
         by epoch through ``self.freeze_plan`` and ``self.backbone``, as for the classifier."""
-        if discriminator == "backbone" and backbone is not None:
+        if uses_backbone(discriminator) and backbone is not None:
             self.freeze_plan = freeze_plan or FreezePlan()
             self.freeze_plan.prepare(backbone)
 
     @property
     def backbone(self) -> Backbone:
-        """The backbone discriminator's network: what the freeze plan (``freeze`` group) acts on."""
+        """The backbone (or projected) discriminator's network: what the freeze plan (``freeze``
+        group) acts on."""
         return self.discriminator.backbone
 
     # --- the build protocol (visionlab.modules.base)
@@ -87,7 +89,7 @@ class AdversarialModule(RunModule):
         """Whether the run must build the ``backbone`` group's network for ``model_cfg`` (this
         module's config): here for a backbone discriminator; subclasses add their own uses (the
         restoration modules' perceptual loss)."""
-        return model_cfg.get("discriminator") == "backbone"
+        return uses_backbone(model_cfg.get("discriminator"))
 
     @classmethod
     def data_config(cls, cfg: DictConfig, backbone: Backbone | None) -> DataConfig:
@@ -115,7 +117,7 @@ class AdversarialModule(RunModule):
     @classmethod
     def run_callbacks(cls, cfg: DictConfig) -> list[L.Callback]:
         """The freeze plan's callback for a backbone discriminator."""
-        return [FreezeScheduleCallback()] if cfg.model.get("discriminator") == "backbone" else []
+        return [FreezeScheduleCallback()] if uses_backbone(cfg.model.get("discriminator")) else []
 
     @classmethod
     def from_checkpoint(cls, state: dict, checkpoint: Path, run_config) -> AdversarialModule:

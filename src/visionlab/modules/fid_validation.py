@@ -8,6 +8,7 @@ import logging
 import torch
 
 from visionlab.errors import UserError
+from visionlab.metrics.class_coverage import LinearProbe
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +18,20 @@ log = logging.getLogger(__name__)
 PROBE_IMAGES = 1000
 
 
-def check_class_metrics(choice: bool | str, num_classes: int) -> bool:
-    """``model.class_metrics`` resolved: ``auto`` is on for data with 2+ classes; ``true`` needs them."""
+def check_class_metrics(choice: bool | str, num_classes: int, eval_classifier: str | None = None) -> bool:
+    """``model.class_metrics`` resolved: ``auto`` is on for data with 2+ classes; ``true`` and a
+    ``model.eval_classifier`` need them (and the classifier needs the metrics on)."""
     if choice not in ("auto", True, False):
         raise UserError(f"model.class_metrics={choice!r} must be auto, true or false")
-    if choice is True and num_classes < 2:
-        raise UserError(f"model.class_metrics=true needs labelled data with 2+ classes, and this data has "
-                        f"{num_classes}: set model.class_metrics=false (or auto)")
+    for asked, setting in ((choice is True, "model.class_metrics=true"),
+                           (bool(eval_classifier), f"model.eval_classifier={eval_classifier}")):
+        if asked and num_classes < 2:
+            raise UserError(f"{setting} needs labelled data with 2+ classes, and this data has "
+                            f"{num_classes}: remove it (the class metrics are for labelled data)")
+    if eval_classifier and choice is False:
+        raise UserError(f"model.eval_classifier={eval_classifier} judges the class metrics, which "
+                        "model.class_metrics=false turns off: set model.class_metrics=auto or remove "
+                        "the classifier")
     return num_classes >= 2 if choice == "auto" else choice
 
 
@@ -38,8 +46,9 @@ class FIDValidation:
     ``hparams.class_metrics`` (labelled data), also ``val/class_coverage``,
     ``val/rarest_class_share``, ``val/recognised`` and, for a conditional model,
     ``val/conditional_accuracy`` (:mod:`visionlab.metrics.class_coverage`), judged by a linear
-    probe fitted at fit start on the real training images' features. The feature network and
-    the probe are built at fit time and kept out of the checkpoint."""
+    probe fitted at fit start on the real training images' features, or by the classifier
+    checkpoint ``hparams.eval_classifier`` when one is given. The feature network and the judge
+    are built at fit time and kept out of the checkpoint."""
 
     def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` generated images in [-1, 1] (class ``labels`` for conditional models)."""
@@ -53,7 +62,7 @@ class FIDValidation:
             # Not registered submodules: the measuring instruments are no part of the model's state.
             metrics = GenerativeMetrics(feature_network(self.hparams.fid_features), keep_real=True)
             object.__setattr__(self, "_generative", metrics)
-            coverage = self._fit_class_probe() if self.hparams.get("class_metrics") else None
+            coverage = self._class_judge() if self.hparams.get("class_metrics") else None
             object.__setattr__(self, "_coverage", coverage)
 
     def _labelled_features(self, loader, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,20 +76,27 @@ class FIDValidation:
                 break
         return torch.cat(features), torch.cat(labels)
 
-    def _fit_class_probe(self):
-        """The class metrics for this run: a linear probe fitted on the real training images'
-        features (:mod:`visionlab.metrics.class_coverage`); its validation accuracy is logged."""
-        from visionlab.metrics.class_coverage import ClassCoverage, LinearProbe
+    def _class_judge(self):
+        """The class metrics for this run and what labels the generated images
+        (:mod:`visionlab.metrics.class_coverage`): the classifier ``hparams.eval_classifier``, or a
+        linear probe fitted on the real training images' features; its validation accuracy is logged."""
+        from visionlab.metrics.class_coverage import ClassCoverage, eval_classifier
 
         data, classes = self.trainer.datamodule, self.hparams.num_classes
-        train_x, train_y = self._labelled_features(data.train_dataloader(), PROBE_IMAGES)
         val_x, val_y = self._labelled_features(data.val_dataloader(), PROBE_IMAGES)
-        probe = LinearProbe(train_x.shape[1], classes).fit(train_x, train_y)
-        accuracy = float((probe(val_x).argmax(-1) == val_y).float().mean())
-        log.info("class metrics: a linear probe on %s features of %d training images classifies the %d "
-                 "validation images with accuracy %.3f", self.hparams.fid_features, len(train_y), len(val_y),
+        if self.hparams.get("eval_classifier"):
+            judge = eval_classifier(self.hparams.eval_classifier, self.hparams.class_names)
+            predicted = torch.cat([judge(images).argmax(-1) for images, _ in data.val_dataloader()])
+            what = f"the classifier {self.hparams.eval_classifier}"
+        else:
+            train_x, train_y = self._labelled_features(data.train_dataloader(), PROBE_IMAGES)
+            judge = LinearProbe(train_x.shape[1], classes).fit(train_x, train_y)
+            predicted = judge(val_x).argmax(-1)
+            what = f"a linear probe on {self.hparams.fid_features} features of {len(train_y)} training images"
+        accuracy = float((predicted[:len(val_y)] == val_y).float().mean())
+        log.info("class metrics: %s classifies the %d validation images with accuracy %.3f", what, len(val_y),
                  accuracy)
-        object.__setattr__(self, "_probe", probe)
+        object.__setattr__(self, "_judge", judge)
         return ClassCoverage(torch.bincount(val_y, minlength=classes).float() / len(val_y))
 
     # Whether the real features of the whole validation set are held (after the first evaluation).
@@ -104,7 +120,9 @@ class FIDValidation:
             generated = self.draw(len(real), labels)
         features = metrics.update(generated, real=False)
         if self._coverage is not None:
-            self._coverage.update(self._probe.to(self.device)(features), labels)
+            judge = self._judge.to(self.device)
+            probabilities = judge(features) if isinstance(judge, LinearProbe) else judge(generated)
+            self._coverage.update(probabilities, labels)
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/fid``, ``val/kid`` and the PRDC scores on FID epochs."""

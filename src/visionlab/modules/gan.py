@@ -12,7 +12,7 @@ from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, c
 from visionlab.modules.base import register_kind
 from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
-from visionlab.modules.gan_losses import gan_loss, gradient_penalty
+from visionlab.modules.gan_losses import gan_loss, gradient_penalty, r1_penalty
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
 
@@ -70,6 +70,7 @@ class GANModule(FIDValidation, AdversarialModule):
         d_lr: float = 2e-4,
         d_steps: int = 1,
         gp_weight: float = 10.0,
+        r1_weight: float = 0.0,
         label_smoothing: float = 0.0,
         spectral_norm: bool = False,
         ema_decay: float = 0.0,
@@ -78,6 +79,7 @@ class GANModule(FIDValidation, AdversarialModule):
         fid_every: int = 0,
         fid_features: str = "shapes_net",
         class_metrics: bool | str = "auto",
+        eval_classifier: str | None = None,
         sample_shape: Sequence[int] | None = None,
         diffaugment: Sequence[str] = (),
         backbone: Backbone | None = None,
@@ -92,6 +94,8 @@ class GANModule(FIDValidation, AdversarialModule):
         if diffaugment and len(sample_shape) != 3:
             raise UserError(f"model.diffaugment augments images, not samples of shape {sample_shape}: "
                             "set model.diffaugment=[]")
+        if r1_weight < 0:
+            raise UserError(f"model.r1_weight={r1_weight} must be >= 0 (0: no R1 penalty)")
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
@@ -100,10 +104,12 @@ class GANModule(FIDValidation, AdversarialModule):
             "class_names": list(class_names or [str(i) for i in range(num_classes)]),
             "generator": generator, "discriminator": discriminator, "latent_dim": latent_dim, "width": width,
             "conditional": conditional, "loss": loss, "g_lr": g_lr, "d_lr": d_lr,
-            "d_steps": d_steps, "gp_weight": gp_weight, "label_smoothing": label_smoothing,
+            "d_steps": d_steps, "gp_weight": gp_weight, "r1_weight": r1_weight,
+            "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
-            "class_metrics": check_class_metrics(class_metrics, num_classes),
+            "class_metrics": check_class_metrics(class_metrics, num_classes, eval_classifier),
+            "eval_classifier": eval_classifier,
             "diffaugment": check_policies(diffaugment),
             # the backbone discriminator's network by name (None for the others); informative only
             "d_backbone": {"name": backbone.name, "source": backbone.source}
@@ -149,11 +155,14 @@ class GANModule(FIDValidation, AdversarialModule):
         for _ in range(self.hparams.d_steps):
             with torch.no_grad():
                 fake = self.generator(self.sample_latent(n), labels)
-            d_real, d_fake = self.judge(real, labels), self.judge(fake, labels)
+            seen = real.detach().requires_grad_(True) if self.hparams.r1_weight else real
+            d_real, d_fake = self.judge(seen, labels), self.judge(fake, labels)
             d_loss = objective.discriminator(d_real, d_fake, 1.0 - self.hparams.label_smoothing)
             if objective.needs_gradient_penalty:
                 d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
                     lambda x: self.discriminator(x, labels), real, fake)
+            if self.hparams.r1_weight:
+                d_loss = d_loss + self.hparams.r1_weight * r1_penalty(d_real, seen)
             self.update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(self.sample_latent(n), labels)
         g_loss = objective.generator(self.judge(fake, labels))

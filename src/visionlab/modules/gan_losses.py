@@ -115,3 +115,12 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     interpolates = (mix * real + (1 - mix) * fake).requires_grad_(True)
     (gradients,) = torch.autograd.grad(critic(interpolates).sum(), interpolates, create_graph=True)
     return ((gradients.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): ``E[‖∇ₓ D(x)‖₂²] / 2`` at the real samples ``real`` (which must
+    require grad) from D's logits on them, so the D forward is shared with its loss. It keeps the
+    discriminator from growing steep around the data, where the generator's gradient comes from;
+    any loss takes it."""
+    (gradients,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return 0.5 * gradients.flatten(1).pow(2).sum(dim=1).mean()

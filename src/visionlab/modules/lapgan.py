@@ -65,6 +65,7 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         fid_every: int = 0,
         fid_features: str = "shapes_net",
         class_metrics: bool | str = "auto",
+        eval_classifier: str | None = None,
     ) -> None:
         super().__init__(optimizer, ema_decay)
         sizes = pyramid_sizes(image_size, levels)
@@ -81,7 +82,8 @@ class LAPGANModule(FIDValidation, AdversarialModule):
             "schedule": schedule, "spectral_norm": spectral_norm, "diffaugment": check_policies(diffaugment),
             "ema_decay": ema_decay, "grad_clip": grad_clip, "num_samples": num_samples,
             "fid_every": fid_every, "fid_features": fid_features,
-            "class_metrics": check_class_metrics(class_metrics, num_classes),
+            "class_metrics": check_class_metrics(class_metrics, num_classes, eval_classifier),
+            "eval_classifier": eval_classifier,
         }, logger=False)
         classes = num_classes if conditional else 0
         self.generator = LAPGANGenerator(latent_dim, channels, sizes, width, detail_width, detail_depth,

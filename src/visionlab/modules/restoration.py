@@ -21,11 +21,11 @@ from visionlab.metrics.restoration import RestorationScores
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.backbone import Backbone
-from visionlab.nets.gan import build_discriminator
+from visionlab.nets.gan import build_discriminator, uses_backbone
 from visionlab.nets.perceptual import PerceptualFeatures
 
 PIXEL_LOSSES = ("mse", "l1")
-DISCRIMINATORS = ("dcgan", "backbone")
+DISCRIMINATORS = ("dcgan", "backbone", "projected")
 VALIDATION_SEED = 1_000_003  # validation batch i degrades with seed VALIDATION_SEED + i, every epoch
 
 
@@ -101,7 +101,7 @@ class RestorationGAN(AdversarialModule):
                 raise UserError("model.perceptual_weight > 0 needs a feature network (the backbone group, "
                                 "e.g. backbone=shapes_net) and model.perceptual_layer (see `visionlab "
                                 "stages NAME`)")
-            source = copy.deepcopy(backbone) if discriminator == "backbone" else backbone
+            source = copy.deepcopy(backbone) if uses_backbone(discriminator) else backbone
             # Not a registered submodule: a fixed measuring network, no part of the model's state.
             object.__setattr__(self, "perceptual", PerceptualFeatures(source, hparams["perceptual_layer"]))
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
@@ -125,7 +125,7 @@ class RestorationGAN(AdversarialModule):
     @classmethod
     def needs_backbone(cls, model_cfg) -> bool:
         """A backbone discriminator or a perceptual loss needs the backbone group's network."""
-        return model_cfg.get("discriminator") == "backbone" or model_cfg.get("perceptual_weight", 0) > 0
+        return uses_backbone(model_cfg.get("discriminator")) or model_cfg.get("perceptual_weight", 0) > 0
 
     def degrade(self, images: torch.Tensor, seed: int | None
                 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:

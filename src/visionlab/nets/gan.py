@@ -1,7 +1,9 @@
 """Generators and discriminators for the GAN module: a vanilla MLP pair, DCGAN, and any
-backbone as the discriminator.
+backbone as the discriminator, pooled (``backbone``) or read at several scales (``projected``,
+:mod:`visionlab.nets.projected`).
 
-Every discriminator returns one logit per sample, ``(N,)``, from a :class:`LogitHead`.
+Every discriminator returns one logit per sample, ``(N,)``, from a :class:`LogitHead`, or, the
+projected one, a logit per image patch and scale, ``(N, K)``: the losses average over them.
 Conditional models (``num_classes > 0``) take class labels too: the generator concatenates
 a learned label embedding to its noise vector, the discriminator adds a *projection* term,
 the inner product of a label embedding with its penultimate features (Miyato & Koyama
@@ -20,6 +22,7 @@ from torch import nn
 from visionlab.errors import UserError
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.backbone_input import BackboneInput
+from visionlab.nets.projected import ProjectedDiscriminator
 from visionlab.registry import Registry
 
 
@@ -43,7 +46,7 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.normal_(layer.weight, 0.0, 0.02)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d):
+        elif isinstance(layer, nn.BatchNorm2d) and layer.affine:
             nn.init.normal_(layer.weight, 1.0, 0.02)
             nn.init.zeros_(layer.bias)
 
@@ -82,6 +85,31 @@ class Projection(nn.Module):
         if self.embedding is None:
             return 0.0
         return (self.embedding(labels) * features).sum(dim=1)
+
+
+class ClassBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up by class label (conditional BatchNorm, de Vries
+    et al. 2017, as in BigGAN's generator): the class shapes every layer of the generator, not only
+    its input. Scales start at N(1, 0.02) and shifts at 0, as DCGAN's BatchNorm."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.scale = nn.Embedding(num_classes, channels)
+        self.shift = nn.Embedding(num_classes, channels)
+        nn.init.normal_(self.scale.weight, 1.0, 0.02)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``x`` normalised, then scaled and shifted by each sample's class."""
+        return self.norm(x) * self.scale(labels)[:, :, None, None] + self.shift(labels)[:, :, None, None]
+
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """``layers`` in order, the class labels passed to the :class:`ClassBatchNorm2d` ones."""
+    for layer in layers:
+        x = layer(x, labels) if isinstance(layer, ClassBatchNorm2d) else layer(x)
+    return x
 
 
 class LogitHead(nn.Module):
@@ -138,31 +166,38 @@ class MLPDiscriminator(nn.Module):
 
 class DCGANGenerator(nn.Module):
     """DCGAN's generator: a dense projection to ``start x start`` maps, then stride-2 transposed
-    convolutions that double the size, BatchNorm + ReLU between them, Tanh at the output."""
+    convolutions that double the size, BatchNorm + ReLU between them, Tanh at the output.
+
+    Conditional (``num_classes`` > 0): a label embedding joins the noise; with ``class_norm`` every
+    BatchNorm also takes its scale and shift from the label (:class:`ClassBatchNorm2d`)."""
 
     def __init__(self, latent_dim: int, channels: int, image_size: int, width: int = 64,
-                 num_classes: int = 0, embed_dim: int = 16) -> None:
+                 num_classes: int = 0, embed_dim: int = 16, class_norm: bool = False) -> None:
         super().__init__()
         start = dcgan_start_size(image_size)
         ups = int(math.log2(image_size // start))
         self.condition = ConditionalInput(num_classes, embed_dim)
+
+        def norm(ch: int) -> nn.Module:
+            return ClassBatchNorm2d(ch, num_classes) if class_norm and num_classes else nn.BatchNorm2d(ch)
+
         top = width * 2 ** (ups - 1)
         self.project = nn.Sequential(
             nn.Linear(latent_dim + self.condition.extra, top * start * start, bias=False),
-            nn.Unflatten(1, (top, start, start)), nn.BatchNorm2d(top), nn.ReLU(True))
+            nn.Unflatten(1, (top, start, start)), norm(top), nn.ReLU(True))
         layers, ch = [], top
         for i in range(ups):
             last = i == ups - 1
             out = channels if last else ch // 2
             layers.append(nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=last))
-            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out), nn.ReLU(True)]
+            layers += [nn.Tanh()] if last else [norm(out), nn.ReLU(True)]
             ch = out
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``(N, channels, image_size, image_size)`` in [-1, 1]."""
-        return self.net(self.project(self.condition(z, labels)))
+        return run_layers(self.net, run_layers(self.project, self.condition(z, labels), labels), labels)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -214,10 +249,13 @@ class BackboneDiscriminator(nn.Module):
 
 @dataclass(frozen=True)
 class GANNetwork:
-    """A registered generator or discriminator: its builder and whether it needs square images."""
+    """A registered generator or discriminator: its builder, whether it needs square images and
+    whether it is made of the ``backbone`` group's network (then the ``freeze`` group's plan
+    decides which of its stages train)."""
 
     build: Callable[..., nn.Module]
     square_images: bool = False
+    uses_backbone: bool = False
 
 
 # ``model.generator`` / ``model.discriminator`` names, registered by definition below: a new
@@ -226,12 +264,13 @@ GENERATORS: Registry[GANNetwork] = Registry("GAN generator")
 DISCRIMINATORS: Registry[GANNetwork] = Registry("GAN discriminator")
 
 
-def register_network(registry: Registry[GANNetwork], name: str, square_images: bool = False):
+def register_network(registry: Registry[GANNetwork], name: str, square_images: bool = False,
+                     uses_backbone: bool = False):
     """Decorator: the builder is ``registry``'s network ``name``. Generators are built as
     ``build(latent_dim, sample_shape, num_classes, width)``; discriminators as
     ``build(sample_shape, num_classes, width, spectral_norm, backbone)``."""
     def add(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        registry.register(name)(GANNetwork(build, square_images))
+        registry.register(name)(GANNetwork(build, square_images, uses_backbone))
         return build
 
     return add
@@ -249,6 +288,12 @@ def dcgan_generator(latent_dim, sample_shape, num_classes, width):
     return DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes)
 
 
+@register_network(GENERATORS, "dcgan_cbn", square_images=True)
+def dcgan_class_norm_generator(latent_dim, sample_shape, num_classes, width):
+    """DCGAN's generator with class-conditional BatchNorm (conditional models; else plain ``dcgan``)."""
+    return DCGANGenerator(latent_dim, sample_shape[0], sample_shape[1], width, num_classes, class_norm=True)
+
+
 @register_network(DISCRIMINATORS, "mlp")
 def mlp_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
     """The vanilla GAN's MLP discriminator (any sample shape)."""
@@ -261,13 +306,29 @@ def dcgan_discriminator(sample_shape, num_classes, width, spectral_norm, backbon
     return DCGANDiscriminator(sample_shape[0], sample_shape[1], width, num_classes, spectral_norm)
 
 
-@register_network(DISCRIMINATORS, "backbone", square_images=True)
-def backbone_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
-    """The ``backbone`` group's network plus a logit head."""
+def _require_backbone(name: str, backbone: Backbone | None) -> Backbone:
     if backbone is None:
-        raise UserError("model.discriminator=backbone needs a network from the backbone group "
+        raise UserError(f"model.discriminator={name} needs a network from the backbone group "
                         "(e.g. backbone=shapes_net)")
-    return BackboneDiscriminator(backbone, num_classes, spectral_norm)
+    return backbone
+
+
+@register_network(DISCRIMINATORS, "backbone", square_images=True, uses_backbone=True)
+def backbone_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
+    """The ``backbone`` group's network plus a logit head on its pooled features."""
+    return BackboneDiscriminator(_require_backbone("backbone", backbone), num_classes, spectral_norm)
+
+
+@register_network(DISCRIMINATORS, "projected", square_images=True, uses_backbone=True)
+def projected_discriminator(sample_shape, num_classes, width, spectral_norm, backbone):
+    """The ``backbone`` group's network read at several stages, randomly mixed, a small D per scale."""
+    return ProjectedDiscriminator(_require_backbone("projected", backbone), width, num_classes, spectral_norm)
+
+
+def uses_backbone(discriminator: str | None) -> bool:
+    """Whether ``model.discriminator`` names a discriminator made of the backbone group's network
+    (False for an unknown name: building it reports that)."""
+    return discriminator in DISCRIMINATORS and DISCRIMINATORS[discriminator].uses_backbone
 
 
 def check_square(name: str, network: GANNetwork, sample_shape: tuple) -> None:
@@ -282,7 +343,7 @@ def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_s
                    num_classes: int = 0, width: int = 64, spectral_norm: bool = False,
                    backbone: Backbone | None = None) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator named by ``model.generator`` / ``model.discriminator``;
-    ``backbone`` is the network of ``discriminator="backbone"``."""
+    ``backbone`` is the network of a discriminator that :func:`uses_backbone`."""
     sample_shape = tuple(sample_shape)
     g_net = GENERATORS.lookup(generator, "model.generator")
     d_net = DISCRIMINATORS.lookup(discriminator, "model.discriminator")
@@ -295,6 +356,6 @@ def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_s
 def build_discriminator(name: str, sample_shape: Sequence[int], num_classes: int = 0, width: int = 64,
                         spectral_norm: bool = False, backbone: Backbone | None = None) -> nn.Module:
     """The discriminator ``model.discriminator`` names for samples of ``sample_shape``; ``backbone``
-    is the network of ``name="backbone"``."""
+    is the network of one that :func:`uses_backbone`."""
     network = DISCRIMINATORS.lookup(name, "model.discriminator")
     return network.build(tuple(sample_shape), num_classes, width, spectral_norm, backbone)
