@@ -191,6 +191,10 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
     ({"discriminator": "backbone"}, "model.discriminator=backbone needs a network from the backbone group"),
     ({"discriminator": "projected"}, "model.discriminator=projected needs a network from the backbone group"),
     ({"d_steps": 0}, "model.d_steps=0 must be >= 1"),
+    ({"pack": 0}, r"model.pack=0 must be >= 1"),
+    ({"pack": 2, "conditional": True}, "model.pack=2 judges groups of samples, which a conditional model's"),
+    ({"pack": 2, "sample_shape": (2,), "generator": "mlp", "discriminator": "mlp"},
+     r"model.pack=2 stacks images along their channels, not samples of shape \(2,\)"),
     ({"diffaugment": ["flip"]}, "model.diffaugment has 'flip'; valid: color, translation, cutout"),
     ({"diffaugment": ["color"], "sample_shape": (2,), "generator": "mlp", "discriminator": "mlp"},
      "model.diffaugment augments images, not samples of shape"),
@@ -738,3 +742,17 @@ def test_conditional_gan_with_class_batchnorm_trains_and_is_rebuilt_for_sampling
     reloaded = GANModule.from_checkpoint(state, tmp_path / "last.ckpt", None)
     z, labels = model.fixed_noise[:4], torch.tensor([0, 1, 2, 0])
     assert torch.equal(reloaded(z, labels), model.eval()(z, labels))
+
+
+def test_packed_discriminator_judges_groups_of_images_stacked_along_channels(tmp_path):
+    model = tiny_gan(pack=2)
+    seen = []
+    model.discriminator.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    logits = model.judge(torch.rand(7, 3, 32, 32) * 2 - 1, None)  # 3 pairs; the 7th image is left out
+    assert seen == [(3, 6, 32, 32)] and logits.shape == (3,)
+    fit(model, tmp_path)  # trains as any GAN
+    assert all(s[1] == 6 for s in seen)
+    with pytest.raises(UserError, match="a batch of 1 samples is smaller than model.pack=2"):
+        model.judge(torch.zeros(1, 3, 32, 32), None)
+    with pytest.raises(UserError, match="model.pack=2 stacks 2 images along the channels, which the pretr"):
+        backbone_gan(None, pack=2)

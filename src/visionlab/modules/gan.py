@@ -17,6 +17,19 @@ from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_gan_nets
 
 
+def check_pack(pack: int, conditional: bool, sample_shape: tuple) -> None:
+    """A UserError when ``model.pack`` cannot apply: below 1, on a conditional model (a pack mixes
+    classes), or on samples that are not images."""
+    if pack < 1:
+        raise UserError(f"model.pack={pack} must be >= 1 (1: the discriminator judges one image at a time)")
+    if pack > 1 and conditional:
+        raise UserError(f"model.pack={pack} judges groups of samples, which a conditional model's per-sample "
+                        "labels do not fit: set model.pack=1 or model.conditional=false")
+    if pack > 1 and len(sample_shape) != 3:
+        raise UserError(f"model.pack={pack} stacks images along their channels, not samples of shape "
+                        f"{sample_shape}: set model.pack=1")
+
+
 @register_kind
 class GANModule(FIDValidation, AdversarialModule):
     """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
@@ -82,6 +95,7 @@ class GANModule(FIDValidation, AdversarialModule):
         eval_classifier: str | None = None,
         sample_shape: Sequence[int] | None = None,
         diffaugment: Sequence[str] = (),
+        pack: int = 1,
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
     ) -> None:
@@ -96,6 +110,7 @@ class GANModule(FIDValidation, AdversarialModule):
                             "set model.diffaugment=[]")
         if r1_weight < 0:
             raise UserError(f"model.r1_weight={r1_weight} must be >= 0 (0: no R1 penalty)")
+        check_pack(pack, conditional, sample_shape)
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
@@ -110,14 +125,14 @@ class GANModule(FIDValidation, AdversarialModule):
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
             "class_metrics": check_class_metrics(class_metrics, num_classes, eval_classifier),
             "eval_classifier": eval_classifier,
-            "diffaugment": check_policies(diffaugment),
+            "diffaugment": check_policies(diffaugment), "pack": pack,
             # the backbone discriminator's network by name (None for the others); informative only
             "d_backbone": {"name": backbone.name, "source": backbone.source}
             if self.freeze_plan is not None else None,
         }, logger=False)  # the run logs the whole config to HPARAMS (visionlab.train)
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
-            generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone)
+            generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone, pack)
         self.init_ema()
         self.register_fixed_noise(num_samples, latent_dim, classes)
 
@@ -141,9 +156,17 @@ class GANModule(FIDValidation, AdversarialModule):
 
     def judge(self, samples: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The discriminator's logits for ``samples`` (real or generated), after the
-        differentiable augmentation ``diffaugment`` when one is configured."""
+        differentiable augmentation ``diffaugment`` when one is configured; with ``pack`` > 1, for
+        groups of ``pack`` samples stacked along the channels (a remainder is left out)."""
         if self.hparams.diffaugment:
             samples = diff_augment(samples, self.hparams.diffaugment)
+        pack = self.hparams.get("pack", 1)
+        if pack > 1:
+            groups = len(samples) // pack
+            if not groups:
+                raise UserError(f"a batch of {len(samples)} samples is smaller than model.pack={pack}: raise "
+                                "data.batch_size or lower model.pack")
+            samples = samples[:groups * pack].reshape(groups, pack * samples.shape[1], *samples.shape[2:])
         return self.discriminator(samples, labels)
 
     def training_step(self, batch, batch_idx: int) -> None:

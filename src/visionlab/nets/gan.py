@@ -341,16 +341,22 @@ def check_square(name: str, network: GANNetwork, sample_shape: tuple) -> None:
 
 def build_gan_nets(generator: str, discriminator: str, latent_dim: int, sample_shape: Sequence[int],
                    num_classes: int = 0, width: int = 64, spectral_norm: bool = False,
-                   backbone: Backbone | None = None) -> tuple[nn.Module, nn.Module]:
+                   backbone: Backbone | None = None, pack: int = 1) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator named by ``model.generator`` / ``model.discriminator``;
-    ``backbone`` is the network of a discriminator that :func:`uses_backbone`."""
+    ``backbone`` is the network of a discriminator that :func:`uses_backbone`. With ``pack`` > 1 the
+    discriminator takes ``pack`` images stacked along the channels (PacGAN)."""
     sample_shape = tuple(sample_shape)
     g_net = GENERATORS.lookup(generator, "model.generator")
     d_net = DISCRIMINATORS.lookup(discriminator, "model.discriminator")
     for name, network in ((generator, g_net), (discriminator, d_net)):
         check_square(name, network, sample_shape)
+    if pack > 1 and d_net.uses_backbone:
+        raise UserError(f"model.pack={pack} stacks {pack} images along the channels, which the pretrained "
+                        f"network of model.discriminator={discriminator} cannot take: set model.pack=1 or "
+                        "use model.discriminator=dcgan")
+    d_shape = (sample_shape[0] * pack, *sample_shape[1:])
     return (g_net.build(latent_dim, sample_shape, num_classes, width),
-            build_discriminator(discriminator, sample_shape, num_classes, width, spectral_norm, backbone))
+            build_discriminator(discriminator, d_shape, num_classes, width, spectral_norm, backbone))
 
 
 def build_discriminator(name: str, sample_shape: Sequence[int], num_classes: int = 0, width: int = 64,
