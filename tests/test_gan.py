@@ -756,3 +756,44 @@ def test_packed_discriminator_judges_groups_of_images_stacked_along_channels(tmp
         model.judge(torch.zeros(1, 3, 32, 32), None)
     with pytest.raises(UserError, match="model.pack=2 stacks 2 images along the channels, which the pretr"):
         backbone_gan(None, pack=2)
+
+
+def first_losses(model: GANModule) -> dict[str, float]:
+    """Filled as ``model`` trains: each network's loss at its first update."""
+    losses, original = {}, model.update
+
+    def update(optimizer, loss, network, name):
+        losses.setdefault(name, loss.item())
+        original(optimizer, loss, network, name)
+
+    model.update = update
+    return losses
+
+
+def test_auxiliary_classifier_learns_the_real_classes_and_pulls_the_generator_towards_them(tmp_path):
+    model = tiny_gan(conditional=True, class_loss_weight=1.0)
+    head = model.discriminator.head
+    assert head.classifier.out_features == CLASSES
+    logits = model.judge(torch.rand(4, 3, 32, 32) * 2 - 1, torch.arange(4) % CLASSES)
+    assert logits.shape == (4,) and model.class_logits().shape == (4, CLASSES)
+    before = head.classifier.weight.detach().clone()
+    losses = first_losses(model)
+    fit(model, tmp_path)
+    assert not torch.equal(before, head.classifier.weight)  # trained with D
+    plain = tiny_gan(conditional=True)
+    plain_losses = first_losses(plain)
+    fit(plain, tmp_path / "plain")
+    # the same first batches: both losses carry a cross-entropy of about ln(classes) on top
+    for name in ("discriminator", "generator"):
+        assert losses[name] - plain_losses[name] == pytest.approx(math.log(CLASSES), abs=0.3)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"class_loss_weight": 1.0}, r"model.class_loss_weight=1.0: .* needs labels \(model.conditional=true\)"),
+    ({"class_loss_weight": -1.0, "conditional": True}, "must be >= 0"),
+])
+def test_auxiliary_classifier_settings_are_checked(options, message):
+    with pytest.raises(UserError, match=message):
+        tiny_gan(**options)
+    with pytest.raises(UserError, match="model.class_loss_weight needs a discriminator with one logit head"):
+        projected_gan(None, conditional=True, class_loss_weight=1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
@@ -14,7 +15,7 @@ from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
 from visionlab.modules.gan_losses import gan_loss, gradient_penalty, r1_penalty
 from visionlab.nets.backbone import Backbone
-from visionlab.nets.gan import build_gan_nets
+from visionlab.nets.gan import LogitHead, build_gan_nets
 
 
 def check_pack(pack: int, conditional: bool, sample_shape: tuple) -> None:
@@ -84,6 +85,7 @@ class GANModule(FIDValidation, AdversarialModule):
         d_steps: int = 1,
         gp_weight: float = 10.0,
         r1_weight: float = 0.0,
+        class_loss_weight: float = 0.0,
         label_smoothing: float = 0.0,
         spectral_norm: bool = False,
         ema_decay: float = 0.0,
@@ -111,6 +113,9 @@ class GANModule(FIDValidation, AdversarialModule):
         if r1_weight < 0:
             raise UserError(f"model.r1_weight={r1_weight} must be >= 0 (0: no R1 penalty)")
         check_pack(pack, conditional, sample_shape)
+        if class_loss_weight < 0 or (class_loss_weight and not conditional):
+            raise UserError(f"model.class_loss_weight={class_loss_weight}: the auxiliary classifier's weight "
+                            "must be >= 0 and needs labels (model.conditional=true)")
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
@@ -120,6 +125,7 @@ class GANModule(FIDValidation, AdversarialModule):
             "generator": generator, "discriminator": discriminator, "latent_dim": latent_dim, "width": width,
             "conditional": conditional, "loss": loss, "g_lr": g_lr, "d_lr": d_lr,
             "d_steps": d_steps, "gp_weight": gp_weight, "r1_weight": r1_weight,
+            "class_loss_weight": class_loss_weight,
             "label_smoothing": label_smoothing,
             "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
             "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
@@ -133,6 +139,12 @@ class GANModule(FIDValidation, AdversarialModule):
         classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
             generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone, pack)
+        if class_loss_weight:
+            head = getattr(self.discriminator, "head", None)
+            if not isinstance(head, LogitHead):
+                raise UserError("model.class_loss_weight needs a discriminator with one logit head (dcgan, "
+                                f"mlp, backbone), not model.discriminator={discriminator}: set it to 0")
+            head.add_classifier(num_classes)
         self.init_ema()
         self.register_fixed_noise(num_samples, latent_dim, classes)
 
@@ -179,22 +191,34 @@ class GANModule(FIDValidation, AdversarialModule):
             with torch.no_grad():
                 fake = self.generator(self.sample_latent(n), labels)
             seen = real.detach().requires_grad_(True) if self.hparams.r1_weight else real
-            d_real, d_fake = self.judge(seen, labels), self.judge(fake, labels)
+            d_real = self.judge(seen, labels)
+            real_classes = self.class_logits()
+            d_fake = self.judge(fake, labels)
             d_loss = objective.discriminator(d_real, d_fake, 1.0 - self.hparams.label_smoothing)
             if objective.needs_gradient_penalty:
                 d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
                     lambda x: self.discriminator(x, labels), real, fake)
             if self.hparams.r1_weight:
                 d_loss = d_loss + self.hparams.r1_weight * r1_penalty(d_real, seen)
+            if real_classes is not None:  # AC-GAN: D learns to classify the real images...
+                d_loss = d_loss + self.hparams.class_loss_weight * F.cross_entropy(real_classes, labels)
             self.update(d_opt, d_loss, self.discriminator, "discriminator")
         fake = self.generator(self.sample_latent(n), labels)
         g_loss = objective.generator(self.judge(fake, labels))
+        fake_classes = self.class_logits()
+        if fake_classes is not None:  # ... and G to draw images it classifies as the class asked for
+            g_loss = g_loss + self.hparams.class_loss_weight * F.cross_entropy(fake_classes, labels)
         self.update(g_opt, g_loss, self.generator, "generator")
         self.update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),
                             ("d_fake", d_fake.mean())):
             self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True,
                      prog_bar=name.endswith("loss"), batch_size=n, sync_dist=True)
+
+    def class_logits(self) -> torch.Tensor | None:
+        """The auxiliary classifier's logits for the batch D judged last (``model.class_loss_weight``
+        > 0), else None."""
+        return self.discriminator.head.class_logits if self.hparams.get("class_loss_weight") else None
 
     def on_train_epoch_end(self) -> None:
         """Draw the fixed noise through the (EMA) generator: a grid in TensorBoard and ``samples/``."""

@@ -114,15 +114,26 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor | No
 
 class LogitHead(nn.Module):
     """A discriminator's last layer: one logit per sample from its penultimate features, plus
-    the projection term when conditional. The part of a backbone discriminator that is always new."""
+    the projection term when conditional. The part of a backbone discriminator that is always new.
+
+    :meth:`add_classifier` gives it an auxiliary classifier on the same features (AC-GAN, Odena
+    et al. 2017): every forward then also leaves the class logits in ``class_logits``."""
 
     def __init__(self, width: int, num_classes: int = 0, spectral_norm: bool = False) -> None:
         super().__init__()
         self.out = _maybe_spectral(nn.Linear(width, 1), spectral_norm)
         self.projection = Projection(num_classes, width, spectral_norm)
+        self.classifier: nn.Module | None = None
+        self.class_logits: torch.Tensor | None = None
+
+    def add_classifier(self, num_classes: int) -> None:
+        """An auxiliary classifier of ``num_classes`` on the head's input features."""
+        self.classifier = nn.Linear(self.out.in_features, num_classes)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(N,)`` for ``features`` ``(N, width)``: higher means "real"."""
+        if self.classifier is not None:
+            self.class_logits = self.classifier(features)
         return self.out(features).squeeze(1) + self.projection(features, labels)
 
 
