@@ -706,12 +706,9 @@ def test_r1_weight_adds_the_penalty_to_the_discriminators_loss(tmp_path, monkeyp
     for weight in (0.0, 2.0):
         model = tiny_gan(r1_weight=weight)
         monkeypatch.setattr(gan_module, "r1_penalty", lambda logits, real: 10.0 + 0 * logits.sum())
-        seen = []
-        original = model.update
-        model.update = lambda opt, loss, net, name, seen=seen, original=original: (
-            seen.append(loss.item()) if name == "discriminator" else None, original(opt, loss, net, name))
-        fit(model, tmp_path / str(weight), epochs=1)
-        losses[weight] = seen[0]
+        first = first_losses(model)
+        fit(model, tmp_path / str(weight))
+        losses[weight] = first["discriminator"]
     assert losses[2.0] == pytest.approx(losses[0.0] + 20.0, abs=1e-4)
     with pytest.raises(UserError, match=r"model.r1_weight=-1 must be >= 0"):
         tiny_gan(r1_weight=-1)
