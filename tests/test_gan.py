@@ -583,6 +583,25 @@ def test_a_conditional_gan_run_logs_class_metrics_judged_by_its_probe(make_cfg, 
                if r["val/fid"])
     for name in ("class_coverage", "rarest_class_share", "recognised", "conditional_accuracy"):
         assert 0.0 <= float(row[f"val/{name}"]) <= 1.0, name
+    class_fids = {k: float(v) for k, v in row.items() if k.startswith("val/class_fid/")}
+    assert len(class_fids) == 8 and "val/class_fid/star" in class_fids and min(class_fids.values()) > 0
+
+
+def test_frechet_distance_and_per_class_fid_on_sets_with_known_answers():
+    from visionlab.metrics.generative import class_fids, frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 4, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = torch.tensor([3.0, 0.0, 4.0, 0.0])
+    assert frechet_distance(a, a + shift) == pytest.approx(25.0, rel=1e-6)  # same covariance: ‖Δμ‖²
+    scaled = (torch.cov(a.T).trace() + a.mean(0).square().sum()).item()  # (1 - 2)² (tr Σ + ‖μ‖²)
+    assert frechet_distance(a, a * 2) == pytest.approx(scaled, rel=1e-4)
+    labels = torch.arange(400) % 2
+    fake = a + shift * (labels == 1)[:, None]  # class 1 drawn off, class 0 exactly
+    scores = class_fids(a, labels, fake, labels)
+    assert scores[0] == pytest.approx(0.0, abs=1e-6) and scores[1] == pytest.approx(25.0, rel=1e-6)
+    assert set(class_fids(a, labels, fake[:1], labels[:1])) == set()  # one image of a class: left out
 
 
 def test_a_classifier_checkpoint_judges_the_class_metrics_when_given_and_must_know_the_datas_classes(

@@ -127,6 +127,27 @@ def feature_network(spec: str) -> nn.Module:
                     "weights are present)")
 
 
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` ``(N, D)``:
+    ``‖μa − μb‖² + Tr(Σa + Σb − 2 (Σa Σb)^½)``, FID's formula (in float64)."""
+    a, b = a.double(), b.double()
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    root = torch.linalg.eigvals(cov_a @ cov_b).sqrt().real.sum()
+    return float((a.mean(0) - b.mean(0)).square().sum() + cov_a.trace() + cov_b.trace() - 2 * root)
+
+
+def class_fids(real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor,
+               ) -> dict[int, float]:
+    """Per class: the Fréchet distance between the real and the generated features of that class
+    (classes with fewer than 2 images on either side are left out)."""
+    scores = {}
+    for c in torch.unique(real_labels).tolist():
+        r, f = real[real_labels == c], fake[fake_labels == c]
+        if len(r) > 1 and len(f) > 1:
+            scores[int(c)] = frechet_distance(r, f)
+    return scores
+
+
 class GenerativeMetrics(nn.Module):
     """FID and KID between real and generated images, in one feature network's space.
 
@@ -177,6 +198,12 @@ class GenerativeMetrics(nn.Module):
         kid_mean, _ = self.kid.compute()
         return {"fid": float(self.fid.compute()), "kid": float(kid_mean), **prdc(real, fake),
                 "real_samples": float(len(real)), "generated_samples": float(len(fake))}
+
+    def class_fids(self, real_labels: torch.Tensor, fake_labels: torch.Tensor) -> dict[int, float]:
+        """:func:`class_fids` of the features added so far, given the labels of the real images and
+        the classes the generated ones were drawn for (both in the order they were added)."""
+        return class_fids(torch.cat(self.kid.real_features), real_labels.cpu(),
+                          torch.cat(self.kid.fake_features), fake_labels.cpu())
 
     def reset(self) -> None:
         """Forget the images added so far."""

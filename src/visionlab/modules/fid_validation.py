@@ -47,8 +47,10 @@ class FIDValidation:
     ``val/rarest_class_share``, ``val/recognised`` and, for a conditional model,
     ``val/conditional_accuracy`` (:mod:`visionlab.metrics.class_coverage`), judged by a linear
     probe fitted at fit start on the real training images' features, or by the classifier
-    checkpoint ``hparams.eval_classifier`` when one is given. The feature network and the judge
-    are built at fit time and kept out of the checkpoint."""
+    checkpoint ``hparams.eval_classifier`` when one is given. For a conditional model, also
+    ``val/class_fid/<class>``: the Fréchet distance between each class's real validation images
+    and the images drawn for that class. The feature network and the judge are built at fit time
+    and kept out of the checkpoint."""
 
     def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` generated images in [-1, 1] (class ``labels`` for conditional models)."""
@@ -102,6 +104,9 @@ class FIDValidation:
     # Whether the real features of the whole validation set are held (after the first evaluation).
     _real_complete = False
     _coverage = None  # the class metrics, when on (set up at fit start)
+    # Conditional models: the real images' labels and the classes drawn this evaluation (per-class FID).
+    _real_labels: list | None = None
+    _drawn_labels: list | None = None
 
     def _fid_due(self) -> bool:
         every = self.hparams.fid_every
@@ -116,6 +121,12 @@ class FIDValidation:
         if not self._real_complete:
             metrics.update(real, real=True)
         labels = labels if self.conditional else None
+        if labels is not None:
+            if self._real_labels is None:
+                self._real_labels, self._drawn_labels = [], []
+            if not self._real_complete:
+                self._real_labels.append(labels.cpu())
+            self._drawn_labels.append(labels.cpu())
         with self.sampling_mode():
             generated = self.draw(len(real), labels)
         features = metrics.update(generated, real=False)
@@ -129,6 +140,11 @@ class FIDValidation:
         if not self._fid_due():
             return
         scores = self._generative.compute()
+        if self._drawn_labels:
+            names, drawn = self.hparams.class_names, torch.cat(self._drawn_labels)
+            per_class = self._generative.class_fids(torch.cat(self._real_labels), drawn)
+            scores |= {f"class_fid/{names[c]}": value for c, value in per_class.items()}
+            self._drawn_labels = []
         self._generative.reset()  # the generated images' features; the real ones are kept
         self._real_complete = True
         if self._coverage is not None:
