@@ -14,7 +14,9 @@ many images as the reference holds, taken from the training split:
 - real images of only the first half (and quarter) of the classes: mode collapse.
 
 Every row gives FID, KID, precision, recall, density and coverage as mean ± std over the
-slices, and the sample counts.
+slices, and the sample counts. Then the per-class FID (``val/class_fid/<class>`` of a
+conditional run) of the real slices: each class's validation images against the slice's images
+of that class, the floor of that figure at a few dozen images per class.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 
 def load_splits(experiment: str, data_dir: str
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], str]:
-    """Validation images, training images and labels, class names (as the preset's run loads
-    them) and the preset's ``model.fid_features``."""
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str], str]:
+    """Validation images and labels, training images and labels, class names (as the preset's run
+    loads them) and the preset's ``model.fid_features``."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
     with open_dict(cfg):
@@ -48,9 +50,9 @@ def load_splits(experiment: str, data_dir: str
     data.prepare_data()
     data.setup("fit")
 
-    val, _ = stacked(data.val_set)
+    val, val_labels = stacked(data.val_set)
     train, labels = stacked(data.train_set)
-    return val, train, labels, list(data.class_names), cfg.model.fid_features
+    return val, val_labels, train, labels, list(data.class_names), cfg.model.fid_features
 
 
 def scores(metrics: GenerativeMetrics, images: torch.Tensor) -> dict[str, float]:
@@ -68,17 +70,19 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5, help="disjoint training slices per row")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     args = parser.parse_args()
-    val, train, labels, classes, fid_features = load_splits(args.experiment, args.data_dir)
+    val, val_labels, train, labels, classes, fid_features = load_splits(args.experiment, args.data_dir)
     n = len(val)
     metrics = GenerativeMetrics(feature_network(fid_features), keep_real=True)
     for batch in val.split(256):
         metrics.update(batch, real=True)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
 
-    def slices(keep: torch.Tensor) -> list[torch.Tensor]:
+    def slice_indices(keep: torch.Tensor) -> list[torch.Tensor]:
         chosen = order[keep[order]]
-        count = min(args.splits, len(chosen) // n)
-        return [train[chosen[i * n:(i + 1) * n]] for i in range(count)]
+        return [chosen[i * n:(i + 1) * n] for i in range(min(args.splits, len(chosen) // n))]
+
+    def slices(keep: torch.Tensor) -> list[torch.Tensor]:
+        return [train[i] for i in slice_indices(keep)]
 
     everything = torch.ones(len(train), dtype=torch.bool)
     half, quarter = len(classes) // 2, max(1, len(classes) // 4)
@@ -101,6 +105,15 @@ def main() -> None:
         print(f"{name}: fid {[round(r['fid'], 2) for r in results]}", flush=True)
     print_table(f"{args.experiment}: {n} reference (validation) images vs {n} images per row, "
                 f"features {fid_features}", ["anchor", *METRICS], rows)
+    per_class = []
+    for indices in slice_indices(torch.ones(len(train), dtype=torch.bool)):
+        scores(metrics, train[indices])
+        per_class.append(metrics.class_fids(val_labels, labels[indices]))
+    means = [statistics.mean(s.values()) for s in per_class]
+    every = [value for s in per_class for value in s.values()]
+    print(f"per-class FID of real images ({n // len(classes)} per class on each side, x{len(per_class)}): "
+          f"mean over classes {statistics.mean(means):.3g} ± {statistics.stdev(means):.2g}, "
+          f"range {min(every):.3g} to {max(every):.3g}")
 
 
 if __name__ == "__main__":
