@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -131,5 +131,6 @@ def trained_run(tmp_path_factory, data_dir):
     test_acc = run(cfg)
     (run_dir / ".hydra").mkdir()
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(RUN_OVERRIDES))
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # as Hydra writes it beside the overrides
     best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
     return run_dir, best, test_acc, [f"paths.data_dir={data_dir}"]

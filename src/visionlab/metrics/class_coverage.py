@@ -13,13 +13,10 @@ the alternative a user brings: a trained visionlab classifier (``model.eval_clas
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionlab.errors import UserError
 from visionlab.nets.backbone_input import BackboneInput
 
 # A generated image counts as recognised when the probe gives its class at least this probability.
@@ -79,25 +76,6 @@ class ClassifierJudge(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, C)`` for ``images`` ``(N, C, H, W)`` in [-1, 1]."""
         return self.classifier.logits(self.input(images.float() * 0.5 + 0.5)).softmax(-1)
-
-
-def eval_classifier(checkpoint: str, class_names: list[str]) -> ClassifierJudge:
-    """The classifier of ``model.eval_classifier`` (a visionlab classifier checkpoint), rebuilt with
-    its run's config from the project's ``conf/``; a UserError for a missing file, a checkpoint of
-    another kind, or classes other than the data's (``class_names``, same order)."""
-    from visionlab.cli.main import find_conf_dir
-    from visionlab.inference.checkpoint import rebuild_classifier
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"model.eval_classifier={checkpoint}: no such file; give the .ckpt of a visionlab "
-                        "classifier trained on this data (e.g. <run>/checkpoints/best.ckpt)")
-    trained = rebuild_classifier(path, find_conf_dir())
-    if trained.class_names != list(class_names):
-        predicts, has = ", ".join(trained.class_names), ", ".join(class_names)
-        raise UserError(f"model.eval_classifier={checkpoint} predicts the classes {predicts}, the data has "
-                        f"{has} (in this order): give a classifier trained on this data's classes")
-    return ClassifierJudge(trained.model)
 
 
 class ClassCoverage:

@@ -4,11 +4,14 @@ modules that draw images from noise (GAN, LAPGAN)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
+from visionlab.checkpoint_header import require_classifier, run_dir_of
 from visionlab.errors import UserError
-from visionlab.metrics.class_coverage import LinearProbe
+from visionlab.metrics.class_coverage import ClassCoverage, ClassifierJudge, LinearProbe
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,34 @@ def check_class_metrics(choice: bool | str, num_classes: int, eval_classifier: s
                         "model.class_metrics=false turns off: set model.class_metrics=auto or remove "
                         "the classifier")
     return num_classes >= 2 if choice == "auto" else choice
+
+
+def load_eval_classifier(checkpoint: str, class_names: list[str]) -> ClassifierJudge:
+    """The classifier of ``model.eval_classifier`` (a visionlab classifier checkpoint) as a judge,
+    rebuilt as it was trained: from its run's saved config (``<run>/.hydra/config.yaml``) and its
+    weights (the weight EMA when the run kept one). A UserError for a missing file, a checkpoint
+    of another kind or outside its run directory, or classes other than the data's
+    (``class_names``, same order)."""
+    from visionlab.modules.classifier import ClassifierModule
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"model.eval_classifier={checkpoint}: no such file; give the .ckpt of a visionlab "
+                        "classifier trained on this data (e.g. <run>/checkpoints/best.ckpt)")
+    require_classifier(path)
+    saved = run_dir_of(path) / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"model.eval_classifier={checkpoint}: no {saved}; the checkpoint must sit in its run "
+                        "directory (<run>/checkpoints/ beside <run>/.hydra/), as train.py wrote it")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = ClassifierModule.from_checkpoint(state, path, lambda: OmegaConf.load(saved))
+    model.adopt_weights(True)
+    predicts = list(model.hparams.class_names)
+    if predicts != list(class_names):
+        raise UserError(f"model.eval_classifier={checkpoint} predicts the classes {', '.join(predicts)}, the "
+                        f"data has {', '.join(class_names)} (in this order): give a classifier trained on "
+                        "this data's classes")
+    return ClassifierJudge(model)
 
 
 class FIDValidation:
@@ -82,12 +113,10 @@ class FIDValidation:
         """The class metrics for this run and what labels the generated images
         (:mod:`visionlab.metrics.class_coverage`): the classifier ``hparams.eval_classifier``, or a
         linear probe fitted on the real training images' features; its validation accuracy is logged."""
-        from visionlab.metrics.class_coverage import ClassCoverage, eval_classifier
-
         data, classes = self.trainer.datamodule, self.hparams.num_classes
         val_x, val_y = self._labelled_features(data.val_dataloader(), PROBE_IMAGES)
         if self.hparams.get("eval_classifier"):
-            judge = eval_classifier(self.hparams.eval_classifier, self.hparams.class_names)
+            judge = load_eval_classifier(self.hparams.eval_classifier, self.hparams.class_names)
             predicted = torch.cat([judge(images).argmax(-1) for images, _ in data.val_dataloader()])
             what = f"the classifier {self.hparams.eval_classifier}"
         else:
