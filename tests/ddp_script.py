@@ -1,14 +1,15 @@
 """Two-process CPU DDP runs of a staged plan and of a GAN, one after the other in the same
 two processes (``test_ddp.py``: one launch and one process group serve both tests).
 
-    python tests/ddp_script.py <out_dir> classifier gan
+    python tests/ddp_script.py <out_dir> classifier gan projected_gan
 
 Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
 ``ddp_find_unused_parameters_true``). ``classifier``: the backbone is frozen in epoch 0 and
 unfrozen in epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and
 final weights. ``gan``: a conditional GAN with an EMA generator and a staged backbone
 discriminator (manual optimization, two optimizers) trains 2 epochs; each rank writes
-``gan_rank<r>.pt``. With ``WORLD_SIZE`` and the rendezvous address in the environment but no
+``gan_rank<r>.pt``; ``projected_gan`` the same with the projected discriminator
+(``projected_gan_rank<r>.pt``). With ``WORLD_SIZE`` and the rendezvous address in the environment but no
 ``LOCAL_RANK`` (``test_ddp.py``), the process forks itself into the ranks after its imports and
 sets ``LOCAL_RANK`` in each, as torchrun would set it (one import of torch and Lightning for all
 ranks); run alone, Lightning's launcher re-executes it for the second rank.
@@ -70,18 +71,19 @@ def train_classifier(out: Path) -> None:
                out / f"rank{trainer.global_rank}.pt")
 
 
-def train_gan(out: Path) -> None:
-    """Train a conditional GAN with a backbone discriminator 2 epochs on 2 ranks; save each rank's weights."""
+def train_gan(out: Path, discriminator: str = "backbone", name: str = "gan") -> None:
+    """Train a conditional GAN with a ``backbone`` (pooled) or ``projected`` discriminator 2 epochs on
+    2 ranks; save each rank's weights to ``<name>_rank<r>.pt``."""
     torch.manual_seed(0)
     gan = GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), width=8, latent_dim=16,
-                    num_classes=CLASSES, conditional=True, ema_decay=0.9, discriminator="backbone",
+                    num_classes=CLASSES, conditional=True, ema_decay=0.9, discriminator=discriminator,
                     backbone=shapes_net(input_size=SIZE), freeze_plan=Staged({0: "head", 1: 1}))
     initial = {k: v.clone() for k, v in gan.state_dict().items()}
     trainer = ddp_trainer(out)
     trainer.fit(gan, datamodule=TensorDataModule(n_train=64))
     torch.save({"initial": initial, "final": gan.state_dict(), "world_size": trainer.world_size,
                 "parameters": [n for n, _ in gan.named_parameters()]},
-               out / f"gan_rank{trainer.global_rank}.pt")
+               out / f"{name}_rank{trainer.global_rank}.pt")
 
 
 def fork_ranks(world_size: int) -> list[int]:
@@ -100,8 +102,9 @@ def fork_ranks(world_size: int) -> list[int]:
 
 def train(out: Path, runs: list[str]) -> None:
     """Train the named models, one after the other, in this rank."""
+    projected = functools.partial(train_gan, discriminator="projected", name="projected_gan")
     for run in runs:
-        {"classifier": train_classifier, "gan": train_gan}[run](out)
+        {"classifier": train_classifier, "gan": train_gan, "projected_gan": projected}[run](out)
 
 
 if __name__ == "__main__":

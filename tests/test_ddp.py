@@ -33,7 +33,8 @@ def launch_two_ranks(out: Path) -> None:
                   "WORLD_SIZE": "2"}
     log = out / "ranks.log"
     with log.open("w") as stderr:  # a file, not a pipe that could fill up
-        ranks = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "classifier", "gan"],
+        runs = ["classifier", "gan", "projected_gan"]
+        ranks = subprocess.Popen([sys.executable, str(SCRIPT), str(out), *runs],
                                  env={**os.environ, **rendezvous}, cwd=SCRIPT.parents[1],
                                  stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         try:
@@ -48,6 +49,7 @@ def test_ddp_keeps_the_ranks_identical_for_a_staged_classifier_and_a_gan(tmp_pat
     launch_two_ranks(tmp_path)
     check_staged_classifier(tmp_path)
     check_gan(tmp_path)
+    check_gan(tmp_path, "projected_gan", "discriminator.features.backbone.body")
 
 
 def check_staged_classifier(ddp_out: Path) -> None:
@@ -62,15 +64,16 @@ def check_staged_classifier(ddp_out: Path) -> None:
         assert torch.equal(ranks[0]["final"][name], ranks[1]["final"][name]), name
 
 
-def check_gan(ddp_out: Path) -> None:
-    """Both ranks ended with identical GAN parameters; what trains moved, block1 stayed frozen."""
-    gans = [torch.load(ddp_out / f"gan_rank{r}.pt", weights_only=True) for r in (0, 1)]
+def check_gan(ddp_out: Path, name: str = "gan", body: str = "discriminator.backbone.body") -> None:
+    """Both ranks ended with identical GAN parameters; what trains moved, block1 stayed frozen
+    (``body``: where the discriminator's backbone sits in the state dict)."""
+    gans = [torch.load(ddp_out / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert gans[0]["world_size"] == 2
     for name in gans[0]["parameters"]:  # BatchNorm statistics are per rank (without sync_batchnorm)
         assert torch.equal(gans[0]["final"][name], gans[1]["final"][name]), name
     initial, final = gans[0]["initial"], gans[0]["final"]
-    trained = ("generator.", "generator_ema.", "discriminator.head.", "discriminator.backbone.body.block4")
+    trained = ("generator.", "generator_ema.", "discriminator.head.", f"{body}.block4")
     for prefix in trained:
         assert any(not torch.equal(final[n], initial[n]) for n in final if n.startswith(prefix)), prefix
-    frozen = "discriminator.backbone.body.block1.conv1.conv.weight"  # block1 never unfreezes
+    frozen = f"{body}.block1.conv1.conv.weight"  # block1 never unfreezes
     assert torch.equal(final[frozen], initial[frozen])
