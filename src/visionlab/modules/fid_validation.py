@@ -114,17 +114,18 @@ class FIDValidation:
         (:mod:`visionlab.metrics.class_coverage`): the classifier ``hparams.eval_classifier``, or a
         linear probe fitted on the real training images' features; its validation accuracy is logged."""
         data, classes = self.trainer.datamodule, self.hparams.num_classes
-        val_x, val_y = self._labelled_features(data.val_dataloader(), PROBE_IMAGES)
         if self.hparams.get("eval_classifier"):
             judge = load_eval_classifier(self.hparams.eval_classifier, self.hparams.class_names)
-            predicted = torch.cat([judge(images).argmax(-1) for images, _ in data.val_dataloader()])
+            judged = [(judge(images).argmax(-1), labels) for images, labels in data.val_dataloader()]
+            predicted, val_y = (torch.cat(parts) for parts in zip(*judged, strict=True))
             what = f"the classifier {self.hparams.eval_classifier}"
         else:
+            val_x, val_y = self._labelled_features(data.val_dataloader(), PROBE_IMAGES)
             train_x, train_y = self._labelled_features(data.train_dataloader(), PROBE_IMAGES)
             judge = LinearProbe(train_x.shape[1], classes).fit(train_x, train_y)
             predicted = judge(val_x).argmax(-1)
             what = f"a linear probe on {self.hparams.fid_features} features of {len(train_y)} training images"
-        accuracy = float((predicted[:len(val_y)] == val_y).float().mean())
+        accuracy = float((predicted == val_y).float().mean())
         log.info("class metrics: %s classifies the %d validation images with accuracy %.3f", what, len(val_y),
                  accuracy)
         object.__setattr__(self, "_judge", judge)

@@ -54,8 +54,9 @@ class StageFeatures(nn.Module):
         self.input = BackboneInput(backbone.data_config)
         dc = backbone.data_config
         example = torch.zeros(1, dc.in_chans, dc.input_size, dc.input_size)
+        candidates = {s.name: _last_module(backbone, s) for s in backbone.stages("coarse")}
         with eval_mode(backbone), torch.no_grad():
-            maps = self._read(example, [s for s in backbone.stages("coarse") if _last_module(backbone, s)])
+            maps = self._read(example, {name: module for name, module in candidates.items() if module})
         by_size: dict[tuple[int, int], str] = {}
         for name, feature in maps.items():  # input side first: the last stage at a size wins
             if _is_square_map(feature):
@@ -67,25 +68,25 @@ class StageFeatures(nn.Module):
                             "backbone (e.g. backbone=shapes_net, backbone=resnet18) or "
                             "model.discriminator=backbone")
         self.stage_names = chosen
+        self._taps = {name: candidates[name] for name in chosen}  # stage name -> the module read
         self.channels = [int(maps[n].shape[1]) for n in chosen]
         self.sizes = [tuple(maps[n].shape[-2:]) for n in chosen]
 
-    def _read(self, x: torch.Tensor, stages: list[Stage]) -> dict[str, torch.Tensor]:
-        """The output of each stage of ``stages`` for the backbone input ``x``, by stage name."""
+    def _read(self, x: torch.Tensor, taps: dict[str, str]) -> dict[str, torch.Tensor]:
+        """For the backbone input ``x``, the output of each module of ``taps`` (stage name -> the
+        qualified name of its last module), by stage name."""
         caught: dict[str, torch.Tensor] = {}
         with contextlib.ExitStack() as hooks:
-            for stage in stages:
-                module = self.backbone.body.get_submodule(_last_module(self.backbone, stage))
-                handle = module.register_forward_hook(
-                    lambda _m, _args, out, name=stage.name: caught.__setitem__(name, out))
+            for stage, module_name in taps.items():
+                handle = self.backbone.body.get_submodule(module_name).register_forward_hook(
+                    lambda _m, _args, out, stage=stage: caught.__setitem__(stage, out))
                 hooks.callback(handle.remove)
             self.backbone.forward_features(x)
         return caught
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The chosen stages' maps, input side first, for ``images`` in [-1, 1] (the generator's range)."""
-        stages = {s.name: s for s in self.backbone.stages("coarse")}
-        maps = self._read(self.input(images * 0.5 + 0.5), [stages[n] for n in self.stage_names])
+        maps = self._read(self.input(images * 0.5 + 0.5), self._taps)
         return [maps[n] for n in self.stage_names]
 
 
