@@ -395,7 +395,7 @@ def test_sample_writes_images_and_a_per_class_tree_that_image_folder_reads(tmp_p
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--label", "c9"], "--label c9 is not a class of this GAN: use one of c0, c1, c2"),
+    (["--label", "c9"], "label 'c9' is not a class of this GAN: use one of c0, c1, c2 (or 0 to 2)"),
     (["--per-class", "2", "--unconditional"], "need a conditional GAN"),
 ])
 def test_sample_refuses_bad_labels_and_unconditional_per_class(tmp_path, capsys, args, message):
@@ -416,7 +416,9 @@ def test_sample_on_a_classifier_checkpoint_is_a_user_error(tmp_path, capsys):
     trainer.save_checkpoint(tmp_path / "classifier.ckpt")
     with pytest.raises(SystemExit):
         main(["sample", str(tmp_path / "classifier.ckpt")])
-    assert "is a classifier checkpoint, not a GAN's: use `visionlab eval`" in capsys.readouterr().err
+    assert ("is a classifier checkpoint: it can classify (visionlab eval / predict), export (visionlab "
+            "export); "
+            "`visionlab sample` needs one that can draw or restore") in capsys.readouterr().err
 
 
 def _shapes_images(data_dir: Path, count: int) -> torch.Tensor:
@@ -676,7 +678,7 @@ def test_the_lowest_fid_is_best_ckpt_and_sampling_a_run_folder_draws_from_it(mak
     assert len(fids) == 2 and float(callback["best_model_score"]) == pytest.approx(min(fids))
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # still written every epoch, for resuming
     main(["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "drawn")])
-    assert f"drawing from {run_dir / 'checkpoints' / 'best.ckpt'}" in capsys.readouterr().out
+    assert f"using {run_dir / 'checkpoints' / 'best.ckpt'}" in capsys.readouterr().out
 
 
 def test_cas_trains_on_generated_and_on_real_images_and_tests_both_on_real(in_project, capsys):

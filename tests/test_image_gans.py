@@ -236,14 +236,14 @@ def test_restoration_scores_are_float32_under_mixed_precision():
 
 @pytest.mark.parametrize("make", [srgan, inpainter, lapgan], ids=["srgan", "inpaint", "lapgan"])
 def test_checkpoints_round_trip_with_weights_only_and_rebuild_the_generator(tmp_path, make):
-    from visionlab.inference.checkpoint import load_generator
+    from visionlab.inference.checkpoint import load
 
     model = make()
     trainer = fit(model, tmp_path)
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     state = torch.load(tmp_path / "model.ckpt", weights_only=True)
     assert state["visionlab_module"] == model.kind and len(state["optimizer_states"]) == 2
-    rebuilt = load_generator(tmp_path / "model.ckpt")
+    rebuilt = load(tmp_path / "model.ckpt")
     model.eval()
     if model.kind == "lapgan":
         from visionlab.cli.main import main
@@ -296,9 +296,9 @@ def test_sample_upscales_and_inpaints_a_users_images(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("build, args, message", [
-    (srgan, [], "this srgan checkpoint restores images rather than drawing them: give --input"),
+    (srgan, [], "it restores images rather than drawing them: give --input"),
     (srgan, ["--input", "EMPTY"], "holds no readable images"),
-    (lapgan, ["--input", "EMPTY"], "--input is for image-to-image checkpoints (srgan, inpaint); this lapgan"),
+    (lapgan, ["--input", "EMPTY"], "--input is for checkpoints that restore images (srgan, inpaint)"),
     (inpainter, ["--input", "EMPTY", "--mask", "blob"], "--mask='blob' is not one of: center, random_boxes"),
 ])
 def test_sample_refuses_what_a_checkpoint_cannot_do(tmp_path, capsys, build, args, message):

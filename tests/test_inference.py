@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import warnings
 from pathlib import Path
@@ -16,8 +15,7 @@ from PIL import Image
 
 from visionlab.cli.evaluate import cmd_eval
 from visionlab.cli.main import main
-from visionlab.inference.checkpoint import load_classifier, rebuild_classifier
-from visionlab.inference.predict import predict
+from visionlab.inference.checkpoint import evaluation_data, load
 from visionlab.modules.classifier import ClassifierModule
 from visionlab.nets.custom import shapes_net
 
@@ -38,13 +36,13 @@ def test_eval_reproduces_the_test_metrics_of_the_run_and_writes_its_figures(trai
     assert "macro-F1" in capsys.readouterr().out
 
 
-def test_a_truncated_backbone_is_rebuilt_from_the_run_config(trained_run):
+def test_a_truncated_backbone_is_rebuilt_from_the_checkpoint_alone(trained_run):
     run_dir, best, _, overrides = trained_run
-    trained = load_classifier(best, CONF_DIR, overrides)
-    stages = [s.name for s in trained.model.backbone.stages()]
+    model = load(best)
+    stages = [s.name for s in model.backbone.stages()]
     assert stages == ["block1", "block2", "block3"]
     state = torch.load(best, weights_only=True)["state_dict"]
-    for key, value in trained.model.state_dict().items():
+    for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
 
 
@@ -53,33 +51,40 @@ def test_a_checkpoint_from_before_the_cut_was_recorded_rebuilds_from_its_weights
     _, best, _, overrides = trained_run
     state = torch.load(best, weights_only=True)
     del state["hyper_parameters"]["backbone"]["truncate_after"]
+    for key in ("visionlab_config", "visionlab_capabilities", "visionlab_format"):  # as format 1 wrote it
+        del state[key]
+    del state["hyper_parameters"]["backbone"]["recipe"]
+    for key in ("ema_decay", "channels_last"):
+        del state["hyper_parameters"][key]
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / ".hydra").mkdir()
     torch.save(state, tmp_path / "checkpoints" / "old.ckpt")
     old_overrides = [o for o in RUN_OVERRIDES if not o.startswith("freeze")] + ["freeze=auto",
                                                                                 "freeze.similar=false"]
     (tmp_path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(old_overrides))
-    trained = rebuild_classifier(tmp_path / "checkpoints" / "old.ckpt", CONF_DIR, overrides)
-    assert [s.name for s in trained.model.backbone.stages()] == ["block1", "block2", "block3"]
-    assert trained.model.hparams.backbone["truncate_after"] == "block3"  # a re-saved checkpoint records it
-    for key, value in trained.model.state_dict().items():
+    model = load(tmp_path / "checkpoints" / "old.ckpt", conf_dir=CONF_DIR)
+    assert [s.name for s in model.backbone.stages()] == ["block1", "block2", "block3"]
+    assert model.hparams.backbone["truncate_after"] == "block3"  # a re-saved checkpoint records it
+    for key, value in model.state_dict().items():
         assert torch.equal(value, state["state_dict"][key]), key
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda d, best: d / "missing.ckpt", "missing.ckpt does not exist"),
     (lambda d, best: _write(d / "cut.ckpt", best.read_bytes()[:1000]), "is not a visionlab checkpoint (not a "
-     "file torch.save wrote, or a truncated one): give a classifier checkpoint"),
+     "file torch.save wrote, or a truncated one): give a checkpoint that can classify"),
     (lambda d, best: _write(d / "notes.ckpt", b"hello"), "is not a visionlab checkpoint"),
     (lambda d, best: _write(d / "README.md", (CONF_DIR.parent / "README.md").read_bytes()),
      "is not a visionlab checkpoint"),
     (lambda d, best: _save(d / "gan.ckpt", {"state_dict": {}, "visionlab_module": "gan"}),
-     "is a gan checkpoint, not a classifier's: draw from it with `visionlab sample"),
+     "is a gan checkpoint, which serves no command (it can only be resumed); `visionlab eval` needs one that "
+     "can classify"),
     (lambda d, best: _save(d / "old_gan.ckpt",
                            {"state_dict": {}, "hyper_parameters": {"latent_dim": 8, "generator": "dcgan"}}),
-     "is a gan checkpoint, not a classifier's"),
+     "is a visionlab checkpoint: it can draw (visionlab sample --n); `visionlab eval` needs one that can "
+     "classify"),
     (lambda d, best: _save(d / "other.ckpt", {"state_dict": {}, "hyper_parameters": {}}),
-     "is not a visionlab classifier checkpoint"),
+     "is a visionlab checkpoint, which serves no command"),
 ])
 def test_bad_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys, make, message):
     _, best, _, overrides = trained_run
@@ -138,10 +143,9 @@ def test_predict_without_top_k_gives_three_classes_or_all_of_a_binary_model(tmp_
         images.append(tmp_path / f"{index}.png")
         Image.new("RGB", (size, size), (40 * index, 90, 200)).save(images[-1])
     for classes in (["cat", "dog"], ["a", "b", "c", "d"]):
-        model = ClassifierModule(shapes_net(input_size=32), len(classes),
-                                 optimizer=functools.partial(torch.optim.Adam))
-        predictions = predict(model, images, classes, None, batch_size=2)
-        assert [p.path for p in predictions] == images
+        model = ClassifierModule(shapes_net(input_size=32), len(classes), class_names=classes)
+        predictions = model.predict(images, batch_size=2)
+        assert [p.source for p in predictions] == images
         for p in predictions:
             assert len(set(p.classes)) == len(p.classes) == min(3, len(classes))
             assert set(p.classes) <= set(classes)
@@ -181,11 +185,12 @@ def test_export_matches_pytorch_with_a_dynamic_batch_and_writes_the_preprocessin
     assert printed.out.count("\n") == 2  # what was written, and how it was verified
     model = next(p for p in out.iterdir() if p.name.startswith("model."))
     preprocessing = json.loads((out / "preprocessing.json").read_text())
-    trained = load_classifier(best, CONF_DIR, overrides)
+    trained = load(best)
     assert preprocessing["class_names"] == trained.class_names and preprocessing["input_size"] == [3, 64, 64]
-    images = torch.stack([trained.datamodule.test_set[i][0] for i in range(3)])  # another batch size
+    test_set = evaluation_data(trained, overrides).test_set
+    images = torch.stack([test_set[i][0] for i in range(3)])  # another batch size
     with torch.no_grad():
-        expected = trained.model(images).softmax(dim=-1)
+        expected = trained(images).softmax(dim=-1)
     torch.testing.assert_close(run_exported(model, fmt, images), expected, atol=TOLERANCE, rtol=0)
 
 
@@ -233,7 +238,7 @@ def test_top_losses_are_the_most_confidently_wrong_first():
 
 
 def test_tta_averages_the_softmax_over_its_views_and_none_is_the_plain_score():
-    from visionlab.inference.tta import TTA_VIEWS, averaged_log_probabilities, centre_crop
+    from visionlab.data.tta import TTA_VIEWS, averaged_log_probabilities, centre_crop
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))

@@ -10,13 +10,14 @@ PACKAGE = Path(visionlab.__file__).parent
 # Bottom to top, as in the README's architecture section.
 LAYERS = [
     {"data_config", "errors", "assets", "resolvers", "checkpoint_header", "config_targets", "drawing",
-     "image_files", "registry", "downloads"},
+     "image_files", "registry", "downloads", "project"},
     {"data", "nets"},
     {"finetune", "metrics"},
     {"modules"},
     {"callbacks"},
     {"train", "run_summary", "preflight", "prefetch"},
     {"inference"},
+    {"api"},
     {"cli"},
 ]
 # Parts that share a layer and never import each other: networks and data know nothing of each

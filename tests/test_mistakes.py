@@ -243,7 +243,19 @@ MISTAKES = {
     "eval-a-gan": Mistake(
         "file in the wrong place",
         ("eval", "{gan}"),
-        "is a gan checkpoint, not a classifier's: draw from it with `visionlab sample",
+        "is a gan checkpoint: it can draw (visionlab sample --n); `visionlab eval` needs one that can "
+        "classify",
+    ),
+    "eval-a-kind-that-cannot-be-imported": Mistake(
+        "file in the wrong place",
+        ("eval", "{unimportable}"),
+        "was written by the model kind 'vanished' of vanished_package.models.VanishedModule, whose module is "
+        "not on the import path: install its package or add its folder to PYTHONPATH",
+    ),
+    "predict-with-a-newer-format": Mistake(
+        "file in the wrong place",
+        ("predict", "{future}", "{folders}/two"),
+        "has checkpoint format 99, and this visionlab reads formats 1 to 2",
     ),
     "export-an-srgan": Mistake("file in the wrong place", ("export", "{srgan}"), "is a srgan checkpoint"),
     "predict-with-a-gan": Mistake(
@@ -252,10 +264,13 @@ MISTAKES = {
     "sample-a-classifier": Mistake(
         "file in the wrong place",
         ("sample", "{classifier}"),
-        "is a classifier checkpoint, not a GAN's: use `visionlab eval`",
+        "is a classifier checkpoint: it can classify (visionlab eval / predict), export (visionlab export); "
+        "`visionlab sample` needs one that can draw or restore",
     ),
     "eval-a-run-folder": Mistake(
-        "file in the wrong place", ("eval", "{ws}"), "is a folder: give a classifier"
+        "file in the wrong place",
+        ("eval", "{ws}"),
+        "holds no checkpoints/best.ckpt, epoch_*.ckpt or last.ckpt: give a run folder or a .ckpt file",
     ),
     "predict-on-a-text-file": Mistake(
         "file in the wrong place",
@@ -330,21 +345,26 @@ MISTAKES = {
     "sample-input-to-a-noise-gan": Mistake(
         "command",
         ("sample", "{gan}", "--input", "{folders}/two"),
-        "--input is for image-to-image checkpoints (srgan, inpaint)",
+        "--input is for checkpoints that restore images (srgan, inpaint)",
     ),
     "sample-srgan-without-input": Mistake(
         "command", ("sample", "{srgan}"), "restores images rather than drawing them: give --input"
     ),
     "sample-mask-on-a-gan": Mistake(
-        "command", ("sample", "{gan}", "--mask", "center"), "--mask is for inpaint checkpoints, not gan"
+        "command", ("sample", "{gan}", "--mask", "center"), "--mask is for inpaint checkpoints, and"
     ),
     "cas-on-an-unconditional-gan": Mistake(
         "command", ("cas", "{gan}"), "is an unconditional gan: the CAS needs images of a class on demand"
     ),
     "cas-on-a-classifier": Mistake(
-        "command", ("cas", "{classifier}"), "is a classifier checkpoint, not a GAN's"
+        "command", ("cas", "{classifier}"), "is a classifier checkpoint: it can classify"
     ),
-    "cas-on-an-srgan": Mistake("command", ("cas", "{srgan}"), "which restores images: the CAS needs"),
+    "cas-on-an-srgan": Mistake(
+        "command",
+        ("cas", "{srgan}"),
+        "is a srgan checkpoint: it can restore (visionlab sample --input); `visionlab cas` needs one that "
+        "can draw",
+    ),
     "sample-zero-images": Mistake("command", ("sample", "{gan}", "--n", "0"), "--n 0 must be at least 1"),
     "sample-label-of-unconditional": Mistake(
         "command",
@@ -408,7 +428,12 @@ def build_workspace(ws: Path, run_dir: Path, best: Path, data_dir: Path) -> dict
                       ws / "gan_run" / "checkpoints" / "last.ckpt")
     srgan = save_module(SRGANModule(adam, image_size=32, blocks=1, g_width=8, d_width=8, num_samples=2),
                         ws / "srgan_run" / "checkpoints" / "last.ckpt")
-    return {"ws": str(ws), "folders": str(ws / "folders"), "readme": str(ws / "README.md"), "gan": str(gan),
+    state = torch.load(gan, weights_only=True)
+    vanished = {"visionlab_module": "vanished", "visionlab_target": "vanished_package.models.VanishedModule"}
+    torch.save(state | vanished, unimportable := ws / "vanished.ckpt")
+    torch.save(torch.load(best, weights_only=True) | {"visionlab_format": 99}, future := ws / "future.ckpt")
+    return {"unimportable": str(unimportable), "future": str(future), "ws": str(ws),
+            "folders": str(ws / "folders"), "readme": str(ws / "README.md"), "gan": str(gan),
             "srgan": str(srgan), "classifier": str(best), "run": str(run_dir), "data": str(data_dir)}
 
 
@@ -503,6 +528,8 @@ def test_the_command_line_checks_answer_before_torch_loads(workspace):
         "predict-with-a-gan",
         "eval-a-run-folder",
         "sample-zero-images",
+        "eval-a-kind-that-cannot-be-imported",
+        "predict-with-a-newer-format",
     ]
     commands = ["|".join(arg.format(**workspace) for arg in MISTAKES[name].argv) for name in names]
     result = subprocess.run(

@@ -13,19 +13,21 @@ from torch import nn
 from visionlab.data_config import DataConfig
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.base import register_kind
+from visionlab.modules.capabilities import Draws
 from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.custom import CUSTOM_BACKBONES, sequential_backbone
 
 
 @register_kind
-class ToyGAN(AdversarialModule):
+class ToyGAN(Draws, AdversarialModule):
     """A linear generator against a linear discriminator on small gray images."""
 
     kind = "toy_gan"
+    capabilities = frozenset({"draw"})
     sample_options = ("n",)
 
-    def __init__(self, optimizer: OptimizerFactory, image_size: int = 8, channels: int = 1,
+    def __init__(self, optimizer: OptimizerFactory | None = None, image_size: int = 8, channels: int = 1,
                  latent_dim: int = 4, loss: str = "bce", g_lr: float = 1e-3, d_lr: float = 1e-3,
                  ema_decay: float = 0.0, grad_clip: float | None = None) -> None:
         super().__init__(optimizer, ema_decay)

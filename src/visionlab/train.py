@@ -24,6 +24,7 @@ from visionlab.config_targets import check_config_targets
 from visionlab.downloads import require_available, use_cache_dir
 from visionlab.errors import UserError, first_line
 from visionlab.modules.base import module_class
+from visionlab.nets.factory import build_backbone
 from visionlab.prefetch import run_files
 from visionlab.preflight import check_paths, in_sweep
 from visionlab.run_summary import log_run_summary
@@ -179,7 +180,7 @@ def run(cfg: DictConfig) -> float | None:
     check_batch_mixing(cfg, model_class)
     tuner = instantiate(cfg.tune, reference_lr=cfg.optimizer.get("lr")) if cfg.get("tune") else None
     # The backbone first: its data config decides the data's resizing and normalisation.
-    backbone = instantiate(cfg.backbone) if model_class.needs_backbone(cfg.model) else None
+    backbone = build_backbone(cfg.backbone) if model_class.needs_backbone(cfg.model) else None
     datamodule = instantiate(cfg.data, data_config=model_class.data_config(cfg, backbone),
                              augment=instantiate(cfg.augment))
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
@@ -194,6 +195,7 @@ def run(cfg: DictConfig) -> float | None:
 
     prepare_and_setup(datamodule, trainer)  # the classes and sample shape the module is built for
     model = model_class.from_run(cfg, datamodule, backbone)
+    model.remember_run_config(cfg)  # every checkpoint holds it: the file alone rebuilds the model
     datamodule = model.prepare_datamodule(cfg, datamodule)
     check_resumable(cfg, resumed, model)
     if tuner is not None:

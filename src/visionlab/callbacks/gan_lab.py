@@ -53,17 +53,9 @@ class GANLabView(L.Callback):
             plt.close(figure)
 
     @staticmethod
-    @torch.no_grad()
     def _generate(pl_module, n: int, seed: int) -> torch.Tensor:
         """``n`` points from the (EMA) generator for seeded noise (labels cycling over the classes)."""
-        z = torch.randn(n, pl_module.hparams.latent_dim, generator=torch.Generator().manual_seed(seed))
-        labels = torch.arange(n) % max(1, pl_module.hparams.num_classes)
-        training = pl_module.training
-        pl_module.eval()
-        # forward() ignores the labels of an unconditional GAN
-        points = pl_module(z.to(pl_module.device), labels.to(pl_module.device))
-        pl_module.train(training)
-        return points.float().cpu()
+        return pl_module.draw(n, seed=seed)
 
     def figure(self, pl_module, real: torch.Tensor, epoch: int):
         """The matplotlib figure: D's belief heatmap, real and fake points, generator-gradient arrows."""

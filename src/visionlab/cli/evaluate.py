@@ -1,8 +1,9 @@
 """``visionlab eval CKPT [CKPT ...] [overrides]``: test-set metrics of trained classifiers.
 
 For each checkpoint: accuracy, macro-F1 and a per-class table on stdout; ``eval.json``,
-``confusion_matrix.png`` and ``top_losses.png`` in ``<run>/eval/<checkpoint>[-<overrides>]/``;
-the confusion matrix also in the run's TensorBoard (*Images*, ``eval/confusion_matrix``).
+``confusion_matrix.png`` and ``top_losses.png`` in ``<run>/eval/<checkpoint>[-<overrides>]/`` (a
+checkpoint copied out of its run: ``eval/`` beside it); the confusion matrix also in the run's
+TensorBoard (*Images*, ``eval/confusion_matrix``) when it has one.
 With two or more checkpoints, their metrics side by side (feature extraction vs fine-tuning).
 """
 
@@ -12,8 +13,10 @@ import json
 import re
 from pathlib import Path
 
-from visionlab.inference.checkpoint import load_classifier
-from visionlab.inference.evaluate import Evaluation, evaluate
+from visionlab.api import evaluate
+from visionlab.checkpoint_header import output_root
+from visionlab.inference.checkpoint import evaluation_data, load
+from visionlab.inference.evaluate import Evaluation
 from visionlab.inference.figures import confusion_figure, top_losses_grid
 
 TOP_LOSSES = 16
@@ -34,7 +37,7 @@ def print_per_class(evaluation: Evaluation) -> None:
               f"{row['support']:7d}")
 
 
-def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> None:
+def write_outputs(evaluation: Evaluation, dataset, data_config, run_dir: Path, out: Path, title: str) -> None:
     """``eval.json``, the confusion-matrix figure (also to TensorBoard) and the top-losses grid."""
     import matplotlib.pyplot as plt
 
@@ -42,7 +45,7 @@ def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> Non
     (out / "eval.json").write_text(json.dumps(evaluation.as_dict(), indent=2))
     figure = confusion_figure(evaluation.confusion, evaluation.class_names, title)
     figure.savefig(out / "confusion_matrix.png", dpi=100)
-    tensorboard = trained.run_dir / "tensorboard"
+    tensorboard = run_dir / "tensorboard"
     if tensorboard.is_dir():
         from torch.utils.tensorboard import SummaryWriter
 
@@ -51,30 +54,31 @@ def write_outputs(evaluation: Evaluation, trained, out: Path, title: str) -> Non
     plt.close(figure)
     wrong = evaluation.most_confidently_wrong(TOP_LOSSES)
     if wrong:
-        data = trained.datamodule
-        dataset = data.test_set if data.test_set is not None else data.val_set
-        top_losses_grid(dataset, wrong, evaluation, data.data_config).save(out / "top_losses.png")
+        top_losses_grid(dataset, wrong, evaluation, data_config).save(out / "top_losses.png")
 
 
-def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path, tta: str = "none",
+def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path | None = None, tta: str = "none",
              averaged: bool = True) -> list[Evaluation]:
-    """Evaluate every checkpoint on its run's test set (``overrides`` applied); print, write, return.
-    With ``tta``, also the softmax averaged over its views, printed and written beside the plain
-    score (the figures stay the plain model's)."""
+    """Evaluate every checkpoint on its run's test set (``overrides`` applied) with
+    :func:`visionlab.evaluate`; print, write, return. With ``tta``, also the softmax averaged over
+    its views, printed and written beside the plain score (the figures stay the plain model's).
+    ``conf_dir`` is needed only for overrides that pick a group option (``data=image_folder``) and
+    for checkpoints written before they held their run's config."""
     results = []
     for checkpoint in checkpoints:
-        trained = load_classifier(checkpoint, conf_dir, overrides, averaged)
-        loader = trained.datamodule.test_dataloader()
-        evaluation = evaluate(trained.model, loader, list(trained.datamodule.class_names),
-                              f"evaluating {checkpoint.name}")
-        out = output_dir(trained.run_dir, checkpoint, overrides)
-        write_outputs(evaluation, trained, out, f"{trained.run_dir.name}/{checkpoint.name}")
+        model = load(checkpoint, averaged=averaged, conf_dir=conf_dir)
+        data = evaluation_data(model, overrides, conf_dir)
+        evaluation = evaluate(model, description=f"evaluating {checkpoint.name}", data=data)
+        run_dir = output_root(checkpoint)
+        out = output_dir(run_dir, checkpoint, overrides)
+        write_outputs(evaluation, data.test_set if data.test_set is not None else data.val_set,
+                      model.input_config, run_dir, out, f"{run_dir.name}/{checkpoint.name}")
         print(f"{checkpoint}: accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
               f"loss {evaluation.loss:.4f} on {int(evaluation.confusion.sum())} test images")
         print_per_class(evaluation)
         if tta != "none":
-            augmented = evaluate(trained.model, loader, list(trained.datamodule.class_names),
-                                 f"evaluating {checkpoint.name} with --tta {tta}", tta=tta)
+            augmented = evaluate(model, tta=tta, description=f"evaluating {checkpoint.name} with --tta {tta}",
+                                 data=data)
             gain = augmented.accuracy - evaluation.accuracy
             print(f"  with --tta {tta}: accuracy {augmented.accuracy:.4f} ({gain:+.4f}), macro-F1 "
                   f"{augmented.macro_f1:.4f}, loss {augmented.loss:.4f}")

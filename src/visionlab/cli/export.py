@@ -4,27 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from visionlab.inference.checkpoint import load_classifier
-from visionlab.inference.export import TOLERANCE, export, verify
-
-CHECK_IMAGES = 8
+from visionlab.api import check_images, export
+from visionlab.inference.checkpoint import load
+from visionlab.inference.export import TOLERANCE
 
 
-def cmd_export(checkpoint: Path, fmt: str, out: Path | None, output: str, conf_dir: Path,
-               overrides: list[str] = (), averaged: bool = True) -> float:
-    """Export to ``out`` (default ``<run>/export/<format>``), verify on real test images, return the
-    largest difference from PyTorch."""
-    trained = load_classifier(checkpoint, conf_dir, overrides, averaged)
-    data = trained.datamodule
-    dataset = data.test_set if data.test_set is not None else data.val_set
-    images = torch.stack([dataset[i][0] for i in range(min(CHECK_IMAGES, len(dataset)))])
-    out = out or trained.run_dir / "export" / fmt
-    path = export(trained.model, fmt, out, images, output)
-    difference = verify(trained.model, path, fmt, images, output)
+def cmd_export(checkpoint: Path, fmt: str, out: Path, output: str, conf_dir: Path | None = None,
+               overrides: list[str] = (), averaged: bool = True, force: bool = False) -> float:
+    """Export to ``out`` with :func:`visionlab.export`, verified on the run's test images (or, when its
+    data is not at hand, on random ones); return the largest difference from PyTorch."""
+    model = load(checkpoint, averaged=averaged, conf_dir=conf_dir)
+    images, what = check_images(model, overrides, conf_dir)
+    path, difference = export(model, fmt, out, output, force, images)
     print(f"{fmt} model written to {path} (input images (N, {', '.join(map(str, images.shape[1:]))}), "
           f"output {output}), preprocessing in {out / 'preprocessing.json'}")
-    print(f"verified on {len(images)} test images: max |exported - PyTorch| = {difference:.2e} "
+    print(f"verified on {len(images)} {what}: max |exported - PyTorch| = {difference:.2e} "
           f"(tolerance {TOLERANCE:.0e})")
     return difference

@@ -9,20 +9,8 @@ from pathlib import Path
 
 from visionlab.cli.checks import check_before_imports
 from visionlab.cli.errors import EXIT_USER_ERROR, exit_on_user_error
-from visionlab.errors import UserError
-from visionlab.inference.tta import TTA_VIEWS
-
-# conf/ of the source checkout (an editable install): src/visionlab/cli/main.py -> repo root.
-CHECKOUT_CONF = Path(__file__).resolve().parents[3] / "conf"
-
-
-def find_conf_dir() -> Path:
-    """The project's ``conf/``: next to the current directory or the source checkout."""
-    for candidate in (Path.cwd() / "conf", CHECKOUT_CONF):
-        if (candidate / "train.yaml").is_file():
-            return candidate
-    raise UserError("no conf/train.yaml found: run visionlab from the project root "
-                    "(the folder with train.py and conf/)")
+from visionlab.data.tta import TTA_VIEWS
+from visionlab.project import conf_dir_if_any, find_conf_dir
 
 
 def cmd_train(overrides: list[str]) -> None:
@@ -73,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="test-set metrics, confusion matrix and top losses of classifier "
                                            "checkpoints (Hydra overrides of the run's config may follow)")
     evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
-                          help="one or more .ckpt files, then overrides (data=image_folder data.root=DIR)")
+                          help="one or more .ckpt files or run folders, then overrides (data.root=DIR)")
     evaluate.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
                           help="also score the softmax averaged over views: flip (2), flip_crop (4)")
     evaluate.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
     pred = sub.add_parser("predict", help="predict the class of an image or of every image in a folder")
-    pred.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
+    pred.add_argument("checkpoint", type=Path, help="a classifier's checkpoint, or its run folder")
     pred.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
     pred.add_argument("--out", type=Path, default=None,
                       help="the CSV to write (default: <run>/predictions/<input name>.csv)")
@@ -90,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="average the softmax over views of each image: flip (2), flip_crop (4)")
     pred.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
     exp = sub.add_parser("export", help="export a classifier to ONNX or TorchScript, checked against PyTorch")
-    exp.add_argument("checkpoint", type=Path, help="a classifier run's checkpoint")
+    exp.add_argument("checkpoint", type=Path, help="a classifier's checkpoint, or its run folder")
     exp.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
     exp.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/export/<format>)")
-    exp.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    exp.add_argument("--force", action="store_true", help="replace an earlier export of this format in --out")
     exp.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
     exp.add_argument("--output", default="probabilities", choices=("probabilities", "logits"))
     board = sub.add_parser("board", help="TensorBoard over the runs under DIRs, each named by the overrides "
@@ -171,19 +159,17 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "eval":
             from visionlab.cli.evaluate import cmd_eval
 
-            overrides = [t for t in args.targets if "=" in t]
-            checkpoints = [Path(t) for t in args.targets if "=" not in t]
-            cmd_eval(checkpoints, overrides, find_conf_dir(), args.tta, averaged=not args.no_ema)
+            cmd_eval(args.checkpoints, args.overrides, conf_dir_if_any(), args.tta, averaged=not args.no_ema)
         elif args.command == "predict":
             from visionlab.cli.predict import cmd_predict
 
             cmd_predict(args.checkpoint, args.images, args.skipped, args.out, args.top_k, args.batch_size,
-                        find_conf_dir(), args.tta, averaged=not args.no_ema)
+                        conf_dir_if_any(), args.tta, averaged=not args.no_ema)
         elif args.command == "export":
             from visionlab.cli.export import cmd_export
 
-            cmd_export(args.checkpoint, args.format, args.out, args.output, find_conf_dir(),
-                       averaged=not args.no_ema)
+            cmd_export(args.checkpoint, args.format, args.out, args.output, conf_dir_if_any(),
+                       averaged=not args.no_ema, force=args.force)
         elif args.command == "board":
             from visionlab.cli.board import cmd_board
 

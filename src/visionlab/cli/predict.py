@@ -6,8 +6,8 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from visionlab.inference.checkpoint import rebuild_classifier
-from visionlab.inference.predict import Prediction, predict
+from visionlab.inference.checkpoint import load
+from visionlab.modules.capabilities import Prediction
 
 
 def write_csv(predictions: list[Prediction], out: Path) -> None:
@@ -21,20 +21,22 @@ def write_csv(predictions: list[Prediction], out: Path) -> None:
         for p in predictions:
             ranked = [value for pair in zip(p.classes, (f"{q:.6f}" for q in p.probabilities), strict=True)
                       for value in pair]
-            writer.writerow([str(p.path), p.classes[0], f"{p.probabilities[0]:.6f}", *ranked])
+            writer.writerow([str(p.source), p.classes[0], f"{p.probabilities[0]:.6f}", *ranked])
 
 
 def cmd_predict(checkpoint: Path, images: list[Path], skipped: list[Path], out: Path, top_k: int | None,
-                batch_size: int, conf_dir: Path, tta: str = "none", averaged: bool = True
+                batch_size: int, conf_dir: Path | None = None, tta: str = "none", averaged: bool = True
                 ) -> list[Prediction]:
     """Predict ``images`` (as :func:`~visionlab.image_files.find_images` found them, with the files
-    it ``skipped``); write ``out``; print counts per class and skipped files."""
-    trained = rebuild_classifier(checkpoint, conf_dir, averaged=averaged)
-    predictions = predict(trained.model, images, trained.class_names, top_k, batch_size, tta)
+    it ``skipped``) with the model's own ``predict``; write ``out``; print counts per class and
+    skipped files. ``conf_dir`` is read only for a checkpoint written before they held their run's
+    config."""
+    model = load(checkpoint, averaged=averaged, conf_dir=conf_dir)
+    predictions = model.predict(images, top_k, tta, batch_size, progress=True)
     write_csv(predictions, out)
     counts = Counter(p.classes[0] for p in predictions)
     print(f"{len(predictions)} image(s) predicted, written to {out}")
-    for name in trained.class_names:
+    for name in model.class_names:
         print(f"  {name:<20} {counts.get(name, 0):6d}")
     if skipped:
         print(f"skipped {len(skipped)} file(s) that are not images:")

@@ -1,6 +1,6 @@
 """``visionlab sample``: images drawn from a trained noise model (GAN, LAPGAN), or a user's images
 restored by an image-to-image one (SRGAN: upscaled, inpainting: filled), from the checkpoint alone
-(no config needed): whatever kind the checkpoint records, by the options that kind takes."""
+(no config needed), through the model's own ``draw`` or ``restore``: whichever it serves."""
 
 from __future__ import annotations
 
@@ -9,19 +9,9 @@ from pathlib import Path
 from torchvision.utils import make_grid, save_image
 
 from visionlab.errors import UserError
-from visionlab.inference.checkpoint import load_generator
-from visionlab.inference.sampling import generate, write_generated_tree
+from visionlab.inference.checkpoint import load
+from visionlab.inference.sampling import write_generated_tree
 from visionlab.nets.masks import check_mask
-
-
-def class_index(model, label: str) -> int:
-    """The index of ``label`` (a class name or number) among the model's classes, or a UserError."""
-    names = model.hparams.class_names  # conditional: checked by cli/checks.py before anything loads
-    if label in names:
-        return names.index(label)
-    if label.isdigit() and int(label) < len(names):
-        return int(label)
-    raise UserError(f"--label {label} is not a class of this GAN: use one of {', '.join(names)}")
 
 
 def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> None:
@@ -37,12 +27,13 @@ def cmd_restore(model, source: Path, out: Path, mask: str | None, seed: int) -> 
 
 def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_class: int | None,
                seed: int, source: Path | None = None, mask: str | None = None) -> None:
-    """Noise models (taking ``--n``): write ``count`` PNGs and ``grid.png`` to ``out``, or with
-    ``per_class`` an ImageFolder tree. Image-to-image models (taking ``--input``): restore ``source``."""
-    model = load_generator(checkpoint)  # the options its kind takes are checked by cli/checks.py
+    """Models that draw: write ``count`` PNGs and ``grid.png`` to ``out``, or with ``per_class`` an
+    ImageFolder tree. Models that restore: restore ``source``. (The options each takes are checked
+    by cli/checks.py before anything loads.)"""
+    model = load(checkpoint)
     if mask is not None:
         check_mask(mask, "--mask")
-    if "input" in model.sample_options:
+    if "restore" in model.capabilities:
         cmd_restore(model, source, out, mask, seed)
         return
     shape = model.hparams.get("sample_shape")  # points (toy2d) rather than images; LAPGAN: always images
@@ -53,7 +44,7 @@ def cmd_sample(checkpoint: Path, count: int, out: Path, label: str | None, per_c
         print(f"{per_class} images per class of {len(model.hparams.class_names)} classes written to {out} "
               "(an ImageFolder tree: train on it with data=image_folder data.root=...)")
         return
-    images = generate(model, count, class_index(model, label) if label is not None else None, seed)
+    images = model.draw(count, label, seed)
     out.mkdir(parents=True, exist_ok=True)
     for number, image in enumerate(images):
         save_image(image, out / f"sample_{number:04d}.png")

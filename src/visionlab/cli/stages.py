@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visionlab.cli.main import CHECKOUT_CONF
+from visionlab.project import CHECKOUT_CONF
 
 
 def resolve_backbone_name(name: str, source: str | None) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from visionlab.errors import UserError
-from visionlab.inference.checkpoint import load_generator, run_config
+from visionlab.inference.checkpoint import composed_run_config, load, with_overrides
 from visionlab.inference.sampling import write_class_tree, write_generated_tree
 from visionlab.modules.base import module_class
 
@@ -82,11 +82,12 @@ def train_classifier(conf_dir: Path, root: Path, overrides: list[str], seed: int
 def classification_accuracy_score(checkpoint: Path, conf_dir: Path, out: Path, per_class: int | None = None,
                                   overrides: list[str] = (), seed: int = 0) -> CASResult:
     """The CAS of ``checkpoint`` beside the same classifier trained on real images (module docstring)."""
-    generator = load_generator(checkpoint)
+    generator = load(checkpoint)
     if not generator.hparams.get("conditional"):
         raise UserError(f"{checkpoint} is an unconditional GAN: the CAS needs images of a class on demand "
                         "(train with model.conditional=true, e.g. experiment=cgan_shapes)")
-    cfg = run_config(checkpoint, conf_dir, [])
+    cfg = (with_overrides(generator.run_config, [], conf_dir) if generator.run_config is not None
+           else composed_run_config(checkpoint, conf_dir, []))
     data = instantiate(cfg.data, data_config=module_class(cfg.model).data_config(cfg, None), augment=None)
     data.prepare_data()
     data.setup("fit")

@@ -1,71 +1,54 @@
-"""Rebuild a trained module from its checkpoint alone, and a classifier's data.
+"""A trained module from a checkpoint file or a run folder, and the data a classifier is judged on.
 
-Any kind: the checkpoint records its model kind (and the class's import path), and that class
-rebuilds itself (:meth:`visionlab.modules.base.RunModule.from_checkpoint`). A classifier also
-needs its run's config. A run directory holds everything: ``checkpoints/*.ckpt`` (weights and
-the class names, read with ``weights_only=True``: nothing is unpickled) and
-``.hydra/overrides.yaml`` (how the run was composed). Composing ``conf/train.yaml`` with those
-overrides, plus any the user adds (``data=image_folder data.root=...``), gives the backbone, its
-preprocessing, the head and the freeze plan, so a truncated backbone is rebuilt as trained.
+The module comes from the file alone (:func:`visionlab.modules.loading.load_module`). A checkpoint
+written before checkpoints held their run's config (format 1) is a classifier's exception: its
+run is recomposed from ``conf/`` and the run folder's ``.hydra/overrides.yaml``
+(:func:`composed_run_config`). The data is the run's, as its config says, with the user's
+overrides on top (``data.root=DIR``, or ``data=image_folder ...``, which needs ``conf/``).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from visionlab.checkpoint_header import CheckpointHeader, require_classifier, require_samplable, run_dir_of
-from visionlab.errors import UserError, hydra_error_line
-from visionlab.modules.base import RunModule, kind_class
-from visionlab.modules.classifier import ClassifierModule
+from visionlab.checkpoint_header import run_checkpoint, run_dir_of
+from visionlab.errors import UserError, first_line, hydra_error_line
+from visionlab.modules.base import RunModule
+from visionlab.modules.loading import load_module
+from visionlab.project import find_conf_dir
 
 
-def read_checkpoint(path: Path) -> dict:
-    """The checkpoint at ``path`` (``weights_only=True``), whose header the caller has read (it says
-    what the file is not, before torch loads: :mod:`visionlab.checkpoint_header`)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a damaged storage; the header already read, nothing is unpickled further
-        raise UserError(f"{path}: the checkpoint's tensors cannot be read (a truncated or damaged file): "
-                        "use another checkpoint of the run") from err
+def load(path: str | Path, device: str | torch.device | None = None, averaged: bool = True,
+         conf_dir: Path | None = None) -> RunModule:
+    """The module of a checkpoint, or of a run folder's checkpoint (:func:`run_checkpoint`), in eval
+    mode on ``device``; with its weight average where the kind keeps one and ``averaged``.
+    ``conf_dir`` (default: the project's) is read only for a format-1 classifier checkpoint."""
+    checkpoint = run_checkpoint(Path(path))
+    return load_module(checkpoint, device, averaged,
+                       run_config=lambda: composed_run_config(checkpoint, conf_dir or find_conf_dir(), []))
 
 
-def rebuild(checkpoint: Path, header: CheckpointHeader, conf_dir: Path | None = None,
-            overrides: list[str] = ()) -> tuple[RunModule, Callable[[], DictConfig]]:
-    """The module of ``checkpoint`` with its weights, in eval mode, rebuilt by the class of the kind
-    it records; and the (cached) composer of its run's config (``conf_dir`` and ``overrides``)."""
-    state = read_checkpoint(checkpoint)
-    module_class = kind_class(header.kind, state.get("visionlab_target"))
-
-    @functools.cache
-    def config() -> DictConfig:
-        if conf_dir is None:
-            raise UserError(f"{checkpoint}: rebuilding a {header.kind} needs the project's conf/ folder")
-        return run_config(checkpoint, conf_dir, list(overrides))
-
-    return module_class.from_checkpoint(state, checkpoint, config), config
-
-
-def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictConfig:
-    """The config of the run that wrote ``checkpoint``, with ``overrides`` applied on top.
+def composed_run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictConfig:
+    """The config of the run that wrote ``checkpoint`` recomposed from ``conf_dir`` and its run
+    folder's ``.hydra/overrides.yaml``, with ``overrides`` applied on top (a format-1 checkpoint).
 
     An override that picks another option of a group (``data=image_folder``) replaces the run's
     settings of that group (``data.train_per_class=6`` belongs to the shapes data the run had).
     """
+    from hydra import compose, initialize_config_dir
     from hydra.errors import CompactHydraException
 
     run_dir = run_dir_of(checkpoint)
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
-        raise UserError(f"{checkpoint}: no {saved}; the checkpoint must sit in its run directory "
-                        "(<run>/checkpoints/*.ckpt beside <run>/.hydra/), as train.py wrote it")
+        raise UserError(f"{checkpoint} was written before checkpoints held their run's config, and no "
+                        f"{saved} "
+                        "is beside it: keep it in its run directory (<run>/checkpoints/*.ckpt beside "
+                        "<run>/.hydra/), as train.py wrote it")
     regrouped = {o.split("=")[0] for o in overrides if "=" in o and "." not in o.split("=")[0]}
     run_overrides = [str(o) for o in OmegaConf.load(saved)
                      if str(o).split("=")[0].split(".")[0].lstrip("+~") not in regrouped]
@@ -79,53 +62,70 @@ def run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) -> DictCo
     return cfg
 
 
-@dataclass
-class TrainedClassifier:
-    """A classifier rebuilt from a checkpoint, in eval mode, with its run's config; ``datamodule``
-    is set up only when the data was asked for."""
+def with_overrides(saved: dict, overrides: list[str], conf_dir: Path | None) -> DictConfig:
+    """A run's saved config with Hydra-style ``overrides``: ``key=value`` sets a key the config has
+    (``+key=value`` adds one, ``~key`` removes one); ``group=option`` replaces a group's settings by
+    that option's from ``conf_dir`` (with the overrides of that group applied)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
-    model: ClassifierModule
-    cfg: DictConfig
-    run_dir: Path
-    datamodule: object | None = None
+    cfg = OmegaConf.create(saved)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        raise UserError(f"the overrides do not parse: {first_line(err)}") from None
+    groups = {o.key_or_group for o in parsed
+              if "." not in o.key_or_group and OmegaConf.is_dict(cfg.get(o.key_or_group))}
+    if groups:
+        if conf_dir is None:
+            raise UserError(f"{', '.join(sorted(groups))}=<option> picks a config group option, which needs "
+                            "the "
+                            "project's conf/ (run from the project root), or set its keys (e.g. "
+                            "data.root=DIR)")
+        from hydra import compose, initialize_config_dir
+        from hydra.errors import CompactHydraException
 
-    @property
-    def class_names(self) -> list[str]:
-        """The classes the model predicts, in output order."""
-        return list(self.model.hparams.class_names)
+        picked = [o.input_line for o in parsed if o.key_or_group.split(".")[0] in groups]
+        try:
+            with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+                composed = compose(config_name="train", overrides=picked)
+        except CompactHydraException as err:
+            raise UserError(f"the overrides do not compose: {hydra_error_line(err)}") from None
+        with open_dict(cfg):
+            for group in groups:
+                cfg[group] = composed[group]
+    for override in parsed:
+        key = override.key_or_group
+        if key.split(".")[0] in groups:
+            continue
+        try:
+            if override.is_delete():
+                with open_dict(cfg):
+                    parent, _, leaf = key.rpartition(".")
+                    (OmegaConf.select(cfg, parent) if parent else cfg).pop(leaf)
+            else:
+                OmegaConf.update(cfg, key, override.value(), merge=True, force_add=override.is_add())
+        except Exception as err:
+            raise UserError(f"{override.input_line}: {first_line(err)} (the run's config has no such key: "
+                            "add one "
+                            f"with +{key}=...)") from None
+    return cfg
 
 
-def load_generator(checkpoint: Path) -> RunModule:
-    """The module of a checkpoint ``visionlab sample`` can use (any kind that records sample
-    options: GAN, LAPGAN, SRGAN, inpainting, or a kind of one's own), rebuilt from its
-    hyperparameters alone with its generator's weights, in eval mode."""
-    model, _ = rebuild(checkpoint, require_samplable(checkpoint))
-    return model
-
-
-def rebuild_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = (), averaged: bool = True
-                       ) -> TrainedClassifier:
-    """The classifier of ``checkpoint`` with its weights, without touching any data: the weight EMA
-    when the run kept one (``model.ema_decay``) and ``averaged``, else the trained weights."""
-    model, config = rebuild(checkpoint, require_classifier(checkpoint), conf_dir, overrides)
-    model.adopt_weights(averaged)
-    return TrainedClassifier(model, config(), run_dir_of(checkpoint))
-
-
-def load_classifier(checkpoint: Path, conf_dir: Path, overrides: list[str] = (), averaged: bool = True
-                    ) -> TrainedClassifier:
-    """:func:`rebuild_classifier` plus the run's (possibly overridden) data, set up.
-
-    The data's classes must be the checkpoint's, in the same order; otherwise a UserError
-    names the difference.
-    """
-    trained = rebuild_classifier(checkpoint, conf_dir, overrides, averaged)
-    datamodule = instantiate(trained.cfg.data, data_config=trained.model.backbone.data_config, augment=None)
+def evaluation_data(model: RunModule, overrides: list[str] = (), conf_dir: Path | None = None):
+    """The test data of ``model``'s run (its saved config, with ``overrides``), prepared and set up,
+    preprocessed as the model expects; its classes must be the model's, in the same order."""
+    if model.run_config is None:
+        raise UserError("this module holds no run config (it was built by hand, not loaded from a "
+                        "checkpoint): "
+                        "evaluate it with visionlab.inference.evaluate.evaluate(model, loader, class_names)")
+    cfg = with_overrides(model.run_config, list(overrides), conf_dir)
+    datamodule = instantiate(cfg.data, data_config=model.input_config, augment=None)
     datamodule.prepare_data()
     datamodule.setup("test")
-    check_classes(trained.class_names, list(datamodule.class_names))
-    trained.datamodule = datamodule
-    return trained
+    check_classes(model.class_names, list(datamodule.class_names))
+    return datamodule
 
 
 def check_classes(expected: list[str], found: list[str]) -> None:

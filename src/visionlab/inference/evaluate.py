@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch.utils.data import DataLoader
 
-from visionlab.inference.tta import averaged_log_probabilities, tta_views
+from visionlab.data.tta import averaged_log_probabilities, tta_views
 
 
 @dataclass
@@ -74,7 +74,7 @@ def per_class_table(confusion: torch.Tensor, class_names: list[str]) -> list[dic
 def evaluate(model, loader: DataLoader, class_names: list[str], description: str = "evaluating",
              tta: str = "none") -> Evaluation:
     """Run ``model`` (eval mode) over ``loader``, its softmax averaged over the ``tta`` views
-    (:mod:`visionlab.inference.tta`; ``none``: the plain score); a progress bar counts the batches."""
+    (:mod:`visionlab.data.tta`; ``none``: the plain score); a progress bar counts the batches."""
     views = tta_views(tta)
     model.eval()
     losses, predictions, targets, probabilities = [], [], [], []

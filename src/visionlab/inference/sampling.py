@@ -1,5 +1,5 @@
-"""Images drawn from a noise model's checkpoint, and written as an ImageFolder tree: what
-``visionlab sample`` writes and what ``visionlab cas`` trains a classifier on."""
+"""Images drawn from a noise model (a module that serves ``draw``), written as an ImageFolder tree:
+what ``visionlab sample --per-class`` writes and what ``visionlab cas`` trains a classifier on."""
 
 from __future__ import annotations
 
@@ -7,18 +7,6 @@ from pathlib import Path
 
 import torch
 from torchvision.utils import save_image
-
-
-@torch.no_grad()
-def generate(model, count: int, label: int | None, seed: int) -> torch.Tensor:
-    """``count`` images in [0, 1] from the (EMA) generator; labels cycle through the classes
-    when the model is conditional and no ``label`` is given."""
-    z = torch.randn(count, model.hparams.latent_dim, generator=torch.Generator().manual_seed(seed))
-    labels = None
-    if model.conditional:
-        cycle = torch.arange(count) % model.hparams.num_classes
-        labels = torch.full((count,), label) if label is not None else cycle
-    return (model(z, labels) * 0.5 + 0.5).clamp(0, 1)
 
 
 def write_class_tree(images: torch.Tensor, labels: torch.Tensor, class_names: list[str],
@@ -35,5 +23,5 @@ def write_generated_tree(model, per_class: int, seed: int, folder: Path) -> None
     ``seed + i``) as an ImageFolder tree under ``folder``."""
     names = list(model.hparams.class_names)
     for index in range(len(names)):
-        images = generate(model, per_class, index, seed + index)
+        images = model.draw(per_class, index, seed + index)
         write_class_tree(images, torch.full((per_class,), index), names, folder)

@@ -59,14 +59,15 @@ class LinearProbe(nn.Module):
 
 
 class ClassifierJudge(nn.Module):
-    """Class probabilities of generated images from a trained visionlab classifier: images in
-    [-1, 1] (the generator's range, any size, 1 or 3 channels) go to the classifier's own input
-    (:class:`~visionlab.nets.backbone_input.BackboneInput`), then through backbone and head."""
+    """Class probabilities of generated images from a trained visionlab classifier (a module that
+    serves ``classify``): images in [-1, 1] (the generator's range, any size, 1 or 3 channels) go to
+    the classifier's own input (its ``input_config``, through
+    :class:`~visionlab.nets.backbone_input.BackboneInput`), then through the classifier."""
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
         self.classifier = classifier.eval()
-        self.input = BackboneInput(classifier.backbone.data_config)
+        self.input = BackboneInput(classifier.input_config)
 
     def train(self, mode: bool = True) -> ClassifierJudge:
         """Always in eval mode: a fixed measuring instrument."""
@@ -75,7 +76,7 @@ class ClassifierJudge(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(N, C)`` for ``images`` ``(N, C, H, W)`` in [-1, 1]."""
-        return self.classifier.logits(self.input(images.float() * 0.5 + 0.5)).softmax(-1)
+        return self.classifier(self.input(images.float() * 0.5 + 0.5)).softmax(-1)
 
 
 class ClassCoverage:

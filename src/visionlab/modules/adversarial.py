@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -58,7 +57,7 @@ class AdversarialModule(RunModule):
     # The order configure_optimizers returns them in (read by the learning-rate logger).
     optimizer_names = ("generator", "discriminator")
 
-    def __init__(self, optimizer: OptimizerFactory, ema_decay: float = 0.0) -> None:
+    def __init__(self, optimizer: OptimizerFactory | None, ema_decay: float = 0.0) -> None:
         super().__init__()
         self.automatic_optimization = False
         if not 0.0 <= ema_decay < 1.0:
@@ -137,6 +136,12 @@ class AdversarialModule(RunModule):
         if self.hparams.ema_decay > 0:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
 
+    def adopt_weights(self, averaged: bool = True) -> None:
+        """For use after training: sample from the EMA generator (``averaged``, when the run kept one)
+        or from the trained one (the EMA copy is dropped)."""
+        if not averaged:
+            self.generator_ema = None
+
     @property
     def sampling_generator(self) -> nn.Module:
         """The generator that draws samples and is measured: the EMA copy when there is one."""
@@ -152,6 +157,10 @@ class AdversarialModule(RunModule):
 
     def configure_optimizers(self):
         """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``)."""
+        if self.optimizer_factory is None:
+            raise UserError(f"this {self.kind} was rebuilt for sampling and has no optimizer (nor, for "
+                            "some, its "
+                            "discriminator): resume training with train.py ckpt_path=<checkpoint>")
         try:
             g_opt = self.optimizer_factory(params=self.generator.parameters(), lr=self.hparams.g_lr)
             d_opt = self.optimizer_factory(params=self.discriminator_parameters(), lr=self.hparams.d_lr)
@@ -251,4 +260,4 @@ class AdversarialModule(RunModule):
     @classmethod
     def for_sampling(cls, hparams: dict) -> AdversarialModule:
         """The module of a checkpoint's ``hparams``, built to load its generator's weights into."""
-        return cls(optimizer=functools.partial(torch.optim.Adam), **cls.sampling_hparams(dict(hparams)))
+        return cls(optimizer=None, **cls.sampling_hparams(dict(hparams)))

@@ -11,11 +11,13 @@ never ask which kind of model they hold. They ask the module class:
   needs for it (its freeze plan's) and what the module changes in the data (the classifier's
   feature cache);
 - :meth:`RunModule.from_checkpoint`: the module rebuilt from its checkpoint, found by the kind the
-  checkpoint records (:func:`kind_class`).
+  checkpoint records (:func:`kind_class`); Lightning's ``load_from_checkpoint`` goes the same way.
 
-A class registers its kind by definition (:func:`register_kind`, as timm's ``@register_model``);
-its checkpoints record the kind, the class's import path (so a kind defined outside visionlab is
-found too) and the ``visionlab sample`` options it takes.
+A class registers its kind by definition (:func:`register_kind`, as timm's ``@register_model``)
+and declares what it serves (``capabilities``: classify, export, draw, restore; see
+:mod:`visionlab.modules.capabilities`). Its checkpoints record the format, the kind, the class's
+import path (so a kind defined outside visionlab is found too), the capabilities, the ``visionlab
+sample`` options it takes and the run's config: the file alone rebuilds the module.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import ClassVar
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from visionlab.checkpoint_header import FORMAT
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
 from visionlab.finetune.auto import AutoPlan
@@ -49,11 +52,20 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def kind_class(kind: str, target: str | None = None) -> type[RunModule]:
+def kind_class(kind: str | None, target: str | None = None, hparams: dict | None = None) -> type[RunModule]:
     """The module class of a model kind: a registered one, or the one its checkpoint's ``target``
-    (the class's import path) names; a UserError naming the known kinds otherwise."""
+    (the class's import path) names; for a checkpoint from before kinds were recorded (``kind``
+    None), the registered class that recognises its ``hparams``; a UserError naming the known kinds
+    otherwise."""
     import visionlab.modules  # noqa: F401  (the built-in kinds register when their modules load)
 
+    if kind is None:
+        recognised = [cls for cls in MODEL_KINDS.values()
+                      if cls.legacy_hparams and cls.legacy_hparams <= set(hparams or {})]
+        if not recognised:
+            raise UserError(f"the checkpoint records no model kind and its hyperparameters are none of: "
+                            f"{', '.join(MODEL_KINDS)}'s")
+        return recognised[0]
     if kind not in MODEL_KINDS and target:
         from hydra._internal.utils import _locate
 
@@ -65,6 +77,23 @@ def kind_class(kind: str, target: str | None = None) -> type[RunModule]:
         if isinstance(located, type) and issubclass(located, RunModule) and located.kind == kind:
             register_kind(located)  # imported earlier, it registered then; this keeps the answer the same
     return MODEL_KINDS.lookup(kind, "the checkpoint's model kind")
+
+
+def plain_run_config(cfg: DictConfig) -> dict:
+    """The composed config of a run as plain values a checkpoint can hold (``weights_only``).
+    Interpolations are kept (``data.root: ${paths.data_dir}/shapes`` follows an override of
+    ``paths.data_dir``), except under ``paths``, which read the environment and Hydra's run folder
+    and are resolved to what this run used (a value that cannot be resolved here is left out)."""
+    config = OmegaConf.to_container(cfg, resolve=False)
+    paths = {}
+    for key in cfg.get("paths") or {}:
+        try:
+            value = cfg.paths[key]  # reading a key resolves it
+        except Exception:  # e.g. ${hydra:runtime.output_dir} outside a Hydra job
+            continue
+        paths[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    config["paths"] = paths
+    return config
 
 
 def freeze_plan_for(cfg: DictConfig, datamodule) -> FreezePlan:
@@ -92,12 +121,21 @@ class RunModule(L.LightningModule):
     its checkpoint (the protocol of this module's docstring)."""
 
     kind: ClassVar[str] = ""
+    # What it serves ("classify", "export", "draw", "restore": visionlab.checkpoint_header.CAPABILITIES),
+    # through the mixins of visionlab.modules.capabilities; the front ends check this, recorded in
+    # every checkpoint.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # The hyperparameter names that identify this kind's checkpoints written before kinds were recorded.
+    legacy_hparams: ClassVar[frozenset[str]] = frozenset()
     # The `visionlab sample` options this kind takes ("n", "label", "per_class", "input", "mask");
     # none: it is not sampled from (the classifier).
     sample_options: ClassVar[tuple[str, ...]] = ()
     # Whether it trains on the ``mixup`` group's MixUp/CutMix blends (a run of a kind that does
     # not is refused when the group turns a blend on).
     mixes_training_batches: ClassVar[bool] = False
+    # The composed config of the run that trained it (plain values, see plain_run_config): set by the
+    # run, written into every checkpoint and read back with it; None for a module built by hand.
+    run_config: dict | None = None
 
     @classmethod
     def needs_backbone(cls, model_cfg: DictConfig) -> bool:
@@ -145,8 +183,42 @@ class RunModule(L.LightningModule):
         whose hyperparameters do not say everything."""
         raise NotImplementedError
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **lightning_options) -> RunModule:
+        """Lightning's convention: the module of ``checkpoint_path``, rebuilt from the file alone
+        (:func:`visionlab.modules.loading.load_module`: no optimizer, config or run folder needed), in
+        eval mode, on ``map_location`` (a device; default the CPU). A UserError when the file holds
+        another kind of module. Lightning's ``hparams_file`` and hyperparameter overrides are not
+        taken: the checkpoint says how the module is built."""
+        from visionlab.modules.loading import load_module
+
+        given = {k: v for k, v in lightning_options.items()
+                 if v is not None and k not in ("strict", "weights_only")}
+        if given:
+            raise TypeError(f"{cls.__name__}.load_from_checkpoint rebuilds the module as its checkpoint "
+                            f"records it and takes no {', '.join(given)}")
+        model = load_module(Path(checkpoint_path), map_location)
+        if not isinstance(model, cls):
+            raise UserError(f"{checkpoint_path} holds a {type(model).__name__} (model kind {model.kind!r}), "
+                            f"not a {cls.__name__}: load it with {type(model).__name__}.load_from_checkpoint "
+                            "or visionlab.load")
+        return model
+
+    def adopt_weights(self, averaged: bool = True) -> None:
+        """For use after training: keep the averaged weights (``averaged``, where the kind keeps an
+        average) or the trained ones. Here nothing is averaged."""
+
+    def remember_run_config(self, cfg: DictConfig) -> None:
+        """Keep the run's composed config (:func:`plain_run_config`), which every checkpoint records."""
+        self.run_config = plain_run_config(cfg)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Record what :func:`kind_class` and ``visionlab sample`` need to rebuild the module."""
+        """Record what :func:`kind_class`, the front ends and :meth:`from_checkpoint` need: the
+        format, the kind and its class, the capabilities and sample options, the run's config."""
+        checkpoint["visionlab_format"] = FORMAT
         checkpoint["visionlab_module"] = self.kind
         checkpoint["visionlab_target"] = class_path(type(self))
+        checkpoint["visionlab_capabilities"] = sorted(self.capabilities)
         checkpoint["visionlab_sample_options"] = list(self.sample_options)
+        if self.run_config is not None:
+            checkpoint["visionlab_config"] = self.run_config

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from visionlab.checkpoint_header import CLASSIFIER
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError, first_line
 from visionlab.finetune.callback import FreezeScheduleCallback
@@ -24,8 +23,10 @@ from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.classification import ConfusionMetrics
 from visionlab.modules.base import RunModule, freeze_plan_for, register_kind
 from visionlab.modules.batch_mixing import BatchMixing, soft_target_cross_entropy
+from visionlab.modules.capabilities import Classifies
 from visionlab.modules.weight_ema import WeightEMA
 from visionlab.nets.backbone import Backbone
+from visionlab.nets.factory import backbone_from_recipe
 from visionlab.nets.head import ClassifierHead
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 @register_kind
-class ClassifierModule(RunModule):
+class ClassifierModule(Classifies, RunModule):
     """Backbone + :class:`ClassifierHead`, trained with cross-entropy.
 
     Logs ``{train,val,test}/loss``, ``/acc`` and ``/f1`` (macro-averaged) once per epoch: a
@@ -73,17 +74,22 @@ class ClassifierModule(RunModule):
     CutMix blends against soft targets (:mod:`~visionlab.modules.batch_mixing`); training
     accuracy then counts the label with the larger weight in each blend.
     Only plain values are saved as hyperparameters, so checkpoints load with
-    ``torch.load(weights_only=True)``.
+    ``torch.load(weights_only=True)``; they include the backbone's recipe (the group entry that
+    builds it, :func:`~visionlab.nets.factory.build_backbone`), so ``ClassifierModule(**hparams)``
+    rebuilds the trained network: ``backbone`` may be that saved dict, and ``optimizer`` is only
+    needed to train.
     """
 
-    kind = CLASSIFIER
+    kind = "classifier"
+    capabilities = frozenset({"classify", "export"})
+    legacy_hparams = frozenset({"class_names", "backbone"})
     mixes_training_batches = True
 
     def __init__(
         self,
-        backbone: Backbone,
+        backbone: Backbone | dict,
         num_classes: int,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         class_names: Sequence[str] | None = None,
         head: dict | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -102,6 +108,8 @@ class ClassifierModule(RunModule):
         if batch_mixing is not None and batch_mixing.enabled and num_classes < 2:
             raise UserError(f"{batch_mixing.describe()} blends images of different classes, and the data has "
                             f"{num_classes} class: set mixup=none")
+        if isinstance(backbone, dict):  # the hyperparameters a checkpoint saved
+            backbone = rebuilt_backbone(backbone)
         # null fields of model.head take the backbone's recipe (chollet_cnn: Flatten -> Dense 512)
         head = {"pool": "avg", "hidden": [], **backbone.default_head,
                 **{k: v for k, v in (head or {}).items() if v is not None}}
@@ -116,7 +124,10 @@ class ClassifierModule(RunModule):
                 "backbone": {"name": backbone.name, "source": backbone.source,
                              "num_features": backbone.num_features,
                              # where it was cut (freeze=auto decides from the data): rebuilt as trained
-                             "truncate_after": backbone.truncated_after},
+                             "truncate_after": backbone.truncated_after,
+                             "recipe": backbone.recipe},
+                "ema_decay": ema_decay,
+                "channels_last": channels_last,
             },
             logger=False,  # the run logs the whole config to TensorBoard's HPARAMS (visionlab.train)
         )
@@ -213,23 +224,39 @@ class ClassifierModule(RunModule):
 
     @classmethod
     def from_checkpoint(cls, state: dict, checkpoint: Path, run_config) -> ClassifierModule:
-        """The classifier of ``state``: the backbone, its preprocessing and the head from the run's
-        config (``run_config()``), the class names and where the freeze plan cut the backbone
-        from the checkpoint (:func:`truncation_of`); every weight from the checkpoint."""
-        cfg = run_config()
+        """The classifier of ``state`` with every weight from the checkpoint: rebuilt from its
+        hyperparameters alone (the backbone's recipe, the head, the classes), or, for a checkpoint
+        written before the recipe was recorded, with the backbone, its preprocessing and the head
+        from the run's config (``run_config()``) and the cut from :func:`truncation_of`."""
         hparams = state["hyper_parameters"]
-        backbone = instantiate(cfg.backbone, pretrained=False, weights=None)
-        cut = truncation_of(hparams, cfg, backbone, state["state_dict"])
-        if cut is not None:
-            backbone.truncate(cut)
-        model = instantiate(cfg.model, backbone=backbone, num_classes=hparams["num_classes"],
-                            class_names=hparams["class_names"], optimizer=instantiate(cfg.optimizer))
+        if hparams["backbone"].get("recipe") is not None:
+            model = cls(**hparams)
+        else:
+            cfg = run_config()
+            backbone = instantiate(cfg.backbone, pretrained=False, weights=None)
+            cut = truncation_of(hparams, cfg, backbone, state["state_dict"])
+            if cut is not None:
+                backbone.truncate(cut)
+            model = instantiate(cfg.model, backbone=backbone, num_classes=hparams["num_classes"],
+                                class_names=hparams["class_names"], compile=False)
         missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
         if missing or unexpected:
-            raise UserError(f"{checkpoint} does not fit the network its run config builds ({len(missing)} "
+            raise UserError(f"{checkpoint} does not fit the network its recorded settings build "
+                            f"({len(missing)} "
                             f"tensors missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. "
-                            f"{unexpected[:2]}): did conf/ or the backbone change since the run?")
+                            f"{unexpected[:2]}): did the backbone's code change since the run?")
         return model.eval()
+
+    # --- what it serves (visionlab.modules.capabilities.Classifies)
+
+    @property
+    def input_config(self) -> DataConfig:
+        """The backbone's input: images are resized and normalised to it."""
+        return self.backbone.data_config
+
+    def export_network(self) -> torch.nn.Module:
+        """The backbone's features and the head as plain modules (no Lightning state)."""
+        return FeaturesThenHead(self.backbone, self.head)
 
     @staticmethod
     def _head_in_features(backbone: Backbone, pool: str) -> int:
@@ -303,7 +330,7 @@ class ClassifierModule(RunModule):
 
     def adopt_weights(self, averaged: bool = True) -> None:
         """For deployment (eval, predict, export): keep the averaged weights (``averaged``) or the
-        trained ones, and drop the other copy."""
+        trained ones, and drop the other copy (a checkpoint saved afterwards holds the kept ones)."""
         if self.weight_ema is not None and averaged:
             self.weight_ema.copy_into(self._trained())
         self.weight_ema = None
@@ -350,6 +377,10 @@ class ClassifierModule(RunModule):
 
     def configure_optimizers(self):
         """The optimizer over per-stage parameter groups, plus the scheduler if configured."""
+        if self.optimizer_factory is None:
+            raise UserError("this classifier was rebuilt for inference and has no optimizer: give "
+                            "ClassifierModule(..., optimizer=functools.partial(torch.optim.Adam, lr=1e-3)) "
+                            "or resume with train.py ckpt_path=<checkpoint>")
         base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         if base_lr is None:
             raise UserError("the optimizer config has no lr: set optimizer.lr=<value>")
@@ -378,6 +409,29 @@ class ClassifierModule(RunModule):
         """Step the scheduler on its own (unscaled) LRs, then re-apply the plan's phase factor."""
         with scheduler_view(scheduler.optimizer):
             super().lr_scheduler_step(scheduler, metric)
+
+
+def rebuilt_backbone(saved: dict) -> Backbone:
+    """The backbone a checkpoint's ``hyper_parameters.backbone`` describes (its recipe, cut where the
+    trained one was); a UserError for a checkpoint that recorded no recipe."""
+    if saved.get("recipe") is None:
+        raise UserError(f"the checkpoint records backbone {saved.get('name')!r} without its recipe (written "
+                        "before checkpoints were self-contained, or a backbone built by hand): load it with "
+                        "visionlab.load(<run>/checkpoints/<file>.ckpt) from its run folder, with conf/ in "
+                        "reach")
+    return backbone_from_recipe(saved["recipe"], saved.get("truncate_after"))
+
+
+class FeaturesThenHead(torch.nn.Module):
+    """A classifier as plain modules: ``head(backbone.forward_features(images))``, the logits."""
+
+    def __init__(self, backbone: Backbone, head: ClassifierHead) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, num_classes)`` logits for preprocessed images ``(N, C, H, W)``."""
+        return self.head(self.backbone.forward_features(images))
 
 
 def truncation_of(hparams: dict, cfg: DictConfig, backbone, state_dict: dict) -> str | None:

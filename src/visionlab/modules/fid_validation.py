@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from visionlab.checkpoint_header import require_classifier, run_dir_of
+from visionlab.checkpoint_header import require, run_dir_of
 from visionlab.errors import UserError
 from visionlab.metrics.class_coverage import ClassCoverage, ClassifierJudge, LinearProbe
 
@@ -39,26 +39,28 @@ def check_class_metrics(choice: bool | str, num_classes: int, eval_classifier: s
 
 
 def load_eval_classifier(checkpoint: str, class_names: list[str]) -> ClassifierJudge:
-    """The classifier of ``model.eval_classifier`` (a visionlab classifier checkpoint) as a judge,
-    rebuilt as it was trained: from its run's saved config (``<run>/.hydra/config.yaml``) and its
-    weights (the weight EMA when the run kept one). A UserError for a missing file, a checkpoint
-    of another kind or outside its run directory, or classes other than the data's
-    (``class_names``, same order)."""
-    from visionlab.modules.classifier import ClassifierModule
+    """The classifier of ``model.eval_classifier`` (a checkpoint that serves ``classify``) as a judge,
+    rebuilt as it was trained, with its averaged weights when the run kept them; a checkpoint written
+    before checkpoints held their run's config gets it from its run folder (``.hydra/config.yaml``).
+    A UserError for a missing file, a checkpoint that does not classify, or classes other than the
+    data's (``class_names``, same order)."""
+    from visionlab.modules.loading import load_module
 
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"model.eval_classifier={checkpoint}: no such file; give the .ckpt of a visionlab "
                         "classifier trained on this data (e.g. <run>/checkpoints/best.ckpt)")
-    require_classifier(path)
-    saved = run_dir_of(path) / ".hydra" / "config.yaml"
-    if not saved.is_file():
-        raise UserError(f"model.eval_classifier={checkpoint}: no {saved}; the checkpoint must sit in its run "
-                        "directory (<run>/checkpoints/ beside <run>/.hydra/), as train.py wrote it")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = ClassifierModule.from_checkpoint(state, path, lambda: OmegaConf.load(saved))
-    model.adopt_weights(True)
-    predicts = list(model.hparams.class_names)
+    require(path, ("classify",), "train model.eval_classifier=...")
+
+    def saved_config():
+        saved = run_dir_of(path) / ".hydra" / "config.yaml"
+        if not saved.is_file():
+            raise UserError(f"model.eval_classifier={checkpoint}: no {saved}; a checkpoint written before "
+                            "checkpoints held their run's config must sit in its run directory")
+        return OmegaConf.load(saved)
+
+    model = load_module(path, run_config=saved_config)
+    predicts = list(model.class_names)
     if predicts != list(class_names):
         raise UserError(f"model.eval_classifier={checkpoint} predicts the classes {', '.join(predicts)}, the "
                         f"data has {', '.join(class_names)} (in this order): give a classifier trained on "
@@ -68,7 +70,7 @@ def load_eval_classifier(checkpoint: str, class_names: list[str]) -> ClassifierJ
 
 class FIDValidation:
     """A LightningModule mixin: every ``hparams.fid_every`` epochs (0: never), the validation
-    images and as many drawn by :meth:`draw` (the module's, from its EMA generator) give
+    images and as many drawn by :meth:`fake_images` (the module's, from its EMA generator) give
     ``val/fid``, ``val/kid``, ``val/precision``, ``val/recall``, ``val/density`` and
     ``val/coverage`` in the feature space of ``hparams.fid_features``
     (:mod:`visionlab.metrics.generative`), logged with the numbers of images behind them
@@ -83,7 +85,7 @@ class FIDValidation:
     and the images drawn for that class. The feature network and the judge are built at fit time
     and kept out of the checkpoint."""
 
-    def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+    def fake_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` generated images in [-1, 1] (class ``labels`` for conditional models)."""
         raise NotImplementedError
 
@@ -158,7 +160,7 @@ class FIDValidation:
                 self._real_labels.append(labels.cpu())
             self._drawn_labels.append(labels.cpu())
         with self.sampling_mode():
-            generated = self.draw(len(real), labels)
+            generated = self.fake_images(len(real), labels)
         features = metrics.update(generated, real=False)
         if self._coverage is not None:
             judge = self._judge.to(self.device)

@@ -11,6 +11,7 @@ from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
 from visionlab.modules.base import register_kind
+from visionlab.modules.capabilities import Draws
 from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
 from visionlab.modules.gan_losses import gan_loss, gradient_penalty, r1_penalty
@@ -32,7 +33,7 @@ def check_pack(pack: int, conditional: bool, sample_shape: tuple) -> None:
 
 
 @register_kind
-class GANModule(FIDValidation, AdversarialModule):
+class GANModule(Draws, FIDValidation, AdversarialModule):
     """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
     ``d_steps`` discriminator updates, then one generator update.
 
@@ -65,11 +66,13 @@ class GANModule(FIDValidation, AdversarialModule):
     """
 
     kind = "gan"
+    capabilities = frozenset({"draw"})
+    legacy_hparams = frozenset({"latent_dim", "generator"})
     sample_options = ("n", "label", "per_class")
 
     def __init__(
         self,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         image_size: int = 32,
         channels: int = 3,
         num_classes: int = 0,
@@ -158,8 +161,8 @@ class GANModule(FIDValidation, AdversarialModule):
         hparams.pop("d_backbone", None)
         return hparams | {"discriminator": "mlp"}
 
-    def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
-        """``n`` images (samples) from the EMA generator, for fresh noise."""
+    def fake_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        """``n`` images (samples) in [-1, 1] from the EMA generator, for fresh noise (the metrics')."""
         return self(self.sample_latent(n), labels)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -51,7 +51,7 @@ class InpaintModule(RestorationGAN):
     # Where inpainting's defaults differ from the shared ones (a narrower U-Net, an L1 hole loss).
     DEFAULTS = {"g_width": 32, "pixel_loss": "l1", "g_lr": 2e-4, "d_lr": 2e-4}
 
-    def __init__(self, optimizer: OptimizerFactory, mask: str = "center", depth: int = 3,
+    def __init__(self, optimizer: OptimizerFactory | None = None, mask: str = "center", depth: int = 3,
                  d_input: str = "image", **options) -> None:
         """``mask``, ``depth`` (U-Net levels) and ``d_input`` are inpainting's own; ``options`` are
         those every restoration GAN shares (:class:`RestorationGAN`), with :data:`DEFAULTS`."""

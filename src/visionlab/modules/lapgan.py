@@ -9,6 +9,7 @@ import torch
 from visionlab.errors import UserError
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
 from visionlab.modules.base import register_kind
+from visionlab.modules.capabilities import Draws
 from visionlab.modules.diffaugment import check_policies, diff_augment
 from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
 from visionlab.modules.gan_losses import gan_loss
@@ -19,7 +20,7 @@ SCHEDULES = ("joint", "progressive")
 
 
 @register_kind
-class LAPGANModule(FIDValidation, AdversarialModule):
+class LAPGANModule(Draws, FIDValidation, AdversarialModule):
     """Images drawn coarse to fine over ``levels`` pyramid levels (e.g. 8 -> 16 -> 32 -> 64 px).
 
     Level 0 is a DCGAN at the coarsest size (class-conditional with ``conditional``); each
@@ -38,11 +39,12 @@ class LAPGANModule(FIDValidation, AdversarialModule):
     """
 
     kind = "lapgan"
+    capabilities = frozenset({"draw"})
     sample_options = ("n", "label", "per_class")
 
     def __init__(
         self,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         image_size: int = 64,
         channels: int = 3,
         levels: int = 4,
@@ -92,8 +94,8 @@ class LAPGANModule(FIDValidation, AdversarialModule):
         self.init_ema()
         self.register_fixed_noise(num_samples, latent_dim, classes)
 
-    def draw(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
-        """``n`` final-size images from the (EMA) pyramid, for fresh noise."""
+    def fake_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
+        """``n`` final-size images in [-1, 1] from the (EMA) pyramid, for fresh noise (the metrics')."""
         return self(torch.randn(n, self.hparams.latent_dim, device=self.device), labels)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.restoration import RestorationScores
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
+from visionlab.modules.capabilities import Restores
 from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import build_discriminator, uses_backbone
@@ -47,7 +48,7 @@ def pixel_loss(kind: str, images: torch.Tensor, targets: torch.Tensor,
     return (error * region).sum() / region.sum().clamp_min(1)
 
 
-class RestorationGAN(AdversarialModule):
+class RestorationGAN(Restores, AdversarialModule):
     """Restore degraded images: ``loss = pixel + perceptual_weight * perceptual + adv_weight * adversarial``.
 
     Subclasses make the generator and define :meth:`degrade` (real images -> the generator's
@@ -74,7 +75,9 @@ class RestorationGAN(AdversarialModule):
     # region alone (val/hole_psnr): metrics that mean different things never share a chart.
     region_name = ""
 
-    def __init__(self, optimizer: OptimizerFactory, kind_options: dict, /, *, image_size: int = 64,
+    capabilities = frozenset({"restore"})
+
+    def __init__(self, optimizer: OptimizerFactory | None, kind_options: dict, /, *, image_size: int = 64,
                  channels: int = 3, g_width: int = 64, d_width: int = 64, discriminator: str = "dcgan",
                  loss: str = "bce", pixel_loss: str = "mse", perceptual_weight: float = 0.0,
                  perceptual_layer: str | None = None, adv_weight: float = 1e-3, g_lr: float = 1e-4,
@@ -140,18 +143,6 @@ class RestorationGAN(AdversarialModule):
     def panels(self, inputs: tuple[torch.Tensor, ...], baseline: torch.Tensor, restored: torch.Tensor,
                real: torch.Tensor) -> list[torch.Tensor]:
         """The images of one validation row, all at the output size, in [-1, 1] (``panel_names``)."""
-        raise NotImplementedError
-
-    # How `visionlab sample --input` restores a user's image: the size it takes (None: its own) and
-    # what it writes (restore_outputs); the verb its messages use.
-    restore_verb = "restored"
-
-    def restore_size(self) -> int | None:
-        """The size a user's image is resized to before restoring (None: kept)."""
-        return None
-
-    def restore_outputs(self, image: torch.Tensor, mask: str | None, seed: int) -> dict[str, torch.Tensor]:
-        """``{file suffix: image}`` to write for a user's ``image`` (1, C, H, W) in [-1, 1]."""
         raise NotImplementedError
 
     def judge(self, images: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:

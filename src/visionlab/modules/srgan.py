@@ -31,7 +31,8 @@ class SRGANModule(RestorationGAN):
     panel_names = ("low_res", "bicubic", "srgan", "high_res")
     restore_verb = "upscaled"
 
-    def __init__(self, optimizer: OptimizerFactory, scale: int = 4, blocks: int = 8, **options) -> None:
+    def __init__(self, optimizer: OptimizerFactory | None = None, scale: int = 4, blocks: int = 8,
+                 **options) -> None:
         """``scale`` (2, 4 or 8) and ``blocks`` (SRResNet residual blocks) are SRGAN's own; ``options``
         are those every restoration GAN shares (:class:`RestorationGAN`: image size, widths,
         losses, learning rates...)."""

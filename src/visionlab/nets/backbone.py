@@ -55,6 +55,9 @@ class Backbone(nn.Module):
 
     head_prefixes: tuple[str, ...] = ()
     default_head: dict = {}
+    # The backbone group entry that builds this architecture without weights (set by
+    # visionlab.nets.factory.build_backbone; None for a network built by hand): checkpoints keep it.
+    recipe: dict | None = None
     # The source model's own global pooling of forward_features (timm's forward_head with
     # pre_logits: the class token for ViTs), or None for an average over space or tokens.
     global_pool_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None

@@ -1,4 +1,6 @@
-"""``create_backbone``: the one entry point that builds a Backbone from config values."""
+"""``create_backbone``: the one entry point that builds a Backbone from config values; and
+``build_backbone`` / ``backbone_from_recipe``: a backbone group entry built, and rebuilt from what a
+checkpoint recorded of it."""
 
 from __future__ import annotations
 
@@ -65,6 +67,32 @@ def create_backbone(
         from visionlab.nets.weights import load_backbone_weights
 
         load_backbone_weights(backbone, weights)
+    return backbone
+
+
+def build_backbone(config) -> Backbone:
+    """The backbone the ``backbone`` group's entry ``config`` builds, holding that entry as its
+    ``recipe`` (resolved, with no weights to load) so that a checkpoint can rebuild the architecture
+    without the config and without the published weights."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    backbone = instantiate(config)
+    recipe = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config)
+    backbone.recipe = recipe | {key: value for key, value in (("pretrained", False), ("weights", None))
+                                if key in recipe}
+    return backbone
+
+
+def backbone_from_recipe(recipe: dict, truncate_after: str | None = None) -> Backbone:
+    """The architecture ``recipe`` (:func:`build_backbone`) describes, cut after ``truncate_after``
+    as the trained one was, with initial weights (a checkpoint's are loaded into it)."""
+    from hydra.utils import instantiate
+
+    backbone = instantiate(recipe)
+    backbone.recipe = dict(recipe)
+    if truncate_after is not None:
+        backbone.truncate(truncate_after)
     return backbone
 
 
