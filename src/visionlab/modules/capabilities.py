@@ -151,10 +151,21 @@ class Draws:
         sample, or None for every class in turn. The same ``seed`` gives the same samples."""
         z = self.noise(n, seed)
         classes = self.class_labels(n, labels)
-        with evaluating(self):
+        with evaluating(self), seeded(seed, self.device):  # any noise the generator draws itself too
             samples = self(z, None if classes is None else classes.to(self.device)).float().cpu()
         shape = self.hparams.get("sample_shape")
         return samples if shape is not None and len(shape) != 3 else (samples * 0.5 + 0.5).clamp(0, 1)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Torch's RNG seeded with ``seed`` for the block and restored after it (nothing when None)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def class_index(names: list[str], label: int | str) -> int:

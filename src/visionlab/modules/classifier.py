@@ -26,7 +26,7 @@ from visionlab.modules.batch_mixing import BatchMixing, soft_target_cross_entrop
 from visionlab.modules.capabilities import Classifies
 from visionlab.modules.weight_ema import WeightEMA
 from visionlab.nets.backbone import Backbone
-from visionlab.nets.factory import backbone_from_recipe
+from visionlab.nets.factory import backbone_from_recipe, build_backbone
 from visionlab.nets.head import ClassifierHead
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -233,7 +233,7 @@ class ClassifierModule(Classifies, RunModule):
             model = cls(**hparams)
         else:
             cfg = run_config()
-            backbone = instantiate(cfg.backbone, pretrained=False, weights=None)
+            backbone = build_backbone(cfg.backbone, load_weights=False)
             cut = truncation_of(hparams, cfg, backbone, state["state_dict"])
             if cut is not None:
                 backbone.truncate(cut)
@@ -334,6 +334,7 @@ class ClassifierModule(Classifies, RunModule):
         if self.weight_ema is not None and averaged:
             self.weight_ema.copy_into(self._trained())
         self.weight_ema = None
+        self.hparams.ema_decay = 0.0  # what it holds now: one set of weights, no average
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Cross-entropy on one batch (mixed, with ``batch_mixing``, in the epochs it mixes); loss

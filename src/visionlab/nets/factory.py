@@ -70,17 +70,17 @@ def create_backbone(
     return backbone
 
 
-def build_backbone(config) -> Backbone:
-    """The backbone the ``backbone`` group's entry ``config`` builds, holding that entry as its
-    ``recipe`` (resolved, with no weights to load) so that a checkpoint can rebuild the architecture
-    without the config and without the published weights."""
+def build_backbone(config, load_weights: bool = True) -> Backbone:
+    """The backbone the ``backbone`` group's entry ``config`` builds (with the weights it names, unless
+    not ``load_weights``), holding that entry as its ``recipe`` (resolved, with no weights to load)
+    so that a checkpoint can rebuild the architecture without the config and the published weights."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    backbone = instantiate(config)
     recipe = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else dict(config)
-    backbone.recipe = recipe | {key: value for key, value in (("pretrained", False), ("weights", None))
-                                if key in recipe}
+    recipe |= {key: value for key, value in (("pretrained", False), ("weights", None)) if key in recipe}
+    backbone = instantiate(config if load_weights else recipe)
+    backbone.recipe = recipe
     return backbone
 
 
