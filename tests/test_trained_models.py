@@ -179,7 +179,7 @@ def test_a_python_call_a_model_does_not_serve_names_what_it_serves(trained_run, 
     assert gan.draw(3, "b", seed=0).shape == (3, 3, 32, 32)
 
 
-def test_the_cli_draws_and_restores_exactly_what_python_returns(tmp_path, data_dir):
+def test_the_cli_draws_and_restores_exactly_what_python_returns(trained_run, tmp_path, data_dir):
     gan = save(KINDS["gan"](), tmp_path / "gan" / "model.ckpt")
     main(["sample", str(gan), "--n", "4", "--seed", "3", "--label", "c", "--out", str(tmp_path / "drawn")])
     drawn = visionlab.load(gan).draw(4, "c", seed=3)
