@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import QUIET, ROOT, alternate, load_average, median, print_table
+from common import QUIET, ROOT, alternate, load_average, median, print_table, timed
 
 IMAGES, BATCH = 256, 64
 
@@ -82,12 +82,6 @@ def python_calls(checkpoint: Path, repeats: int) -> list[list[object]]:
              median(times["bare"]) / median(times["predict"])]]
 
 
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def command_line(checkpoint: Path, folder: Path, repeats: int) -> list[list[object]]:
     """``visionlab predict`` of one image in a fresh process against the bare script."""
     import visionlab
@@ -125,7 +119,8 @@ def main() -> None:
         checkpoint = train_checkpoint(folder)
         print_table(f"predict over {IMAGES} images, batch {BATCH}, 1 thread (median of {repeats}; "
                     f"{load_average()})", ["", "seconds", "speed vs bare"], python_calls(checkpoint, repeats))
-        print_table(f"one image from a copied checkpoint, fresh process (median of {repeats}; {load_average()})",
+        print_table(f"one image from a copied checkpoint, fresh process (median of {repeats}; "
+                    f"{load_average()})",
                     ["", "seconds", "time vs bare"], command_line(checkpoint, folder, repeats))
 
 
