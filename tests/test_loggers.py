@@ -4,7 +4,11 @@ mode), each read back for the run name, the params and the final metrics HPARAMS
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,38 @@ def test_mlflow_and_tensorboard_log_the_same_run_name_params_and_results(in_proj
     assert "val/acc" in run.data.metrics
     (events,) = (p for p in (in_project / "outputs").rglob("tensorboard/*") if p.is_dir())
     assert events.name == run.info.run_name  # the same name in both
+    served = mlflow_ui_runs(in_project, experiment.experiment_id)  # the README's `mlflow ui` command
+    assert [r["info"]["run_name"] for r in served] == [run.info.run_name]
+    params = {p["key"]: p["value"] for p in served[0]["data"]["params"]}
+    assert params["freeze"] == "two_phase"
+    assert "hparams/test_acc" in {metric["key"] for metric in served[0]["data"]["metrics"]}
+
+
+def mlflow_ui_runs(project: Path, experiment_id: str) -> list[dict]:
+    """The runs of ``experiment_id`` as ``mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db``
+    serves them on 127.0.0.1 (its REST API), the server stopped with SIGTERM afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(["mlflow", "ui", "--backend-store-uri", "sqlite:///outputs/mlflow.db", "--host",
+                               "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=project,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()  # it crashed (e.g. on the store's schema)
+                time.sleep(0.5)
+        request = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", method="POST",
+                                         data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(request, timeout=10).read())["runs"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) is not None
 
 
 def wandb_records(path: Path):

@@ -4,9 +4,13 @@ joblib launcher, and ``visionlab compare`` over the runs they leave."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from visionlab.cli.main import main
 from visionlab.errors import UserError
@@ -104,15 +108,63 @@ def test_optuna_search_runs_trials_and_reports_the_best(in_project):
     storage = f"sqlite:///{results.parent / 'optuna.db'}"
     study = optuna.load_study(study_name="train", storage=storage)
     assert len(study.trials) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
-    # Resumed in the same sweep dir (new job dirs), with a trial that raises: recorded as failed.
+    # Resumed in the same sweep dir (new job dirs) up to 3 trials in all, with a trial that raises:
+    # recorded as failed.
     sweep_dir = f"hydra.sweep.dir={results.parent}"
     with pytest.raises(SystemExit) as exit_info:  # every trial ran, one failed: the exit code says so
-        _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=1", sweep_dir,
+        _train_in_process("hparams_search=optuna", "hydra.sweeper.n_trials=3", sweep_dir,
                           "hydra.sweep.subdir=resumed_${hydra.job.num}", "data.batch_size=0", *SMALL_DATA)
     assert exit_info.value.code == 1
     states = [t.state for t in optuna.load_study(study_name="train", storage=storage).trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.FAIL]
     assert json.loads((results.parent / "resumed_0" / "status.json").read_text())["status"] == "failed"
+
+
+def test_the_search_space_follows_hydras_sweep_grammar_and_a_fixed_override_leaves_it():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from hydra_plugins.visionlab_optuna.sweeper import OptunaSweeper
+
+    params = {"freeze.n": "range(1, 5)", "optimizer.lr": "tag(log, interval(1e-5, 1e-2))",
+              "freeze": "choice(none, last_n)", "model.head.dropout": "interval(0.0, 0.5)",
+              "data.batch_size": "range(16, 65, 16)"}
+    given = ["model.head.dropout=0.25", "seed=3", "optimizer.weight_decay=choice(0, 1e-4)"]
+    space, fixed = OptunaSweeper(params=params).search_space(given)
+    assert space == {"freeze.n": IntDistribution(1, 4),
+                     "optimizer.lr": FloatDistribution(1e-5, 1e-2, log=True),
+                     "freeze": CategoricalDistribution(["none", "last_n"]),
+                     "data.batch_size": IntDistribution(16, 64, step=16),
+                     "optimizer.weight_decay": CategoricalDistribution([0, 1e-4])}
+    assert fixed == ["model.head.dropout=0.25", "seed=3"]  # a fixed value takes its key out of the search
+
+
+def test_two_searches_at_once_share_one_study_with_no_lost_duplicated_or_extra_trials(tmp_path):
+    """Two ``-m`` processes started together on one journal file, as SLURM array tasks would be."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "shared" / "study.log"
+    env = {**os.environ, "VISIONLAB_DATA_DIR": str(tmp_path / "data"), "PROJECT_ROOT": str(tmp_path)}
+    processes = [subprocess.Popen(
+        [sys.executable, str(Path(__file__).parents[1] / "train.py"), "hparams_search=optuna",
+         f"hydra.sweeper.storage=journal://{journal}", "hydra.sweeper.study_name=shared",
+         "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.n_startup_trials=1",
+         f"hydra.sweep.dir={tmp_path / f'sweep_{index}'}", *SMALL_DATA],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for index in (0, 1)]
+    errors = [process.communicate(timeout=300)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    study = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    ran = [len(list((tmp_path / f"sweep_{index}").glob("*/status.json"))) for index in (0, 1)]
+    assert sum(ran) == 4 and min(ran) >= 1, ran  # both processes ran trials of the one study
+    # each process sums up the study as it finds it when done; the last one sees every trial complete
+    summaries = [yaml.safe_load((tmp_path / f"sweep_{index}" / "optimization_results.yaml").read_text())
+                 for index in (0, 1)]
+    assert all(summary["n_trials"] == 4 for summary in summaries)
+    assert max(summary["best_value"] for summary in summaries) == study.best_value
 
 
 def test_joblib_launcher_runs_two_jobs_in_parallel_processes(in_project):

@@ -76,9 +76,8 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
     """One job of a sweep: its value, with ``status.json`` in the job directory either way.
 
     A job that raises is logged (one line for a UserError, the traceback for anything else)
-    and returns NaN, which the basic sweeper records and moves past; under the Optuna sweeper
-    the error is re-raised instead, since that sweeper marks a trial failed only for a job
-    that raised (its ``max_failure_rate: 1.0`` then lets the search go on).
+    and returns NaN, which the basic sweeper records and moves past and the Optuna sweeper
+    records as a failed trial (hydra_plugins/visionlab_optuna).
     """
     from pathlib import Path
 
@@ -99,8 +98,6 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
         else:
             log.exception("job %s failed", job_dir.name)
         write_status(job_dir, "failed", overrides, error=first_line(user_error or exc))
-        if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
-            raise
         return float("nan")
     write_status(job_dir, "finished", overrides, value)
     return value
