@@ -267,3 +267,46 @@ def test_a_runs_epochs_leave_out_its_final_summary():
     record = RunRecord(Path("run"), [], "val/fid", "min", 2,
                        curves={"val/fid": [(0, 60.0), (1, 59.9)], "hparams/epochs": [(8, 1.0)]})
     assert record.epochs == 2  # not 9: a GAN's summary lands on its last optimizer step
+
+
+def test_compare_groups_by_values_and_leaves_out_what_cannot_change_results(tmp_path, capsys):
+    from visionlab.cli.compare import cmd_compare
+
+    fake_run(tmp_path, "a1", ["optimizer.lr=1e-2", "seed=1", "logger=[tensorboard,mlflow]"], [0.5, 0.6])
+    fake_run(tmp_path, "a2", ["optimizer.lr=0.01", "seed=2", "callbacks.progress_bar=null"], [0.6, 0.8])
+    fake_run(tmp_path, "b1", ["optimizer.lr=1e-3", "seed=1", "paths.data_dir=/elsewhere"], [0.3, 0.4])
+    rows = cmd_compare([tmp_path], None, None, None, None)
+    assert [(row[1], row[2], row[-2]) for row in rows[1:]] == [
+        ("optimizer.lr=0.01", "0.7000 ± 0.1414", "2"),  # 1e-2 and 0.01 are one setting; logger is none
+        ("optimizer.lr=0.001", "0.4000", "1")]  # one run: no spread to show
+    top = cmd_compare([tmp_path], None, None, 1, None)
+    assert top[0][1] == "group (over seed) (best 1 of 2 groups)" and top[1][1] == "optimizer.lr=0.01"
+    every = cmd_compare([tmp_path], None, None, None, None, over="none")  # each run on its own row
+    assert [row[1] for row in every[1:]] == ["optimizer.lr=0.01,seed=2", "optimizer.lr=0.01,seed=1",
+                                            "optimizer.lr=0.001,seed=1"]
+    assert "logger" not in (tmp_path / "compare.md").read_text()
+
+
+def test_compare_names_a_run_alone_of_its_kind_by_its_overrides_not_its_folder(tmp_path):
+    from visionlab.cli.compare import cmd_compare
+
+    fake_run(tmp_path, "c1", ["freeze=none"], [0.5, 0.6])
+    fake_run(tmp_path, "c2", ["freeze=last_n"], [0.7, 0.8])
+    fake_run(tmp_path, "14-22-05", ["experiment=dcgan_shapes"], [30.0, 20.0], "GANModule", "val/fid", "min")
+    cmd_compare([tmp_path], None, None, None, None)
+    gan = (tmp_path / "compare.md").read_text().split("## GANModule")[1]
+    assert "experiment=dcgan_shapes" in gan and "14-22-05" not in gan
+
+
+def test_a_sweep_over_kinds_ranks_each_job_by_its_own_metric():
+    from visionlab.cli.sweep import summarize
+
+    records = [{"status": "finished", "overrides": [f"experiment={e}"], "value": v, "metric": m, "mode": d}
+               for e, v, m, d in [("shapes_fine_tune", 0.71, "test/acc", "max"),
+                                  ("course_cats_dogs_scratch", 0.62, "test/acc", "max"),
+                                  ("srgan_shapes", 29.5, "val/psnr", "max"),
+                                  ("dcgan_shapes", 16.0, "val/fid", "min"),
+                                  ("lapgan_shapes", 21.0, "val/fid", "min")]]
+    assert summarize(records, "test/acc", "max") == (
+        "sweep: 5 finished, 0 failed; ranked per metric: best test/acc=0.7100 (experiment=shapes_fine_tune); "
+        "best val/psnr=29.5000 (experiment=srgan_shapes); best val/fid=16.0000 (experiment=dcgan_shapes)")

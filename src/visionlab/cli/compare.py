@@ -23,9 +23,11 @@ from visionlab.inference.runs import RunRecord, find_runs, read_run
 
 
 def differing(records: list[RunRecord]) -> dict[Path, str]:
-    """Each run's overrides that not every run shares, as one label (the run dir when none)."""
+    """Each run's overrides that not every run shares, as one label; a run alone (or one like every
+    other) by all its overrides (``experiment=dcgan_shapes``), else by its folder."""
     own = overrides_that_differ([r.overrides for r in records])
-    return {r.path: ",".join(mine) or r.path.name for r, mine in zip(records, own, strict=True)}
+    return {r.path: ",".join(mine) or ",".join(r.overrides) or r.path.name
+            for r, mine in zip(records, own, strict=True)}
 
 
 def rank(records: list[RunRecord], metric: str, top: int | None) -> list[RunRecord]:
@@ -103,6 +105,8 @@ def readable_runs(run_dirs: list[Path]) -> list[RunRecord]:
 def seed_like_key(records: list[RunRecord], over: str | None) -> str | None:
     """The key to average runs over: ``over`` (a UserError naming the keys that differ when no run
     set it), else ``seed`` when the runs were given different seeds, else None."""
+    if over == "none":
+        return None
     if over is not None:
         if not any(r.override(over) is not None for r in records):
             keys = sorted({o.lstrip("+~").partition("=")[0] for own in overrides_that_differ(
@@ -114,12 +118,18 @@ def seed_like_key(records: list[RunRecord], over: str | None) -> str | None:
     return "seed" if len(seeds - {None}) > 1 else None
 
 
-def group_table(groups: list[RunGroup], metric: str, over: str) -> list[list[str]]:
+def group_labels(groups: list[RunGroup]) -> dict[int, str]:
+    """Each group's overrides that not every group shares (all of them for a group alone; ``(all
+    runs)`` when there are none), keyed by ``id(group)``."""
+    own = overrides_that_differ([g.overrides for g in groups])
+    return {id(g): ",".join(mine) or ",".join(g.overrides) or "(all runs)"
+            for g, mine in zip(groups, own, strict=True)}
+
+
+def group_table(groups: list[RunGroup], metric: str, over: str, labels: dict[int, str]) -> list[list[str]]:
     """Header and rows of the groups' table: mean ± std and n of the best ``metric`` and of every
     ``test/*`` metric over the runs of a group (the runs differing only in ``over``)."""
     tests = result_tags([r for g in groups for r in g.records], metric)
-    own = overrides_that_differ([g.overrides for g in groups])
-    labels = {id(g): ",".join(mine) or "(all runs)" for g, mine in zip(groups, own, strict=True)}
     rows = [["#", f"group (over {over})", f"best {metric}", *tests, "n", "failed"]]
     for index, group in enumerate(groups, start=1):
         cells = [mean_std(group.stats(metric))] + [mean_std(group.stats(t, best=False)) for t in tests]
@@ -130,11 +140,13 @@ def group_table(groups: list[RunGroup], metric: str, over: str) -> list[list[str
 
 
 def mean_std(stats: tuple[float, float, int] | None) -> str:
-    """``0.7111 ± 0.0123`` (or ``-`` without values)."""
-    return f"{stats[0]:.4f} ± {stats[1]:.4f}" if stats else "-"
+    """``0.7111 ± 0.0123``; one value alone, without a spread it does not have (``-`` without values)."""
+    if not stats:
+        return "-"
+    return f"{stats[0]:.4f} ± {stats[1]:.4f}" if stats[2] > 1 else f"{stats[0]:.4f}"
 
 
-def plot_groups(groups: list[RunGroup], metric: str, over: str, out: Path) -> None:
+def plot_groups(groups: list[RunGroup], metric: str, over: str, labels: dict[int, str], out: Path) -> None:
     """Each group's mean curve of ``metric`` per epoch, with the standard deviation over its runs as
     error bars."""
     import matplotlib
@@ -142,9 +154,8 @@ def plot_groups(groups: list[RunGroup], metric: str, over: str, out: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    own = overrides_that_differ([g.overrides for g in groups])
     figure, ax = plt.subplots(figsize=(8, 5))
-    for group, mine in zip(groups, own, strict=True):
+    for group in groups:
         by_epoch: dict[int, list[float]] = {}
         for record in group.records:
             for epoch, value in record.curves.get(metric, []):
@@ -155,7 +166,7 @@ def plot_groups(groups: list[RunGroup], metric: str, over: str, out: Path) -> No
             spreads = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
             n = len(group.records)
             ax.errorbar(epochs, means, yerr=spreads, marker=".", capsize=3,
-                        label=f"{','.join(mine) or '(all runs)'} (n={n})"[:70])
+                        label=f"{labels[id(group)]} (n={n})"[:70])
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch: mean ± std over {over}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -170,13 +181,22 @@ def compare_kind(records: list[RunRecord], metric: str, sort: str | None, top: i
     its figure written to ``plot_to``."""
     key = seed_like_key(records, over)
     if key is None:
-        labels = differing(records)
+        labels = differing(records)  # told apart among all the runs, before --top keeps some
         ranked = rank(records, sort or metric, top)
         plot(ranked, metric, labels, plot_to)
-        return table(ranked, metric, labels)
-    groups = rank_groups(group_runs(records, key), sort or metric)[:top or None]
-    plot_groups(groups, metric, key, plot_to)
-    return group_table(groups, metric, key)
+        return kept_of(table(ranked, metric, labels), len(records), top, "runs")
+    groups = rank_groups(group_runs(records, key), sort or metric)
+    labels = group_labels(groups)
+    kept = groups[:top or None]
+    plot_groups(kept, metric, key, labels, plot_to)
+    return kept_of(group_table(kept, metric, key, labels), len(groups), top, "groups")
+
+
+def kept_of(rows: list[list[str]], total: int, top: int | None, what: str) -> list[list[str]]:
+    """``rows`` with the header's second column saying how many of how many ``what`` ``--top`` kept."""
+    if top and top < total:
+        rows[0][1] += f" (best {top} of {total} {what})"
+    return rows
 
 
 def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, top: int | None,

@@ -89,6 +89,7 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
 
     job_dir = Path(cfg.paths.output_dir)
     overrides = list(HydraConfig.get().overrides.task)
+    scored = {"metric": cfg.get("optimized_metric"), "mode": cfg.get("mode")}
     try:
         value = run(cfg)
     except Exception as exc:
@@ -97,9 +98,9 @@ def sweep_job(cfg: DictConfig, run: Callable[[DictConfig], float | None]) -> flo
             log.error("job %s failed: %s", job_dir.name, user_error)
         else:
             log.exception("job %s failed", job_dir.name)
-        write_status(job_dir, "failed", overrides, error=first_line(user_error or exc))
+        write_status(job_dir, "failed", overrides, error=first_line(user_error or exc), **scored)
         return float("nan")
-    write_status(job_dir, "finished", overrides, value)
+    write_status(job_dir, "finished", overrides, value, **scored)
     return value
 
 

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=None, help="folder for compare.md/png (default: DIR)")
     compare.add_argument("--over", default=None,
                          help="average the runs that differ only in this key: mean ± std and n per group "
-                              "(default: seed, when the runs vary it)")
+                              "(default: seed, when the runs vary it; none: every run on its own row)")
     evaluate = sub.add_parser("eval", help="test-set metrics, confusion matrix and top losses of classifier "
                                            "checkpoints (Hydra overrides of the run's config may follow)")
     evaluate.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",

@@ -18,16 +18,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from visionlab.inference.aggregate import group_by_overrides, mean_std_n
+from visionlab.inference.runs import result_overrides
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 
 
 def write_status(job_dir: Path, status: str, overrides: list[str], value: float | None = None,
-                 error: str | None = None) -> None:
-    """``<job dir>/status.json``: finished or failed, the overrides, the returned value, the error."""
+                 error: str | None = None, metric: str | None = None, mode: str | None = None) -> None:
+    """``<job dir>/status.json``: finished or failed, the overrides, the returned value (the job's
+    ``metric``, better when higher for ``mode=max``), the error."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    record = {"status": status, "overrides": overrides, "value": value, "error": error}
+    record = {"status": status, "overrides": overrides, "value": value, "error": error, "metric": metric,
+              "mode": mode}
     (job_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))
 
 
@@ -44,13 +47,29 @@ def read_statuses(sweep_dir: Path) -> list[dict]:
 
 def summarize(records: list[dict], metric: str | None, mode: str) -> str:
     """One line over a sweep's job records: how many finished and failed, and the best job, or,
-    when the sweep varied the seed, the best group of jobs differing only in it (mean ± std, n)."""
+    when the sweep varied the seed, the best group of jobs differing only in it (mean ± std, n).
+    Jobs that return different metrics (a sweep over experiments of several model kinds) are
+    ranked each among the jobs of its own metric."""
+    records = [r | {"overrides": result_overrides(r["overrides"])} for r in records]
     finished = [r for r in records if r["status"] == "finished"]
     failed = len(records) - len(finished)
     line = f"sweep: {len(finished)} finished, {failed} failed"
     scored = [r for r in finished if r["value"] is not None and not math.isnan(r["value"])]
+    by_metric: dict[tuple, list[dict]] = {}
+    for record in scored:
+        by_metric.setdefault((record.get("metric") or metric, record.get("mode") or mode), []).append(record)
+    if len(by_metric) > 1:
+        bests = [best_of(members, records, name, direction)
+                 for (name, direction), members in by_metric.items()]
+        return line + "; ranked per metric: " + "; ".join(bests)
     if not scored:
         return line
+    return line + "; " + best_of(scored, records, metric, mode)
+
+
+def best_of(scored: list[dict], records: list[dict], metric: str | None, mode: str) -> str:
+    """``best <metric>=<value> (<the overrides that set it apart>)`` among ``scored`` (mean ± std over
+    the seeds when they vary)."""
     pick = max if mode == "max" else min
     seeds = {o for r in records for o in r["overrides"] if o.partition("=")[0] == "seed"}
     if len(seeds) > 1:
@@ -59,11 +78,11 @@ def summarize(records: list[dict], metric: str | None, mode: str) -> str:
         shared, values = pick(groups.items(), key=lambda item: mean_std_n(item[1])[0])
         differing = overrides_that_differ([list(key) for key in groups])[list(groups).index(shared)]
         mean, spread, n = mean_std_n(values)
-        return line + (f"; best {metric}={mean:.4f} ± {spread:.4f} over {n} seeds "
-                       f"({', '.join(differing) or 'the shared overrides'})")
+        return (f"best {metric}={mean:.4f} ± {spread:.4f} over {n} seeds "
+                f"({', '.join(differing) or 'the shared overrides'})")
     best = pick(scored, key=lambda r: r["value"])
     differing = overrides_that_differ([r["overrides"] for r in records])[records.index(best)]
-    return line + f"; best {metric}={best['value']:.4f} ({', '.join(differing) or 'the shared overrides'})"
+    return f"best {metric}={best['value']:.4f} ({', '.join(differing) or 'the shared overrides'})"
 
 
 class SweepOutcome:
