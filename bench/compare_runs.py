@@ -51,9 +51,9 @@ def outputs_tree(root: Path, runs: int) -> Path:
     rng, sweep = random.Random(0), root / "multirun" / "2026-12-07" / "10-00-00"
     for job in range(runs):
         lr, freeze, seed = job % 5, (job // 5) % 4, job // 20
+        freezes = ["none", "feature_extraction", "last_n", "two_phase"]
         overrides = [f"optimizer.lr={10 ** -(lr % 3 + 2)}e0" if lr > 2 else f"optimizer.lr={10 ** -(lr + 2)}",
-                     f"freeze={['none', 'feature_extraction', 'last_n', 'two_phase'][freeze]}", f"seed={seed}",
-                     "logger=[tensorboard,mlflow]"]
+                     f"freeze={freezes[freeze]}", f"seed={seed}", "logger=[tensorboard,mlflow]"]
         write_run(sweep / str(job), overrides, rng)
     return sweep
 

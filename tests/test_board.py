@@ -69,13 +69,13 @@ def test_runs_are_named_by_what_differs_and_hparams_list_every_runs_keys_differi
           "model.num_samples=4", *SMALL])
     farm = tmp_path / "farm"
     links = link_runs([in_project / "outputs"], farm)
-    classifier_runs = {"optimizer.lr=0.001", "optimizer.lr=0.01"}  # as Hydra records the sweep's values
+    classifier_runs = {"lr=0.001", "lr=0.01"}  # the sweep's values, keys by their last part
     assert classifier_runs <= set(links) and len(links) == 3
     assert any(name.startswith("model=gan,") for name in links)  # mixed runs: the kind leads the name
     port = tensorboard(farm)
 
-    runs = request(port, "/data/runs")
-    assert set(runs) == set(links)  # no date, time, job number or tensorboard/ before the overrides
+    runs = request(port, "/data/runs")  # no date, time, job number or tensorboard/ before the overrides
+    assert set(runs) == set(links) | {f"{name}/hparams" for name in links}  # each with its HPARAMS session
 
     experiment = request(port, "/data/plugin/hparams/experiment", {"experimentName": ""})
     infos = {info["name"]: info for info in experiment["hparamInfos"]}
@@ -85,6 +85,44 @@ def test_runs_are_named_by_what_differs_and_hparams_list_every_runs_keys_differi
     assert {"optimizer.lr", "model"} <= set(differing)
     assert {"backbone.name", "freeze", "seed"} <= set(names)  # the classifier runs' own keys
     assert {"model.loss", "model.generator", "model.d_steps", "model.image_size"} <= set(names)  # the GAN's
-    metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
-    assert {"hparams/test_acc", "hparams/best_val_acc", "hparams/wall_time_s"} <= metrics
-    assert "hparams/epochs" in metrics
+    metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
+    assert {"hparams/test_acc", "hparams/best_val_acc", "run/wall_time_s"} <= set(metrics)
+    # TensorBoard checks the first five metrics: results, never the epoch or the freeze counters
+    assert all(tag.startswith("hparams/") for tag in metrics[:5]) and "hparams/test_acc" in metrics[:5]
+    assert not [tag for tag in metrics if tag == "epoch" or tag.startswith(("freeze/", "train/"))]
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_board_stops_tensorboard_and_removes_its_links_on_sigterm_and_sighup(tmp_path, stop):
+    import os
+    import signal
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = tmp_path / "outputs" / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("monitor: val/acc\nmode: max\n")
+    with SummaryWriter(str(run_dir / "tensorboard" / "run")) as writer:
+        writer.add_scalar("val/acc", 0.5, 0)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    port = free_port()
+    board = subprocess.Popen([sys.executable, "-m", "visionlab.cli.main", "board", str(tmp_path / "outputs"),
+                              "--port", str(port), "--host", "127.0.0.1"],
+                             env={**os.environ, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if request(port, "/data/runs"):
+                break
+        except OSError:
+            time.sleep(0.5)
+    assert list(scratch.glob("visionlab-board-*"))  # the folder of links, while it serves
+    board.send_signal(getattr(signal, stop))
+    out, err = board.communicate(timeout=60)
+    assert board.returncode == 0 and not list(scratch.glob("visionlab-board-*"))  # the links removed
+    assert not list(scratch.glob(".tensorboard-info/*"))  # TensorBoard ended cleanly (removed its pid file)
+    with pytest.raises(OSError):  # and TensorBoard, its child, no longer serving
+        request(port, "/data/runs")
+    assert "TensorFlow installation not found" not in err and "1 run(s)" in out

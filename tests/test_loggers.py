@@ -30,7 +30,7 @@ def test_mlflow_and_tensorboard_log_the_same_run_name_params_and_results(in_proj
     assert "freeze=two_phase" in run.info.run_name and "logger" not in run.info.run_name  # the overrides
     assert run.data.params["freeze"] == "two_phase" and run.data.params["backbone.name"] == "shapes_net"
     assert run.data.params["status"] == "finished"
-    assert {"hparams/test_acc", "hparams/best_val_acc", "hparams/wall_time_s"} <= set(run.data.metrics)
+    assert {"hparams/test_acc", "hparams/best_val_acc", "run/wall_time_s"} <= set(run.data.metrics)
     assert "val/acc" in run.data.metrics
     (events,) = (p for p in (in_project / "outputs").rglob("tensorboard/*") if p.is_dir())
     assert events.name == run.info.run_name  # the same name in both

@@ -41,19 +41,20 @@ def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_proje
     for job in ("1", "2"):  # TensorBoard: a readable run name and the HPARAMS plugin's data
         (events,) = (sweep / job / "tensorboard").iterdir()
         assert f"freeze.n={job}" in events.name and "freeze=last_n" in events.name
-        hparams, scalars = read_hparams(events)
+        hparams, scalars = read_hparams(events / "hparams")  # the session, in a folder of its own
         assert hparams["freeze.n"] == float(job) and hparams["freeze"] == "last_n"
         assert hparams["backbone.name"] == "shapes_net" and hparams["status"] == "finished"
         assert "hp_metric" not in scalars
         assert scalars["hparams/test_acc"] == pytest.approx(statuses[job]["value"])
-        assert {"hparams/best_val_acc", "hparams/epochs", "hparams/wall_time_s"} <= set(scalars)
+        assert {"hparams/best_val_acc", "run/epochs", "run/wall_time_s"} <= set(scalars)
+        assert not {"epoch", "train/loss"} & set(scalars)  # results only: HPARAMS takes every scalar there
     # visionlab compare: the ranked table from the event files, failed runs last
     rows = compare_rows(sweep)
     assert rows[0][:4] == ["#", "run", "best val/acc", "epoch"]
     assert rows[0][-3:] == ["epochs", "wall time", "status"]
     assert [row[1] for row in rows[1:]][-1] == "freeze.n=999" and rows[-1][-1] == "failed"
     for row in rows[1:3]:
-        _, scalars = read_hparams(next((sweep / row[1][-1] / "tensorboard").iterdir()))
+        _, scalars = read_hparams(next((sweep / row[1][-1] / "tensorboard").iterdir()) / "hparams")
         assert float(row[2]) == pytest.approx(scalars["hparams/best_val_acc"], abs=1e-4)
         assert row[-1] == "finished"
     assert (sweep / "compare.md").read_text().count("\n") == 2 + 3 and (sweep / "compare.png").is_file()
@@ -265,7 +266,7 @@ def test_a_runs_epochs_leave_out_its_final_summary():
     from visionlab.inference.runs import RunRecord
 
     record = RunRecord(Path("run"), [], "val/fid", "min", 2,
-                       curves={"val/fid": [(0, 60.0), (1, 59.9)], "hparams/epochs": [(8, 1.0)]})
+                       curves={"val/fid": [(0, 60.0), (1, 59.9)], "run/epochs": [(8, 1.0)]})
     assert record.epochs == 2  # not 9: a GAN's summary lands on its last optimizer step
 
 

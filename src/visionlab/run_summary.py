@@ -1,15 +1,22 @@
 """A finished run's hyperparameters and final metrics, for TensorBoard's HPARAMS plugin.
 
-Each run writes its session (start: the hyperparameters; end: the status) at its end, and its
-final metrics as scalars; the LightningModules save their own hyperparameters with
-``logger=False``, so Lightning writes none at fit start and no ``hp_metric``. No run writes an
-*experiment* summary: TensorBoard then takes the whole table's columns from that one run, and
-stops telling which keys differ (FIELD_NOTES: TensorBoard's hparams plugin). Without one, it
-computes the experiment from every session in view: the union of the keys and metrics, the keys
-that differ across the runs listed (and checked) first.
+Each run writes its session (start: the hyperparameters; end: the status) at its end, with its
+results as scalars, into a folder of its own beside the training curves (``<log dir>/hparams``):
+TensorBoard takes a session's metrics from every scalar under the session's folder, sorted by
+name, and checks the first five; in the training run's folder those were ``epoch`` and the
+``freeze/*`` counters. In its own folder the session holds only results, named so that they sort
+first: ``hparams/best_<monitor>``, ``hparams/test_*``, ``hparams/val_*``, then ``run/epochs`` and
+``run/wall_time_s``. The LightningModules save their own hyperparameters with ``logger=False``,
+so Lightning writes none at fit start and no ``hp_metric``. No run writes an *experiment*
+summary: TensorBoard then takes the whole table's columns from that one run, and stops telling
+which keys differ (FIELD_NOTES: TensorBoard's hparams plugin). Without one, it computes the
+experiment from every session in view: the union of the keys and metrics, the keys that differ
+across the runs listed (and checked) first.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
@@ -50,8 +57,8 @@ def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, floa
     TensorBoard's HPARAMS plugin, and the same to MLflow and W&B when they log the run.
 
     Metrics: ``hparams/best_<monitor>`` (the best checkpoint's score), every final ``val/*`` and
-    ``test/*`` value as ``hparams/val_*``, ``hparams/test_*``, ``hparams/epochs``,
-    ``hparams/wall_time_s``; the hyperparameters include ``status`` (``finished`` or
+    ``test/*`` result as ``hparams/val_*``, ``hparams/test_*`` (not the image counts behind them),
+    ``run/epochs``, ``run/wall_time_s``; the hyperparameters include ``status`` (``finished`` or
     ``stopped_early``).
     """
     if not trainer.loggers:
@@ -61,31 +68,40 @@ def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, floa
     choices = dict(hydra.runtime.choices) if hydra else {}
     early = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
     params = {**hparams_of(cfg, overrides, choices, keys), "status": "stopped_early" if early else "finished"}
-    summary = {"hparams/epochs": float(trainer.current_epoch), "hparams/wall_time_s": round(seconds, 1)}
+    summary = {}
     checkpoint = trainer.checkpoint_callback
     if cfg.get("monitor") and checkpoint is not None and checkpoint.best_model_score is not None:
         summary[f"hparams/best_{cfg.monitor.replace('/', '_')}"] = float(checkpoint.best_model_score)
     summary.update({f"hparams/{k.replace('/', '_')}": v for k, v in metrics.items()
-                    if k.split("/")[0] in ("val", "test") and not k.endswith("_running")})
+                    if k.split("/")[0] in ("val", "test") and not k.endswith(("_running", "_samples"))})
+    summary |= {"run/epochs": float(trainer.current_epoch), "run/wall_time_s": round(seconds, 1)}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             write_hparams_session(logger, params, summary, trainer.global_step)
         elif isinstance(logger, (MLFlowLogger, WandbLogger)):  # the same params and results as HPARAMS
             logger.log_hyperparams(params)
             logger.log_metrics(summary, step=trainer.global_step)
+        if isinstance(logger, MLFlowLogger):  # MLflow 3's UI then opens on the runs table, not GenAI's
+            logger.experiment.set_experiment_tag(logger.experiment_id, "mlflow.experimentKind",
+                                                 "custom_model_development")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # the offline run's file complete, for `wandb sync`
 
 
+SESSION_FOLDER = "hparams"  # beside the training curves, under the TensorBoard run's folder
+
+
 def write_hparams_session(logger: TensorBoardLogger, params: dict, summary: dict[str, float],
                           step: int) -> None:
-    """The run's session (start: ``params``; end: its status) and ``summary`` as scalars, without an
-    experiment summary (see the module's docstring)."""
+    """The run's session (start: ``params``; end: its status) and ``summary`` as scalars, in
+    ``<log dir>/hparams`` without an experiment summary (see the module's docstring)."""
+    from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
     _, session_start, session_end = hparams(params, summary)
-    logger.log_metrics(summary, step=step)
-    writer = logger.experiment._get_file_writer()
-    writer.add_summary(session_start)
-    writer.add_summary(session_end)
-    writer.flush()
+    with SummaryWriter(str(Path(logger.log_dir) / SESSION_FOLDER)) as writer:
+        for tag, value in summary.items():
+            writer.add_scalar(tag, value, step)
+        file_writer = writer._get_file_writer()
+        file_writer.add_summary(session_start)
+        file_writer.add_summary(session_end)

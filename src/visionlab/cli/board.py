@@ -4,13 +4,17 @@ TensorBoard names a run after its folder under ``--logdir``: pointed at ``output
 is ``multirun/2026-12-02/12-23-05/0/tensorboard/freeze=two_phase,...``, cut in the UI before the
 overrides that tell the runs apart. ``board`` gathers the runs under the folders given (default
 ``outputs``) into a folder of links named by the overrides that differ between them (with the
-experiment, when runs of several are in view), and starts ``tensorboard`` on it.
+experiment, when runs of several are in view; keys by their last part, ``lr=0.001,seed=1``, so that
+HPARAMS' Trial ID column, which cuts long names, still tells the rows apart), and starts
+``tensorboard`` on it, quietly: its notes about TensorFlow and fast loading are not a user's
+concern. SIGTERM and SIGHUP, like Ctrl+C, stop TensorBoard and remove the folder of links.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError
-from visionlab.inference.runs import find_runs, run_overrides
+from visionlab.inference.runs import find_runs, result_overrides, run_overrides
 
 MAX_NAME = 120  # characters of a run's name; longer ones are cut and numbered
 
@@ -32,17 +36,26 @@ def event_folders(run_dir: Path) -> list[Path]:
 def run_names(run_dirs: list[Path]) -> dict[Path, str]:
     """A short, unique, file-safe name per run: the overrides no other run in view shares (the run
     folder's own name when there are none)."""
-    overrides = [run_overrides(run_dir) for run_dir in run_dirs]
+    overrides = [result_overrides(run_overrides(run_dir)) for run_dir in run_dirs]
+    differing = overrides_that_differ(overrides)
+    short = short_keys({o.partition("=")[0] for own in differing for o in own})
     names: dict[Path, str] = {}
     taken: set[str] = set()
-    for run_dir, own in zip(run_dirs, overrides_that_differ(overrides), strict=True):
-        name = re.sub(r"[/\\:]+", "_", ",".join(own))[:MAX_NAME] or run_dir.name
+    for run_dir, own in zip(run_dirs, differing, strict=True):
+        readable = [f"{short.get(key, key)}={value}" for key, _, value in (o.partition("=") for o in own)]
+        name = re.sub(r"[/\\:]+", "_", ",".join(readable))[:MAX_NAME] or run_dir.name
         unique, number = name, 2
         while unique in taken:
             unique, number = f"{name} #{number}", number + 1
         taken.add(unique)
         names[run_dir] = unique
     return names
+
+
+def short_keys(keys: set[str]) -> dict[str, str]:
+    """Each dotted key by its last part (``optimizer.lr`` -> ``lr``) where no other key ends the same."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {key: key.rsplit(".", 1)[-1] for key in keys if last.count(key.rsplit(".", 1)[-1]) == 1}
 
 
 def link_runs(directories: list[Path], farm: Path) -> dict[str, Path]:
@@ -55,7 +68,8 @@ def link_runs(directories: list[Path], farm: Path) -> dict[str, Path]:
     links: dict[str, Path] = {}
     for run_dir, name in run_names(runs).items():
         main, *others = event_folders(run_dir)
-        links[name] = main
+        links[name] = main  # its own folders (the HPARAMS session's) come with it
+        others = [other for other in others if not other.is_relative_to(main)]
         links |= {f"{name}/{other.name}": other for other in others}
     for name, target in links.items():
         link = farm / name
@@ -64,12 +78,23 @@ def link_runs(directories: list[Path], farm: Path) -> dict[str, Path]:
     return links
 
 
+class Stop(Exception):
+    """SIGTERM or SIGHUP arrived: stop as Ctrl+C does."""
+
+
+def stop_on_signal(signum, frame) -> None:
+    """Turn SIGTERM / SIGHUP into :class:`Stop` in the main thread."""
+    raise Stop(signal.Signals(signum).name)
+
+
 def cmd_board(directories: list[Path], port: int, host: str) -> None:
-    """Link the runs, print their names, and run TensorBoard on them until interrupted."""
+    """Link the runs, print their names, and run TensorBoard on them until Ctrl+C, SIGTERM or SIGHUP,
+    which stop TensorBoard and remove the links."""
     for directory in directories:
         if not directory.is_dir():
             raise UserError(f"{directory} is not a folder: give run, sweep or outputs directories")
     farm = Path(tempfile.mkdtemp(prefix="visionlab-board-"))
+    previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         links = link_runs(directories, farm)
         print(f"{len(links)} run(s), named by what sets them apart:")
@@ -77,10 +102,21 @@ def cmd_board(directories: list[Path], port: int, host: str) -> None:
             print(f"  {name}")
         command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(farm), "--port", str(port),
                    "--host", host]
-        with subprocess.Popen(command) as tensorboard:
+        print(f"TensorBoard at http://{'localhost' if host in ('localhost', '0.0.0.0') else host}:{port}/ "
+              "(Ctrl+C to stop)", flush=True)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+        with subprocess.Popen(command, **quiet) as tensorboard:
             try:
-                tensorboard.wait()
-            except KeyboardInterrupt:
+                _, errors = tensorboard.communicate()
+            except (KeyboardInterrupt, Stop):
                 tensorboard.terminate()
+                tensorboard.wait(timeout=30)
+                return
+        if tensorboard.returncode:  # it failed to start (a port in use...): its own words
+            lines = [line for line in errors.splitlines() if line.strip()]
+            lines = lines or [f"exit code {tensorboard.returncode}"]
+            raise UserError(f"tensorboard stopped: {lines[-1]}")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         shutil.rmtree(farm, ignore_errors=True)

@@ -18,9 +18,13 @@ log = logging.getLogger(__name__)
 EXIT_SWEEP_FAILED = 1  # every job ran, and at least one failed (its status.json says why)
 
 # Lightning INFO lines a user cannot act on: an advert, a note about our own model-summary callback,
-# and the TPU line (the GPU line stays: it says whether the run uses one).
+# and the TPU line (the GPU line stays: it says whether the run uses one); its MLflow logger's warning
+# that the experiment is new (it then creates it, as asked).
 UNACTIONABLE = ("try installing [litlogger]", "Trainer already configured with model summary callbacks",
-                "TPU available:")
+                "TPU available:", "not found. Creating it.")
+# Loggers whose INFO lines are chatter of a tool at work (MLflow creating and migrating its SQLite
+# store's tables, alembic's migration notes): only their warnings and errors are shown.
+CHATTY = ("mlflow.store.db.utils", "alembic")
 
 
 class DropUnactionable(logging.Filter):
@@ -49,6 +53,8 @@ def one_console_line_per_record() -> None:
         logger.propagate = True
     for handler in logging.getLogger().handlers:
         handler.addFilter(DropUnactionable())
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def train_task(cfg: DictConfig) -> float | None:

@@ -100,9 +100,11 @@ class RunRecord:
     @property
     def epochs(self) -> int:
         """Epochs the run trained (the highest epoch any metric was logged at, plus one). The
-        ``hparams/*`` summary is left out: it is logged once, at the run's last optimizer step, which
-        for a GAN (``d_steps + 1`` steps per batch) is no step an epoch was logged at."""
-        return 1 + max((e for tag, points in self.curves.items() if not tag.startswith("hparams/")
+        ``hparams/*`` and ``run/*`` summary is left out: it is logged once, at the run's last
+        optimizer step, which for a GAN (``d_steps + 1`` steps per batch) is no step an epoch was
+        logged at."""
+        summary = ("hparams/", "run/")
+        return 1 + max((e for tag, points in self.curves.items() if not tag.startswith(summary)
                         for e, _ in points), default=-1)
 
 
@@ -165,8 +167,10 @@ def read_run(run_dir: Path) -> RunRecord:
     record.curves, record.seconds = _event_curves(run_dir)
     if not record.curves:
         record.curves = _csv_curves(run_dir)
-    if "hparams/wall_time_s" in record.curves:  # the whole run, where it was recorded
-        record.seconds = record.curves["hparams/wall_time_s"][-1][1]
+    for tag in ("run/wall_time_s", "hparams/wall_time_s"):  # the whole run (the second: before 2026-12-07)
+        if tag in record.curves:
+            record.seconds = record.curves[tag][-1][1]
+            break
     status_file = run_dir / "status.json"
     if status_file.is_file():
         record.status = json.loads(status_file.read_text())["status"]
