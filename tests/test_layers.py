@@ -10,7 +10,7 @@ PACKAGE = Path(visionlab.__file__).parent
 # Bottom to top, as in the README's architecture section.
 LAYERS = [
     {"data_config", "errors", "assets", "resolvers", "checkpoint_header", "config_targets", "drawing",
-     "image_files", "registry", "downloads", "project"},
+     "image_files", "registry", "downloads", "project", "overrides"},
     {"data", "nets"},
     {"finetune", "metrics"},
     {"modules"},

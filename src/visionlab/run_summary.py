@@ -23,6 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from visionlab.overrides import has_effect
+
 
 def plain(value) -> str | int | float | bool | None:
     """``value`` as TensorBoard's HPARAMS takes it: a scalar as is, a list as its text, else None."""
@@ -35,13 +37,15 @@ def plain(value) -> str | int | float | bool | None:
 
 def hparams_of(cfg: DictConfig, overrides: list[str], choices: dict[str, str],
                keys: tuple[str, ...]) -> dict[str, object]:
-    """The hyperparameters a run is compared by: its overridden keys (a group as the option
-    given, e.g. ``freeze=two_phase``), then its model kind's ``keys`` (the module class's
+    """The hyperparameters a run is compared by: its overridden keys that can change its results (a
+    group as the option given, e.g. ``freeze=two_phase``), then its model kind's ``keys`` (the module class's
     :meth:`~visionlab.modules.base.RunModule.summary_keys`: a key without a dot is a group's
     option, from Hydra's runtime ``choices``); values as str, int, float or bool."""
     params: dict[str, object] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
+        if not has_effect(key):  # where it logs or writes, what the console shows
+            continue
         node = plain(OmegaConf.select(cfg, key, default=value))
         params[key] = value if node is None else node
     for key in keys:

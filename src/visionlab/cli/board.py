@@ -22,7 +22,8 @@ from pathlib import Path
 
 from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError
-from visionlab.inference.runs import find_runs, result_overrides, run_overrides
+from visionlab.inference.runs import find_runs, run_overrides
+from visionlab.overrides import result_overrides
 
 MAX_NAME = 120  # characters of a run's name; longer ones are cut and numbered
 

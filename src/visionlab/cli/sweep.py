@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from visionlab.inference.aggregate import group_by_overrides, mean_std_n
-from visionlab.inference.runs import result_overrides
+from visionlab.overrides import result_overrides
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"

@@ -15,49 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from visionlab.overrides import result_overrides
+
 LOWER_IS_BETTER = ("loss", "fid", "kid", "js")
-# Settings that cannot change a run's results (where it writes, what it logs to, what the console
-# shows): left out when runs are told apart, grouped and named.
-NO_EFFECT = ("logger", "paths", "hydra", "ckpt_path", "callbacks.progress_bar", "callbacks.model_summary",
-             "callbacks.augmented_batch", "callbacks.lr_monitor", "trainer.enable_progress_bar",
-             "trainer.enable_model_summary", "trainer.log_every_n_steps")
-
-
-def canonical(value) -> str:
-    """A parsed override value written one way: ``1e-2`` and ``0.01`` both as ``0.01``."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(canonical(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{canonical(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def result_overrides(overrides: list[str]) -> list[str]:
-    """``overrides`` as ``key=value`` with the value parsed and written one way (so ``optimizer.lr=1e-2``
-    and a sweep's ``optimizer.lr=0.01`` are the same setting), ``+`` dropped, and the settings that
-    cannot change results (:data:`NO_EFFECT`) left out. An override Hydra's grammar cannot read is
-    kept as written."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser, kept = OverridesParser.create(), []
-    for line in overrides:
-        try:
-            (override,) = parser.parse_overrides([line])
-        except HydraException:
-            kept.append(line)
-            continue
-        key = override.key_or_group
-        if any(key == prefix or key.startswith(prefix + ".") for prefix in NO_EFFECT):
-            continue
-        kept.append(f"~{key}" if override.is_delete() else f"{key}={canonical(override.value())}")
-    return kept
-
-
 @dataclass
 class RunRecord:
     """What one run did: its overrides, metric curves and final values, status, wall time."""
