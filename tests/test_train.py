@@ -20,9 +20,11 @@ def _backbone_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("backbone.")}
 
 
-def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
+def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg, capfd):
     cfg = make_cfg("backbone.pretrained=false")
     value = run(cfg)
+    table = capfd.readouterr().out  # Lightning's table of the test results: test metrics only
+    assert "test/acc" in table and " epoch " not in table
     run_dir = Path(cfg.paths.output_dir)
     assert 0.0 <= value <= 1.0
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -34,7 +36,7 @@ def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg):
     rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
     assert sorted(rows[0]).count("val/acc") == 1
     (test_row,) = [row for row in rows if row.get("test/acc")]
-    assert float(test_row["epoch"]) == 1.0  # the last trained epoch, not one past it
+    assert float(test_row["test/acc"]) == pytest.approx(value)
     grid = run_dir / "train_batch.png"  # augment=none: named for what it is
     assert grid.is_file() and grid.stat().st_size > 1000 and not (run_dir / "augmented_batch.png").exists()
 

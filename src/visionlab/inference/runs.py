@@ -59,11 +59,11 @@ class RunRecord:
 
     @property
     def epochs(self) -> int:
-        """Epochs the run trained (the highest epoch any metric was logged at, plus one). The
-        ``hparams/*`` and ``run/*`` summary is left out: it is logged once, at the run's last
-        optimizer step, which for a GAN (``d_steps + 1`` steps per batch) is no step an epoch was
-        logged at."""
-        summary = ("hparams/", "run/")
+        """Epochs the run trained (the highest epoch any metric was logged at, plus one). The test
+        metrics and the ``hparams/*`` and ``run/*`` summary are left out: Lightning logs the test
+        one epoch past the last trained, and the summary once, at the run's last optimizer step,
+        which for a GAN (``d_steps + 1`` steps per batch) is no step an epoch was logged at."""
+        summary = ("test/", "hparams/", "run/")
         return 1 + max((e for tag, points in self.curves.items() if not tag.startswith(summary)
                         for e, _ in points), default=-1)
 

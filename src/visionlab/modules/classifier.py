@@ -366,9 +366,8 @@ class ClassifierModule(Classifies, RunModule):
         self._step(batch, self.test_metrics, "test")
 
     def on_test_epoch_end(self) -> None:
-        """Log the test loss and metrics, at the last trained epoch (Lightning would put them one past it)."""
+        """Log the test loss and metrics (the results table then lists test metrics only)."""
         self._log_epoch(self.test_metrics, "test")
-        self.log("epoch", float(max(self.trainer.current_epoch - 1, 0)))
         self._swap_ema()
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
