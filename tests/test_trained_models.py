@@ -220,9 +220,12 @@ def test_a_kind_defined_outside_visionlab_is_trained_evaluated_used_and_exported
     assert [row["predicted"] for row in read_csv(tmp_path / "p.csv")] == [p.classes[0]
                                                                          for p in model.predict(images)]
     main(["export", str(checkpoint), "--format", "torchscript", "--out", str(tmp_path / "deploy")])
-    exported = torch.jit.load(str(tmp_path / "deploy" / "model.pt"))
+    from visionlab.inference.export import run_exported
+
     batch = torch.rand(3, 3, 32, 32) * 2 - 1
-    torch.testing.assert_close(exported(batch), model(batch).softmax(-1))
+    with torch.no_grad():
+        expected = model(batch).softmax(-1)
+    torch.testing.assert_close(run_exported(tmp_path / "deploy" / "model.pt", "torchscript", batch), expected)
     preprocessing = json.loads((tmp_path / "deploy" / "preprocessing.json").read_text())
     assert preprocessing["class_names"] == model.class_names
     assert visionlab.evaluate(model).accuracy == pytest.approx(test_acc, abs=1e-6)
