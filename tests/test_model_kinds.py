@@ -82,3 +82,25 @@ def test_each_kind_is_compared_by_its_own_keys_and_never_by_groups_it_does_not_u
     assert {"backbone", "freeze"} <= set(module_class(backbone_d.model).summary_keys(backbone_d))
     classifier = make_cfg(tiny=False)
     assert "backbone.name" in module_class(classifier.model).summary_keys(classifier)
+
+
+def test_a_backbone_source_of_ones_own_builds_trains_lists_stages_and_names_its_downloads(make_cfg, capsys):
+    from visionlab.nets.factory import backbone_files, create_backbone
+    from visionlab.nets.sources import BACKBONE_SOURCES
+
+    BACKBONE_SOURCES.discard("toy_hub")  # as in a fresh process: the dotted name imports its module
+    cfg = make_cfg("backbone.source=toy_kind.toy_hub", "backbone.name=tiny", "backbone.pretrained=false",
+                   "backbone.input_size=32", "trainer.max_epochs=1", "freeze=none", "optimized_metric=val/acc",
+                   "test_after_fit=false")
+    assert 0.0 <= run(cfg) <= 1.0  # visionlab.train and the factory know nothing of toy_hub
+    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["hyper_parameters"]["backbone"]["recipe"]["source"] == "toy_kind.toy_hub"
+    main(["stages", "tiny", "--source", "toy_kind.toy_hub"])
+    listed = capsys.readouterr().out
+    assert "2 coarse stages" in listed and "1  block2" in listed
+    (weights,) = backbone_files("tiny", "toy_kind.toy_hub", pretrained=True)  # what prefetch fetches
+    assert weights.what == "toy_hub weights of tiny"
+    with pytest.raises(UserError, match="unknown toy_kind.toy_hub backbone 'tinny'; did you mean: tiny"):
+        create_backbone("tinny", "toy_kind.toy_hub")
+    with pytest.raises(UserError, match="'tiny' is not a timm model but a toy_hub one"):
+        create_backbone("tiny", "timm")

@@ -132,9 +132,10 @@ def test_pretrain_recipe_exports_a_backbone_that_loads_as_weights(make_cfg):
 
 
 def test_shipped_shapes_net_weights_load_and_are_small():
-    from visionlab.nets.factory import SHIPPED_WEIGHTS, create_backbone
+    from visionlab.nets.factory import create_backbone
+    from visionlab.nets.sources import BACKBONE_SOURCES
 
-    shipped = SHIPPED_WEIGHTS["shapes_net"]
+    shipped = BACKBONE_SOURCES["custom"].shipped["shapes_net"]
     assert shipped.is_file() and shipped.stat().st_size <= 5 * 2**20
     pretrained = create_backbone("shapes_net", "custom", pretrained=True).state_dict()
     scratch = create_backbone("shapes_net", "custom", pretrained=False).state_dict()

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from visionlab.errors import UserError
-from visionlab.nets import factory
 from visionlab.nets.factory import create_backbone
+from visionlab.nets.sources import BACKBONE_SOURCES
 from visionlab.nets.weights import load_backbone_weights, save_backbone_weights
 
 
@@ -128,7 +128,7 @@ def test_weights_replace_pretrained_so_nothing_is_downloaded(tmp_path, monkeypat
 
 def test_shapes_net_pretrained_loads_the_shipped_file(tmp_path, monkeypatch):
     shipped = tmp_path / "assets" / "shapes_net.safetensors"
-    monkeypatch.setitem(factory.SHIPPED_WEIGHTS, "shapes_net", shipped)
+    monkeypatch.setitem(BACKBONE_SOURCES["custom"].shipped, "shapes_net", shipped)
     with pytest.raises(UserError, match="shapes_net weights are missing at .*pretrain_shapes"):
         create_backbone("shapes_net", "custom", pretrained=True)
     source = fresh("shapes_net", "custom")

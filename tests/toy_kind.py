@@ -1,22 +1,26 @@
-"""A model kind and a backbone family defined outside visionlab, as a user would add them: one
-definition each in one file (plus the config, which the tests compose). They train through
+"""A model kind, a backbone family and a backbone source defined outside visionlab, as a user would
+add them: one definition each in one file (plus the config, which the tests compose). They train through
 ``visionlab.train.run`` and sample through ``visionlab sample`` with no change to either: the build
 protocol and the registries find them."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from visionlab.data_config import DataConfig
+from visionlab.downloads import RemoteFile
+from visionlab.errors import UserError
 from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
 from visionlab.modules.base import register_kind
 from visionlab.modules.capabilities import Draws
 from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.custom import CUSTOM_BACKBONES, sequential_backbone
+from visionlab.nets.sources import BackboneSource, register_source
 
 
 @register_kind
@@ -69,3 +73,24 @@ def toy_cnn(in_chans: int = 3, input_size: int = 32) -> Backbone:
     stats = (0.5,) * in_chans
     return sequential_backbone(blocks, name="toy_cnn", num_features=16,
                                data_config=DataConfig(in_chans, input_size, stats, stats))
+
+
+@register_source("toy_hub")
+class ToyHub(BackboneSource):
+    """A backbone source of one's own (``backbone.source=toy_kind.toy_hub`` imports this module): one
+    model, ``tiny``, whose "published" weights are a file it names."""
+
+    def knows(self, name: str) -> bool:
+        return name == "tiny"
+
+    def names(self) -> list[str]:
+        return ["tiny"]
+
+    def build(self, name: str, pretrained: bool, in_chans: int, input_size: int | None, **kwargs) -> Backbone:
+        if pretrained:
+            raise UserError("toy_hub publishes no weights here")
+        return toy_cnn(in_chans, input_size or 32)
+
+    def files(self, name: str) -> list[RemoteFile]:
+        return [RemoteFile("toy_hub weights of tiny", "https://example.org/tiny.safetensors", Path("/nowhere"),
+                           lambda: None, lambda: None)]

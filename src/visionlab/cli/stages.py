@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from visionlab.project import CHECKOUT_CONF
+from visionlab.project import conf_dir_if_any
 
 
 def resolve_backbone_name(name: str, source: str | None) -> tuple[str, str]:
-    """(model name, source) for a preset of conf/backbone/ or a bare model name."""
+    """(model name, source) for a preset of the project's conf/backbone/ or a bare model name (its
+    source: the first that knows it, else timm's, which then suggests close names)."""
     from omegaconf import OmegaConf
 
-    from visionlab.nets.custom import CUSTOM_BACKBONES
+    from visionlab.nets.sources import BACKBONE_SOURCES
 
-    preset = CHECKOUT_CONF / "backbone" / f"{name}.yaml"
-    if source is None and preset.is_file() and name != "timm":
+    conf = conf_dir_if_any()
+    preset = conf / "backbone" / f"{name}.yaml" if conf is not None else None
+    if source is None and preset is not None and preset.is_file() and name != "timm":
         cfg = OmegaConf.load(preset)
         return cfg.name, cfg.source
-    return name, source or ("custom" if name in CUSTOM_BACKBONES else "timm")
+    if source is None:
+        source = next((known for known, origin in BACKBONE_SOURCES.items() if origin.knows(name)), "timm")
+    return name, source
 
 
 def cmd_stages(name: str, source: str | None, granularity: str) -> None:
