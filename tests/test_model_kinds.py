@@ -86,9 +86,7 @@ def test_each_kind_is_compared_by_its_own_keys_and_never_by_groups_it_does_not_u
 
 def test_a_backbone_source_of_ones_own_builds_trains_lists_stages_and_names_its_downloads(make_cfg, capsys):
     from visionlab.nets.factory import backbone_files, create_backbone
-    from visionlab.nets.sources import BACKBONE_SOURCES
 
-    BACKBONE_SOURCES.discard("toy_hub")  # as in a fresh process: the dotted name imports its module
     cfg = make_cfg("backbone.source=toy_kind.toy_hub", "backbone.name=tiny", "backbone.pretrained=false",
                    "backbone.input_size=32", "trainer.max_epochs=1", "freeze=none", "optimized_metric=val/acc",
                    "test_after_fit=false")
