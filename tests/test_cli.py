@@ -135,3 +135,38 @@ def test_a_user_error_wrapped_by_hydra_is_one_line_and_exit_2(capsys):
         _raise_user_error_wrapped_by_hydra()
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: the user's mistake\n"
+
+
+def test_a_command_defined_outside_the_cli_package_is_parsed_checked_and_run(capsys):
+    """``main`` knows no command by name: one registered here has its arguments, its check (before its
+    run, with what it resolves handed on) and its help line, like the built-in ones."""
+    import argparse
+
+    from visionlab.cli.commands import COMMANDS, command
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--times", type=int, default=1)
+
+    def check(args: argparse.Namespace) -> argparse.Namespace:
+        if args.times < 1:
+            raise UserError(f"--times {args.times} must be at least 1")
+        return argparse.Namespace(**vars(args), greeting=f"hello {args.name}")
+
+    @command("greet", "say hello", arguments, check)
+    def greet(args: argparse.Namespace) -> None:
+        print(" ".join([args.greeting] * args.times))
+
+    try:
+        main(["greet", "world", "--times", "2"])
+        assert capsys.readouterr().out == "hello world hello world\n"
+        with pytest.raises(SystemExit) as exit_info:
+            main(["greet", "world", "--times", "0"])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == "error: --times 0 must be at least 1\n"
+        with pytest.raises(SystemExit):
+            main(["-h"])
+        listing = capsys.readouterr().out
+        assert "greet" in listing and "say hello" in listing
+    finally:
+        COMMANDS.discard("greet")

@@ -88,8 +88,8 @@ def test_a_backbone_source_of_ones_own_builds_trains_lists_stages_and_names_its_
     from visionlab.nets.factory import backbone_files, create_backbone
 
     cfg = make_cfg("backbone.source=toy_kind.toy_hub", "backbone.name=tiny", "backbone.pretrained=false",
-                   "backbone.input_size=32", "trainer.max_epochs=1", "freeze=none", "optimized_metric=val/acc",
-                   "test_after_fit=false")
+                   "backbone.input_size=32", "trainer.max_epochs=1", "freeze=none",
+                   "optimized_metric=val/acc", "test_after_fit=false")
     assert 0.0 <= run(cfg) <= 1.0  # visionlab.train and the factory know nothing of toy_hub
     state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["hyper_parameters"]["backbone"]["recipe"]["source"] == "toy_kind.toy_hub"

@@ -92,5 +92,5 @@ class ToyHub(BackboneSource):
         return toy_cnn(in_chans, input_size or 32)
 
     def files(self, name: str) -> list[RemoteFile]:
-        return [RemoteFile("toy_hub weights of tiny", "https://example.org/tiny.safetensors", Path("/nowhere"),
-                           lambda: None, lambda: None)]
+        return [RemoteFile("toy_hub weights of tiny", "https://example.org/tiny.safetensors",
+                           Path("/nowhere"), lambda: None, lambda: None)]

@@ -12,6 +12,7 @@ concern. SIGTERM and SIGHUP, like Ctrl+C, stop TensorBoard and remove the folder
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import signal
@@ -20,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from visionlab.cli.commands import command
 from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError
 from visionlab.inference.runs import find_runs, run_overrides
@@ -121,3 +123,18 @@ def cmd_board(directories: list[Path], port: int, host: str) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         shutil.rmtree(farm, ignore_errors=True)
+
+
+def board_arguments(parser: argparse.ArgumentParser) -> None:
+    """The folders, the port and the host."""
+    parser.add_argument("directories", nargs="*", type=Path, default=[Path("outputs")],
+                        help="run, sweep or outputs directories (default: outputs)")
+    parser.add_argument("--port", type=int, default=6006)
+    parser.add_argument("--host", default="localhost", help="0.0.0.0 to serve other machines")
+
+
+@command("board", "TensorBoard over the runs under DIRs, each named by the overrides that set it apart",
+         board_arguments)
+def run_board(args: argparse.Namespace) -> None:
+    """:func:`cmd_board` on the parsed arguments."""
+    cmd_board(args.directories, args.port, args.host)

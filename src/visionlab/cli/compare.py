@@ -9,6 +9,7 @@ directory (or ``--out``).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import yaml
 from omegaconf.errors import OmegaConfBaseException
 
+from visionlab.cli.checks import positive
+from visionlab.cli.commands import command
 from visionlab.cli.sweep import overrides_that_differ
 from visionlab.errors import UserError, first_line
 from visionlab.inference.aggregate import RunGroup, group_runs, rank_groups
@@ -248,3 +251,28 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
     (out / "compare.md").write_text(text)
     print(f"written: {out / 'compare.md'}, {', '.join(str(figure) for _, _, figure in sections)}")
     return sections[0][1]
+
+
+def compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The folders, the metric and how to rank, keep and group."""
+    parser.add_argument("directories", nargs="+", type=Path, help="run, sweep or outputs directories")
+    parser.add_argument("--metric", default=None, help="metric to rank and plot (default: the monitor)")
+    parser.add_argument("--sort", default=None, help="rank by this metric instead of --metric")
+    parser.add_argument("--top", type=int, default=None, help="only the N best runs")
+    parser.add_argument("--out", type=Path, default=None, help="folder for compare.md/png (default: DIR)")
+    parser.add_argument("--over", default=None,
+                        help="average the runs that differ only in this key: mean ± std and n per group "
+                             "(default: seed, when the runs vary it; none: every run on its own row)")
+
+
+def check_compare(args: argparse.Namespace) -> argparse.Namespace:
+    """``--top`` is positive (the folders are checked by cmd_compare, which tests call directly)."""
+    positive(args.top, "--top")
+    return args
+
+
+@command("compare", "rank the runs under sweep or run directories; write compare.md and compare.png",
+         compare_arguments, check_compare)
+def run_compare(args: argparse.Namespace) -> None:
+    """:func:`cmd_compare` on the parsed arguments."""
+    cmd_compare(args.directories, args.metric, args.sort, args.top, args.out, args.over)

@@ -9,15 +9,21 @@ With two or more checkpoints, their metrics side by side (feature extraction vs 
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from visionlab.api import evaluate
-from visionlab.checkpoint_header import output_root
-from visionlab.inference.checkpoint import evaluation_data, load
-from visionlab.inference.evaluate import Evaluation
-from visionlab.inference.figures import confusion_figure, top_losses_grid
+from visionlab.checkpoint_header import output_root, require
+from visionlab.cli.checks import chosen_checkpoint
+from visionlab.cli.commands import command
+from visionlab.data.tta import TTA_VIEWS
+from visionlab.errors import UserError
+from visionlab.project import conf_dir_if_any
+
+if TYPE_CHECKING:
+    from visionlab.inference.evaluate import Evaluation
 
 TOP_LOSSES = 16
 
@@ -40,6 +46,8 @@ def print_per_class(evaluation: Evaluation) -> None:
 def write_outputs(evaluation: Evaluation, dataset, data_config, run_dir: Path, out: Path, title: str) -> None:
     """``eval.json``, the confusion-matrix figure (also to TensorBoard) and the top-losses grid."""
     import matplotlib.pyplot as plt
+
+    from visionlab.inference.figures import confusion_figure, top_losses_grid
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(evaluation.as_dict(), indent=2))
@@ -64,6 +72,9 @@ def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path | Non
     its views, printed and written beside the plain score (the figures stay the plain model's).
     ``conf_dir`` is needed only for overrides that pick a group option (``data=image_folder``) and
     for checkpoints written before they held their run's config."""
+    from visionlab.api import evaluate
+    from visionlab.inference.checkpoint import evaluation_data, load
+
     results = []
     for checkpoint in checkpoints:
         model = load(checkpoint, averaged=averaged, conf_dir=conf_dir)
@@ -94,3 +105,30 @@ def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path | Non
             print(f"  {evaluation.accuracy:8.4f}  {evaluation.macro_f1:8.4f}  {evaluation.loss:6.4f}  "
                   f"{checkpoint}")
     return results
+
+
+def eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Checkpoints (or run folders), then overrides; TTA; the trained weights instead of their EMA."""
+    parser.add_argument("targets", nargs="+", metavar="CKPT_OR_OVERRIDE",
+                        help="one or more .ckpt files or run folders, then overrides (data.root=DIR)")
+    parser.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
+                        help="also score the softmax averaged over views: flip (2), flip_crop (4)")
+    parser.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
+
+
+def check_eval(args: argparse.Namespace) -> argparse.Namespace:
+    """Every checkpoint (a run folder: its checkpoint) before the overrides classifies."""
+    checkpoints = [chosen_checkpoint(Path(t)) for t in args.targets if "=" not in t]
+    if not checkpoints:
+        raise UserError("eval needs at least one checkpoint (.ckpt) before the overrides")
+    for checkpoint in checkpoints:
+        require(checkpoint, ("classify",), "eval")
+    return argparse.Namespace(**vars(args), checkpoints=checkpoints,
+                              overrides=[t for t in args.targets if "=" in t])
+
+
+@command("eval", "test-set metrics, confusion matrix and top losses of classifier checkpoints (Hydra "
+                 "overrides of the run's config may follow)", eval_arguments, check_eval)
+def run_eval(args: argparse.Namespace) -> None:
+    """:func:`cmd_eval` on the checked arguments."""
+    cmd_eval(args.checkpoints, args.overrides, conf_dir_if_any(), args.tta, averaged=not args.no_ema)

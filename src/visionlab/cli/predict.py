@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from visionlab.inference.checkpoint import load
-from visionlab.modules.capabilities import Prediction
+from visionlab.checkpoint_header import output_root, require
+from visionlab.cli.checks import chosen_checkpoint, free_output, positive
+from visionlab.cli.commands import command
+from visionlab.data.tta import TTA_VIEWS
+from visionlab.errors import UserError
+from visionlab.image_files import find_images
+from visionlab.project import conf_dir_if_any
+
+if TYPE_CHECKING:
+    from visionlab.modules.capabilities import Prediction
 
 
 def write_csv(predictions: list[Prediction], out: Path) -> None:
@@ -31,6 +41,8 @@ def cmd_predict(checkpoint: Path, images: list[Path], skipped: list[Path], out: 
     it ``skipped``) with the model's own ``predict``; write ``out``; print counts per class and
     skipped files. ``conf_dir`` is read only for a checkpoint written before they held their run's
     config."""
+    from visionlab.inference.checkpoint import load
+
     model = load(checkpoint, averaged=averaged, conf_dir=conf_dir)
     predictions = model.predict(images, top_k, tta, batch_size, progress=True)
     write_csv(predictions, out)
@@ -43,3 +55,42 @@ def cmd_predict(checkpoint: Path, images: list[Path], skipped: list[Path], out: 
         for path in skipped:
             print(f"  {path}")
     return predictions
+
+
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint, the images, where to write and how many classes per image."""
+    parser.add_argument("checkpoint", type=Path, help="a classifier's checkpoint, or its run folder")
+    parser.add_argument("input", type=Path, help="an image file or a folder (searched recursively)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the CSV to write (default: <run>/predictions/<input name>.csv)")
+    parser.add_argument("--force", action="store_true", help="replace the CSV if it exists")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="classes and probabilities per image (default: 3, or all of a model with fewer)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tta", default="none", choices=tuple(TTA_VIEWS),
+                        help="average the softmax over views of each image: flip (2), flip_crop (4)")
+    parser.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
+
+
+def check_predict(args: argparse.Namespace) -> argparse.Namespace:
+    """A checkpoint (or run folder) that classifies, an existing input, positive sizes; the CSV's path
+    decided (beside the run, or the copied checkpoint) and free."""
+    checkpoint = chosen_checkpoint(args.checkpoint)
+    require(checkpoint, ("classify",), "predict")
+    images, skipped = find_images(args.input)
+    positive(args.top_k, "--top-k")
+    positive(args.batch_size, "--batch-size")
+    out = args.out or output_root(checkpoint) / "predictions" / f"{args.input.resolve().stem or 'input'}.csv"
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: give the path of the CSV to write")
+    free_output(out, args.force)
+    return argparse.Namespace(**(vars(args) | {"checkpoint": checkpoint, "out": out}), images=images,
+                              skipped=skipped)
+
+
+@command("predict", "predict the class of an image or of every image in a folder", predict_arguments,
+         check_predict)
+def run_predict(args: argparse.Namespace) -> None:
+    """:func:`cmd_predict` on the checked arguments."""
+    cmd_predict(args.checkpoint, args.images, args.skipped, args.out, args.top_k, args.batch_size,
+                conf_dir_if_any(), args.tta, averaged=not args.no_ema)

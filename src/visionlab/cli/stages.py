@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+
+from visionlab.cli.commands import command
 from visionlab.project import conf_dir_if_any
 
 
@@ -40,3 +43,17 @@ def cmd_stages(name: str, source: str | None, granularity: str) -> None:
         print(f"  {index:3d}  {stage.name:<32} {count:>12,d} params")
     for alias, target in backbone.layer_aliases.items():
         print(f"  alias {alias} -> {target}")
+
+
+def stages_arguments(parser: argparse.ArgumentParser) -> None:
+    """The backbone's name, its source and the granularity."""
+    parser.add_argument("name", help="a preset or model name, e.g. shapes_net, resnet18, vgg16")
+    parser.add_argument("--source", default=None,
+                        help="a backbone source: timm | torchvision | custom | a module's (default: guess)")
+    parser.add_argument("--granularity", default="coarse", choices=("coarse", "fine"))
+
+
+@command("stages", "list a backbone's stages (names for freeze.from_layer)", stages_arguments)
+def run_stages(args: argparse.Namespace) -> None:
+    """:func:`cmd_stages` on the parsed arguments."""
+    cmd_stages(args.name, args.source, args.granularity)
