@@ -70,3 +70,42 @@ def test_the_checker_sees_a_back_arrow(tmp_path):
     assert visionlab_imports(source) == {"modules"}
     assert layer_of("modules") > layer_of("nets")
     assert any({"nets", "data"} <= pair for pair in SIBLINGS)  # same layer, yet an arrow between them fails
+
+
+def module_imports(path: Path) -> set[str]:
+    """The visionlab modules a source file imports (``visionlab.cli.sweep``...), at any indentation."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+    return {m for m in modules if m.startswith("visionlab.")}
+
+
+def test_no_import_cycle_between_the_modules_of_a_package_part():
+    """Within each part (``cli``, ``inference``, ``modules``...), no module reaches itself through the
+    modules it imports: each kind of change has one room, and the rooms do not lean on each other. (A
+    package's ``__init__`` importing its modules, so that they register, is no room and is left out.)"""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(("visionlab", *parts)).removesuffix(".__init__")
+        graph[name] = module_imports(path)
+    graph = {name: {m for m in imported if m in graph and m != name} for name, imported in graph.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start]:
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    def part(name: str) -> str:
+        return (name.split(".") + [""])[1]
+
+    same_part = [(a, b) for a in graph for b in graph[a] if part(a) == part(b)]
+    cycles = sorted({tuple(sorted((a, b))) for a, b in same_part if reaches(b, a, set())})
+    assert not cycles, cycles

@@ -1,6 +1,6 @@
 """A trained module from a checkpoint file or a run folder, and the data a classifier is judged on.
 
-The module comes from the file alone (:func:`visionlab.modules.loading.load_module`). A checkpoint
+The module comes from the file alone (:func:`visionlab.modules.base.load_module`). A checkpoint
 written before checkpoints held their run's config (format 1) is a classifier's exception: its
 run is recomposed from ``conf/`` and the run folder's ``.hydra/overrides.yaml``
 (:func:`composed_run_config`). The data is the run's, as its config says, with the user's
@@ -17,8 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visionlab.checkpoint_header import run_checkpoint, run_dir_of
 from visionlab.errors import UserError, first_line, hydra_error_line
-from visionlab.modules.base import RunModule
-from visionlab.modules.loading import load_module
+from visionlab.modules.base import RunModule, load_module
 from visionlab.project import find_conf_dir
 
 

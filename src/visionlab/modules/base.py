@@ -22,15 +22,17 @@ sample`` options it takes and the run's config: the file alone rebuilds the modu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from visionlab.checkpoint_header import FORMAT
+from visionlab.checkpoint_header import FORMAT, read_header
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
 from visionlab.finetune.auto import AutoPlan
@@ -186,12 +188,10 @@ class RunModule(L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, **lightning_options) -> RunModule:
         """Lightning's convention: the module of ``checkpoint_path``, rebuilt from the file alone
-        (:func:`visionlab.modules.loading.load_module`: no optimizer, config or run folder needed), in
+        (:func:`load_module`: no optimizer, config or run folder needed), in
         eval mode, on ``map_location`` (a device; default the CPU). A UserError when the file holds
         another kind of module. Lightning's ``hparams_file`` and hyperparameter overrides are not
         taken: the checkpoint says how the module is built."""
-        from visionlab.modules.loading import load_module
-
         given = {k: v for k, v in lightning_options.items()
                  if v is not None and k not in ("strict", "weights_only")}
         if given:
@@ -222,3 +222,42 @@ class RunModule(L.LightningModule):
         checkpoint["visionlab_sample_options"] = list(self.sample_options)
         if self.run_config is not None:
             checkpoint["visionlab_config"] = self.run_config
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path`` (``weights_only=True``: nothing in it is executed), whose header the
+    caller has read (it says what the file is not, before torch loads)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged storage; the header already read, nothing is unpickled further
+        raise UserError(f"{path}: the checkpoint's tensors cannot be read (a truncated or damaged file): "
+                        "use another checkpoint of the run") from err
+
+
+def load_module(checkpoint: Path, device: str | torch.device | None = None, averaged: bool = True,
+                run_config: Callable[[], DictConfig] | None = None) -> RunModule:
+    """The module of ``checkpoint`` with its weights, in eval mode, on ``device`` (default the CPU):
+    the weight average where the kind keeps one and ``averaged`` (the classifier's ``model.ema_decay``,
+    a GAN's EMA generator), else the trained weights. ``run_config`` composes the config of a
+    format-1 checkpoint's run, for the kinds that need it."""
+    header = read_header(checkpoint, "a visionlab checkpoint")
+    state = read_checkpoint(checkpoint)
+    module_class = kind_class(header.kind, header.target, header.hyper_parameters)
+    saved = state.get("visionlab_config")
+
+    @functools.cache
+    def config() -> DictConfig:
+        if saved is not None:
+            return OmegaConf.create(saved)
+        if run_config is None:
+            raise UserError(f"{checkpoint} was written before checkpoints held their run's config: keep it "
+                            "in "
+                            "its run folder (<run>/checkpoints/ beside <run>/.hydra/) and load it with the "
+                            "project's conf/ in reach (visionlab.load(path, conf_dir=...))")
+        return run_config()
+
+    model = module_class.from_checkpoint(state, checkpoint, config)
+    model.run_config = saved if saved is not None else (
+        plain_run_config(config()) if config.cache_info().currsize else None)
+    model.adopt_weights(averaged)
+    return model.to(torch.device(device) if device is not None else "cpu").eval()

@@ -44,7 +44,7 @@ def load_eval_classifier(checkpoint: str, class_names: list[str]) -> ClassifierJ
     before checkpoints held their run's config gets it from its run folder (``.hydra/config.yaml``).
     A UserError for a missing file, a checkpoint that does not classify, or classes other than the
     data's (``class_names``, same order)."""
-    from visionlab.modules.loading import load_module
+    from visionlab.modules.base import load_module
 
     path = Path(checkpoint)
     if not path.is_file():
