@@ -31,7 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from visionlab.inference.cas import stacked
+from visionlab.cas import stacked
 from visionlab.metrics.generative import GenerativeMetrics, feature_network
 from visionlab.modules.base import module_class
 

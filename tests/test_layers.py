@@ -17,7 +17,7 @@ LAYERS = [
     {"callbacks"},
     {"train", "run_summary", "preflight", "prefetch"},
     {"inference"},
-    {"api"},
+    {"api", "cas"},
     {"cli"},
 ]
 # Parts that share a layer and never import each other: networks and data know nothing of each

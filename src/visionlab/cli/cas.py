@@ -17,7 +17,7 @@ def cmd_cas(checkpoint: Path, conf_dir: Path, out: Path, per_class: int | None, 
             seed: int) -> None:
     """Run the CAS into ``out`` (an earlier CAS there is replaced: cli/checks.py allowed it) and
     print the two accuracies."""
-    from visionlab.inference.cas import classification_accuracy_score
+    from visionlab.cas import classification_accuracy_score
 
     if out.exists():
         shutil.rmtree(out)
