@@ -192,7 +192,11 @@ def test_hf_hub_offline_fails_at_once_without_probing(hub, monkeypatch, make_cfg
 
 
 def test_a_host_that_never_answers_is_given_up_within_the_probe_time(monkeypatch):
-    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: time.sleep(30))
+    def hang(*args, **kwargs):  # a connection that times out long after the probe gave up on it
+        time.sleep(30)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     reachable.cache_clear()
     started = time.perf_counter()
     assert not reachable("blackhole.invalid:443", timeout=0.5)

@@ -44,6 +44,13 @@ def check_conditional(conditional: bool, num_classes: int) -> None:
                         f"has {num_classes}: use a labelled dataset or model.conditional=false")
 
 
+def plain_arguments(arguments: dict) -> dict:
+    """A constructor's ``locals()`` without ``self`` and the objects it was handed (optimizer,
+    backbone, freeze plan): its plain hyperparameters, as the checkpoint stores them."""
+    objects = ("self", "__class__", "optimizer", "kind_options", "backbone", "freeze_plan")
+    return {k: v for k, v in arguments.items() if k not in objects}
+
+
 class AdversarialModule(RunModule):
     """A generator (``self.generator``) against a discriminator (``self.discriminator``).
 

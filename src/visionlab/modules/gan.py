@@ -9,14 +9,13 @@ import torch.nn.functional as F
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
-from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
+from visionlab.modules.adversarial import OptimizerFactory
 from visionlab.modules.base import register_kind
-from visionlab.modules.capabilities import Draws
-from visionlab.modules.diffaugment import check_policies, diff_augment
-from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
-from visionlab.modules.gan_losses import gan_loss, gradient_penalty, r1_penalty
+from visionlab.modules.diffaugment import diff_augment
+from visionlab.modules.gan_losses import gradient_penalty, r1_penalty
+from visionlab.modules.noise_gan import NoiseGAN
 from visionlab.nets.backbone import Backbone
-from visionlab.nets.gan import LogitHead, build_gan_nets
+from visionlab.nets.gan import LogitHead, build_gan_nets, uses_backbone
 
 
 def check_pack(pack: int, conditional: bool, sample_shape: tuple) -> None:
@@ -33,7 +32,7 @@ def check_pack(pack: int, conditional: bool, sample_shape: tuple) -> None:
 
 
 @register_kind
-class GANModule(Draws, FIDValidation, AdversarialModule):
+class GANModule(NoiseGAN):
     """Vanilla GAN / DCGAN / conditional GAN, trained one batch at a time as the course teaches:
     ``d_steps`` discriminator updates, then one generator update.
 
@@ -48,8 +47,9 @@ class GANModule(Draws, FIDValidation, AdversarialModule):
     ``ema_decay`` > 0 keeps an exponential moving average of the generator
     (``generator_ema``), used for the sample grids. The fixed noise of those grids is a
     buffer, so it is in every checkpoint with both optimizers' states; checkpoints hold plain
-    hyperparameters only (``weights_only=True``); :class:`AdversarialModule` holds what the GAN
-    shares with the image-to-image modules and LAPGAN.
+    hyperparameters only (``weights_only=True``). :class:`~visionlab.modules.noise_gan.NoiseGAN`
+    declares the settings the GAN shares with LAPGAN; :class:`AdversarialModule` what every
+    adversarial module shares.
 
     Every ``fid_every`` epochs (0: never) the validation images and as many generated ones give
     ``val/fid`` and ``val/kid`` in the feature space of ``fid_features`` (see
@@ -66,90 +66,63 @@ class GANModule(Draws, FIDValidation, AdversarialModule):
     """
 
     kind = "gan"
-    capabilities = frozenset({"draw"})
     legacy_hparams = frozenset({"latent_dim", "generator"})
-    sample_options = ("n", "label", "per_class")
+    adds_gradient_penalty = True
 
     def __init__(
         self,
         optimizer: OptimizerFactory | None = None,
-        image_size: int = 32,
-        channels: int = 3,
-        num_classes: int = 0,
-        class_names: Sequence[str] | None = None,
         generator: str = "dcgan",
         discriminator: str = "dcgan",
-        latent_dim: int = 64,
-        width: int = 64,
-        conditional: bool = False,
-        loss: str = "bce",
-        g_lr: float = 2e-4,
-        d_lr: float = 2e-4,
         d_steps: int = 1,
         gp_weight: float = 10.0,
         r1_weight: float = 0.0,
         class_loss_weight: float = 0.0,
         label_smoothing: float = 0.0,
-        spectral_norm: bool = False,
-        ema_decay: float = 0.0,
-        grad_clip: float | None = None,
-        num_samples: int = 64,
-        fid_every: int = 0,
-        fid_features: str = "shapes_net",
-        class_metrics: bool | str = "auto",
-        eval_classifier: str | None = None,
         sample_shape: Sequence[int] | None = None,
-        diffaugment: Sequence[str] = (),
         pack: int = 1,
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
+        **options,
     ) -> None:
-        super().__init__(optimizer, ema_decay)
-        sample_shape = tuple(sample_shape) if sample_shape else (channels, image_size, image_size)
-        check_conditional(conditional, num_classes)
-        self.adversarial_loss = gan_loss(loss, adds_gradient_penalty=True, module=self.kind)
+        """GAN's own settings (architectures, ``d_steps``, penalties, label smoothing, PacGAN packing,
+        the sample shape of non-image data); ``options`` are those every noise GAN shares
+        (:class:`~visionlab.modules.noise_gan.NoiseGAN`: image size, classes, latent size, width,
+        loss, learning rates, EMA, DiffAugment, FID...)."""
+        d_backbone = ({"name": backbone.name, "source": backbone.source}  # informative: the D's network
+                      if uses_backbone(discriminator) and backbone is not None else None)
+        own = {"generator": generator, "discriminator": discriminator, "d_steps": d_steps,
+               "gp_weight": gp_weight, "r1_weight": r1_weight, "class_loss_weight": class_loss_weight,
+               "label_smoothing": label_smoothing, "pack": pack, "d_backbone": d_backbone}
+        super().__init__(optimizer, own, **options)
+        h = self.hparams
+        shape = tuple(sample_shape) if sample_shape else (h.channels, h.image_size, h.image_size)
+        h.sample_shape = list(shape)
         if d_steps < 1:
             raise UserError(f"model.d_steps={d_steps} must be >= 1")
-        if diffaugment and len(sample_shape) != 3:
-            raise UserError(f"model.diffaugment augments images, not samples of shape {sample_shape}: "
+        if h.diffaugment and len(shape) != 3:
+            raise UserError(f"model.diffaugment augments images, not samples of shape {shape}: "
                             "set model.diffaugment=[]")
         if r1_weight < 0:
             raise UserError(f"model.r1_weight={r1_weight} must be >= 0 (0: no R1 penalty)")
-        check_pack(pack, conditional, sample_shape)
-        if class_loss_weight < 0 or (class_loss_weight and not conditional):
+        check_pack(pack, h.conditional, shape)
+        if class_loss_weight < 0 or (class_loss_weight and not h.conditional):
             raise UserError(f"model.class_loss_weight={class_loss_weight}: the auxiliary classifier's weight "
                             "must be >= 0 and needs labels (model.conditional=true)")
         if not 0.0 <= label_smoothing < 0.5:
             raise UserError(f"model.label_smoothing={label_smoothing} must be in [0, 0.5)")
         self.adopt_freeze_plan(discriminator, backbone, freeze_plan)
-        self.save_hyperparameters({
-            "sample_shape": list(sample_shape), "num_classes": num_classes,
-            "class_names": list(class_names or [str(i) for i in range(num_classes)]),
-            "generator": generator, "discriminator": discriminator, "latent_dim": latent_dim, "width": width,
-            "conditional": conditional, "loss": loss, "g_lr": g_lr, "d_lr": d_lr,
-            "d_steps": d_steps, "gp_weight": gp_weight, "r1_weight": r1_weight,
-            "class_loss_weight": class_loss_weight,
-            "label_smoothing": label_smoothing,
-            "spectral_norm": spectral_norm, "ema_decay": ema_decay, "grad_clip": grad_clip,
-            "num_samples": num_samples, "fid_every": fid_every, "fid_features": fid_features,
-            "class_metrics": check_class_metrics(class_metrics, num_classes, eval_classifier),
-            "eval_classifier": eval_classifier,
-            "diffaugment": check_policies(diffaugment), "pack": pack,
-            # the backbone discriminator's network by name (None for the others); informative only
-            "d_backbone": {"name": backbone.name, "source": backbone.source}
-            if self.freeze_plan is not None else None,
-        }, logger=False)  # the run logs the whole config to HPARAMS (visionlab.train)
-        classes = num_classes if conditional else 0
         self.generator, self.discriminator = build_gan_nets(
-            generator, discriminator, latent_dim, sample_shape, classes, width, spectral_norm, backbone, pack)
+            generator, discriminator, h.latent_dim, shape, self.classes, h.width, h.spectral_norm, backbone,
+            pack)
         if class_loss_weight:
             head = getattr(self.discriminator, "head", None)
             if not isinstance(head, LogitHead):
                 raise UserError("model.class_loss_weight needs a discriminator with one logit head (dcgan, "
                                 f"mlp, backbone), not model.discriminator={discriminator}: set it to 0")
-            head.add_classifier(num_classes)
+            head.add_classifier(h.num_classes)
         self.init_ema()
-        self.register_fixed_noise(num_samples, latent_dim, classes)
+        self.register_fixed_noise(h.num_samples, h.latent_dim, self.classes)
 
     def sample_latent(self, n: int) -> torch.Tensor:
         """``n`` noise vectors on the module's device."""

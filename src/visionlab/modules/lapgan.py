@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from visionlab.errors import UserError
-from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, check_conditional
+from visionlab.modules.adversarial import OptimizerFactory
 from visionlab.modules.base import register_kind
-from visionlab.modules.capabilities import Draws
-from visionlab.modules.diffaugment import check_policies, diff_augment
-from visionlab.modules.fid_validation import FIDValidation, check_class_metrics
-from visionlab.modules.gan_losses import gan_loss
+from visionlab.modules.diffaugment import diff_augment
+from visionlab.modules.noise_gan import NoiseGAN
 from visionlab.nets.lapgan import LAPGANGenerator, build_discriminators, pyramid_sizes
 from visionlab.nets.pyramid import laplacian_pyramid, up
 
@@ -20,7 +16,7 @@ SCHEDULES = ("joint", "progressive")
 
 
 @register_kind
-class LAPGANModule(Draws, FIDValidation, AdversarialModule):
+class LAPGANModule(NoiseGAN):
     """Images drawn coarse to fine over ``levels`` pyramid levels (e.g. 8 -> 16 -> 32 -> 64 px).
 
     Level 0 is a DCGAN at the coarsest size (class-conditional with ``conditional``); each
@@ -39,60 +35,25 @@ class LAPGANModule(Draws, FIDValidation, AdversarialModule):
     """
 
     kind = "lapgan"
-    capabilities = frozenset({"draw"})
-    sample_options = ("n", "label", "per_class")
+    DEFAULTS = {"image_size": 64, "width": 32}
 
-    def __init__(
-        self,
-        optimizer: OptimizerFactory | None = None,
-        image_size: int = 64,
-        channels: int = 3,
-        levels: int = 4,
-        num_classes: int = 0,
-        class_names: Sequence[str] | None = None,
-        latent_dim: int = 64,
-        width: int = 32,
-        detail_width: int = 64,
-        detail_depth: int = 3,
-        conditional: bool = False,
-        loss: str = "bce",
-        g_lr: float = 2e-4,
-        d_lr: float = 2e-4,
-        schedule: str = "joint",
-        spectral_norm: bool = False,
-        diffaugment: Sequence[str] = (),
-        ema_decay: float = 0.0,
-        grad_clip: float | None = None,
-        num_samples: int = 64,
-        fid_every: int = 0,
-        fid_features: str = "shapes_net",
-        class_metrics: bool | str = "auto",
-        eval_classifier: str | None = None,
-    ) -> None:
-        super().__init__(optimizer, ema_decay)
-        sizes = pyramid_sizes(image_size, levels)
+    def __init__(self, optimizer: OptimizerFactory | None = None, levels: int = 4, detail_width: int = 64,
+                 detail_depth: int = 3, schedule: str = "joint", **options) -> None:
+        """LAPGAN's own settings (``levels``, the detail generators' ``detail_width`` and
+        ``detail_depth``, the ``schedule``); ``options`` are those every noise GAN shares
+        (:class:`~visionlab.modules.noise_gan.NoiseGAN`), with :data:`DEFAULTS`."""
         if schedule not in SCHEDULES:
             raise UserError(f"model.schedule={schedule!r} is not one of: {', '.join(SCHEDULES)}")
-        check_conditional(conditional, num_classes)
-        self.adversarial_loss = gan_loss(loss, adds_gradient_penalty=False, module=self.kind)
-        self.save_hyperparameters({
-            "image_size": image_size, "channels": channels, "levels": levels, "num_classes": num_classes,
-            "class_names": list(class_names or [str(i) for i in range(num_classes)]),
-            "latent_dim": latent_dim, "width": width, "detail_width": detail_width,
-            "detail_depth": detail_depth,
-            "conditional": conditional, "loss": loss, "g_lr": g_lr, "d_lr": d_lr,
-            "schedule": schedule, "spectral_norm": spectral_norm, "diffaugment": check_policies(diffaugment),
-            "ema_decay": ema_decay, "grad_clip": grad_clip, "num_samples": num_samples,
-            "fid_every": fid_every, "fid_features": fid_features,
-            "class_metrics": check_class_metrics(class_metrics, num_classes, eval_classifier),
-            "eval_classifier": eval_classifier,
-        }, logger=False)
-        classes = num_classes if conditional else 0
-        self.generator = LAPGANGenerator(latent_dim, channels, sizes, width, detail_width, detail_depth,
-                                         classes)
-        self.discriminator = build_discriminators(channels, sizes, width, classes, spectral_norm)
+        own = {"levels": levels, "detail_width": detail_width, "detail_depth": detail_depth,
+               "schedule": schedule}
+        super().__init__(optimizer, own, **{**self.DEFAULTS, **options})
+        h = self.hparams
+        sizes = pyramid_sizes(h.image_size, levels)
+        self.generator = LAPGANGenerator(h.latent_dim, h.channels, sizes, h.width, detail_width, detail_depth,
+                                         self.classes)
+        self.discriminator = build_discriminators(h.channels, sizes, h.width, self.classes, h.spectral_norm)
         self.init_ema()
-        self.register_fixed_noise(num_samples, latent_dim, classes)
+        self.register_fixed_noise(h.num_samples, h.latent_dim, self.classes)
 
     def fake_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` final-size images in [-1, 1] from the (EMA) pyramid, for fresh noise (the metrics')."""

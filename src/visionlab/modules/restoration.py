@@ -18,7 +18,7 @@ from torch import nn
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.metrics.restoration import RestorationScores
-from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory
+from visionlab.modules.adversarial import AdversarialModule, OptimizerFactory, plain_arguments
 from visionlab.modules.capabilities import Restores
 from visionlab.modules.gan_losses import gan_loss
 from visionlab.nets.backbone import Backbone
@@ -28,13 +28,6 @@ from visionlab.nets.perceptual import PerceptualFeatures
 PIXEL_LOSSES = ("mse", "l1")
 DISCRIMINATORS = ("dcgan", "backbone", "projected")
 VALIDATION_SEED = 1_000_003  # validation batch i degrades with seed VALIDATION_SEED + i, every epoch
-
-
-def plain_arguments(arguments: dict) -> dict:
-    """A constructor's ``locals()`` without ``self`` and the objects it was handed (optimizer,
-    backbone, freeze plan): its plain hyperparameters, as the checkpoint stores them."""
-    objects = ("self", "__class__", "optimizer", "kind_options", "backbone", "freeze_plan")
-    return {k: v for k, v in arguments.items() if k not in objects}
 
 
 def pixel_loss(kind: str, images: torch.Tensor, targets: torch.Tensor,
