@@ -112,8 +112,7 @@ def run_checkpoint(path: Path) -> Path:
         if candidate is not None and candidate.is_file():
             return candidate
     raise UserError(f"{path} holds no checkpoints/best.ckpt, epoch_*.ckpt or last.ckpt: give a run folder "
-                    "or a "
-                    ".ckpt file")
+                    "or a .ckpt file")
 
 
 def legacy_capabilities(options: tuple[str, ...], hparams: dict) -> frozenset[str]:

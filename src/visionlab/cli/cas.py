@@ -31,8 +31,8 @@ def cmd_cas(checkpoint: Path, conf_dir: Path, out: Path, per_class: int | None, 
 def cas_arguments(parser: argparse.ArgumentParser) -> None:
     """The checkpoint, the classifier's overrides, how many images per class, where."""
     parser.add_argument("checkpoint", type=Path, help="a conditional GAN's checkpoint, or its run folder")
-    parser.add_argument("overrides", nargs="*", help="the classifier's overrides (default: the default "
-                                                     "job's)")
+    parser.add_argument("overrides", nargs="*",
+                        help="the classifier's overrides (default: the default job's)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="images per class (default: as many as the smallest real class has)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/cas)")

@@ -79,8 +79,7 @@ def with_overrides(saved: dict, overrides: list[str], conf_dir: Path | None) -> 
     if groups:
         if conf_dir is None:
             raise UserError(f"{', '.join(sorted(groups))}=<option> picks a config group option, which needs "
-                            "the "
-                            "project's conf/ (run from the project root), or set its keys (e.g. "
+                            "the project's conf/ (run from the project root), or set its keys (e.g. "
                             "data.root=DIR)")
         from hydra import compose, initialize_config_dir
         from hydra.errors import CompactHydraException
@@ -107,8 +106,7 @@ def with_overrides(saved: dict, overrides: list[str], conf_dir: Path | None) -> 
                 OmegaConf.update(cfg, key, override.value(), merge=True, force_add=override.is_add())
         except Exception as err:
             raise UserError(f"{override.input_line}: {first_line(err)} (the run's config has no such key: "
-                            "add one "
-                            f"with +{key}=...)") from None
+                            f"add one with +{key}=...)") from None
     return cfg
 
 
@@ -117,8 +115,8 @@ def evaluation_data(model: RunModule, overrides: list[str] = (), conf_dir: Path 
     preprocessed as the model expects; its classes must be the model's, in the same order."""
     if model.run_config is None:
         raise UserError("this module holds no run config (it was built by hand, not loaded from a "
-                        "checkpoint): "
-                        "evaluate it with visionlab.inference.evaluate.evaluate(model, loader, class_names)")
+                        "checkpoint): evaluate it with visionlab.inference.evaluate.evaluate(model, loader, "
+                        "class_names)")
     cfg = with_overrides(model.run_config, list(overrides), conf_dir)
     datamodule = instantiate(cfg.data, data_config=model.input_config, augment=None)
     datamodule.prepare_data()

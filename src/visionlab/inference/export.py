@@ -70,8 +70,7 @@ def export(model, fmt: str, out_dir: Path, example: torch.Tensor, output: str = 
     if not force and (path.exists() or (described.is_file() and described.read_text() != description)):
         clash = path if path.exists() else described
         raise UserError(f"{clash} exists (an earlier export of another model or output): give another "
-                        "--out, or "
-                        "--force to replace it")
+                        "--out, or --force to replace it")
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401

@@ -165,9 +165,8 @@ class AdversarialModule(RunModule):
     def configure_optimizers(self):
         """One optimizer for the generator (at ``g_lr``), one for the discriminator (at ``d_lr``)."""
         if self.optimizer_factory is None:
-            raise UserError(f"this {self.kind} was rebuilt for sampling and has no optimizer (nor, for "
-                            "some, its "
-                            "discriminator): resume training with train.py ckpt_path=<checkpoint>")
+            raise UserError(f"this {self.kind} was rebuilt for sampling and has no optimizer (nor, for some, "
+                            "its discriminator): resume training with train.py ckpt_path=<checkpoint>")
         try:
             g_opt = self.optimizer_factory(params=self.generator.parameters(), lr=self.hparams.g_lr)
             d_opt = self.optimizer_factory(params=self.discriminator_parameters(), lr=self.hparams.d_lr)

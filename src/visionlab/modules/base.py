@@ -251,9 +251,8 @@ def load_module(checkpoint: Path, device: str | torch.device | None = None, aver
             return OmegaConf.create(saved)
         if run_config is None:
             raise UserError(f"{checkpoint} was written before checkpoints held their run's config: keep it "
-                            "in "
-                            "its run folder (<run>/checkpoints/ beside <run>/.hydra/) and load it with the "
-                            "project's conf/ in reach (visionlab.load(path, conf_dir=...))")
+                            "in its run folder (<run>/checkpoints/ beside <run>/.hydra/) and load it with "
+                            "the project's conf/ in reach (visionlab.load(path, conf_dir=...))")
         return run_config()
 
     model = module_class.from_checkpoint(state, checkpoint, config)
