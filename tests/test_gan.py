@@ -6,6 +6,7 @@ import csv
 import functools
 import json
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -495,10 +496,16 @@ def test_inception_features_load_from_the_local_torch_hub_cache_only(tmp_path, m
 def test_gan_run_logs_fid_and_kid_every_fid_every_epochs(make_cfg):
     cfg = make_cfg("model=gan", "model.width=8", "model.latent_dim=16", "trainer.max_epochs=2",
                    "model.fid_every=2", "logger=csv", "model.d_lr=0.0004")
+    started = time.perf_counter()
     run(cfg)
+    elapsed = time.perf_counter() - started
     rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open()))
     fid_rows = [row for row in rows if row.get("val/fid")]
     assert len(fid_rows) == 1 and float(fid_rows[0]["epoch"]) == 1.0 and float(fid_rows[0]["val/kid"]) > -1
+    trained = float(fid_rows[0]["time/train_seconds"])  # the training time so far, beside each FID
+    assert 0 < trained < elapsed
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["visionlab_train_seconds"] >= trained * (1 - 1e-6)  # a resumed run counts on (CSV: float32)
     rates = [row for row in rows if row.get("lr-generator/group0")]
     assert float(rates[0]["lr-generator/group0"]) == pytest.approx(cfg.model.g_lr)
     assert float(rates[0]["lr-discriminator/group0"]) == pytest.approx(cfg.model.d_lr)

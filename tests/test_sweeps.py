@@ -311,3 +311,26 @@ def test_a_sweep_over_kinds_ranks_each_job_by_its_own_metric():
     assert summarize(records, "test/acc", "max") == (
         "sweep: 5 finished, 0 failed; ranked per metric: best test/acc=0.7100 (experiment=shapes_fine_tune); "
         "best val/psnr=29.5000 (experiment=srgan_shapes); best val/fid=16.0000 (experiment=dcgan_shapes)")
+
+
+def test_compare_at_a_time_ranks_runs_by_what_each_reached_by_then(tmp_path):
+    """Two GAN runs: the slow one is better per evaluation, the fast one at equal training time."""
+    from visionlab.cli.compare import cmd_compare
+
+    for loss, fids, seconds in (("hinge", [40.0, 30.0, 20.0, 15.0], [100, 200, 300, 400]),
+                                ("bce", [35.0, 18.0, 10.0, 8.0], [250, 500, 750, 1000])):
+        run_dir = fake_run(tmp_path, loss, [f"model.loss={loss}"], fids, "GANModule", "val/fid", "min")
+        rows = "".join(f"{epoch},{fid},,{t}\n"
+                       for epoch, (fid, t) in enumerate(zip(fids, seconds, strict=True)))
+        (run_dir / "csv" / "metrics.csv").write_text("epoch,val/fid,test/acc,time/train_seconds\n" + rows)
+    best = cmd_compare([tmp_path], None, None, None, None)
+    assert [(row[1], row[2]) for row in best[1:]] == [("model.loss=bce", "8.0000"),
+                                                      ("model.loss=hinge", "15.0000")]
+    at_450 = cmd_compare([tmp_path], None, None, None, None, at_time=450)
+    assert at_450[0][2] == "val/fid at 450 s"
+    assert [(row[1], row[2], row[3]) for row in at_450[1:]] == [("model.loss=hinge", "15.0000", "3"),
+                                                                ("model.loss=bce", "35.0000", "0")]
+    at_150 = cmd_compare([tmp_path], None, None, None, None, at_time=150)  # bce had not been evaluated yet
+    assert [(row[1], row[2]) for row in at_150[1:]] == [("model.loss=hinge", "40.0000"),
+                                                        ("model.loss=bce", "-")]
+    assert (tmp_path / "compare.png").is_file()

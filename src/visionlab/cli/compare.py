@@ -93,6 +93,32 @@ def plot(records: list[RunRecord], metric: str, labels: dict[Path, str], out: Pa
     plt.close(figure)
 
 
+def plot_over_time(records: list[RunRecord], metric: str, labels: dict[Path, str], at_time: float, out: Path,
+                   clock: str = "time/train_seconds") -> None:
+    """The curves of ``metric`` against training time (``clock``), one colour per run, with the time
+    the runs are compared at marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(8, 5))
+    for record in records:
+        times = dict(record.curves.get(clock, []))
+        points = [(times[epoch], value) for epoch, value in record.curves.get(metric, []) if epoch in times]
+        if points:
+            seconds, values = zip(*points, strict=True)
+            ax.plot(seconds, values, marker=".", label=labels[record.path][:60])
+    ax.axvline(at_time, color="grey", linestyle="--")
+    ax.set(xlabel="training time (s, validation left out)", ylabel=metric,
+           title=f"{metric} against training time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+
+
 def readable_runs(run_dirs: list[Path]) -> list[RunRecord]:
     """The runs whose files can be read; a line on stderr for each that cannot (a run killed while
     Hydra wrote its .hydra/ files, or two runs started in the same second into one directory)."""
@@ -179,9 +205,15 @@ def plot_groups(groups: list[RunGroup], metric: str, over: str, labels: dict[int
 
 
 def compare_kind(records: list[RunRecord], metric: str, sort: str | None, top: int | None, over: str | None,
-                 plot_to: Path) -> list[list[str]]:
+                 plot_to: Path, at_time: float | None = None) -> list[list[str]]:
     """The table of runs of one model kind (averaged over ``over`` or the seeds when they vary),
-    its figure written to ``plot_to``."""
+    its figure written to ``plot_to``; with ``at_time``, ``metric`` is each run's value at that many
+    seconds of training (:meth:`RunRecord.at_time`), and the runs are ranked by it."""
+    if at_time is not None:
+        rows = compare_kind([r.at_time(metric, at_time) for r in records], metric, None, top, over, plot_to)
+        plot_over_time(records, metric, differing(records), at_time, plot_to)
+        rows[0] = [cell.replace(f"best {metric}", f"{metric} at {at_time:g} s") for cell in rows[0]]
+        return rows
     key = seed_like_key(records, over)
     if key is None:
         labels = differing(records)  # told apart among all the runs, before --top keeps some
@@ -203,7 +235,7 @@ def kept_of(rows: list[list[str]], total: int, top: int | None, what: str) -> li
 
 
 def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, top: int | None,
-                out: Path | None, over: str | None = None) -> list[list[str]]:
+                out: Path | None, over: str | None = None, at_time: float | None = None) -> list[list[str]]:
     """Print, and write to ``compare.md`` / ``compare.png``, the ranked table of the runs found: per
     model kind (a GAN's FID is not ranked against a classifier's accuracy), and as mean ± std over
     the runs that differ only in ``over`` (default: the seed, when the runs vary it)."""
@@ -236,7 +268,7 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
             continue
         figure = out / ("compare.png" if len(kinds) == 1 else f"compare-{kind or 'runs'}.png")
         rows = compare_kind(members, own_metric, sort if sort and any(sort in r.curves for r in members)
-                            else None, top, over, figure)
+                            else None, top, over, figure, at_time)
         sections.append((kind, rows, figure))
     if not sections:
         raise UserError("the runs have no monitor or val/* metric: choose one with --metric (e.g. val/acc)")
@@ -260,14 +292,20 @@ def compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sort", default=None, help="rank by this metric instead of --metric")
     parser.add_argument("--top", type=int, default=None, help="only the N best runs")
     parser.add_argument("--out", type=Path, default=None, help="folder for compare.md/png (default: DIR)")
+    parser.add_argument("--at-time", type=float, default=None, metavar="SECONDS",
+                        help="compare the metric's value at this much training time (a GAN's FID evaluations "
+                             "log it), as if every run had stopped then")
     parser.add_argument("--over", default=None,
                         help="average the runs that differ only in this key: mean ± std and n per group "
                              "(default: seed, when the runs vary it; none: every run on its own row)")
 
 
 def check_compare(args: argparse.Namespace) -> argparse.Namespace:
-    """``--top`` is positive (the folders are checked by cmd_compare, which tests call directly)."""
+    """``--top`` and ``--at-time`` are positive (the folders are checked by cmd_compare, which tests call
+    directly)."""
     positive(args.top, "--top")
+    if args.at_time is not None and args.at_time <= 0:
+        raise UserError(f"--at-time {args.at_time:g} must be a number of seconds above 0")
     return args
 
 
@@ -275,4 +313,4 @@ def check_compare(args: argparse.Namespace) -> argparse.Namespace:
          compare_arguments, check_compare)
 def run_compare(args: argparse.Namespace) -> None:
     """:func:`cmd_compare` on the parsed arguments."""
-    cmd_compare(args.directories, args.metric, args.sort, args.top, args.out, args.over)
+    cmd_compare(args.directories, args.metric, args.sort, args.top, args.out, args.over, args.at_time)

@@ -9,6 +9,7 @@ metrics from the TensorBoard event files (or ``csv/metrics.csv``), its status fr
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,15 @@ class RunRecord:
         """The last logged value of ``metric``."""
         points = self.curves.get(metric)
         return points[-1][1] if points else None
+
+    def at_time(self, metric: str, seconds: float, clock: str = "time/train_seconds") -> RunRecord:
+        """This run as of ``seconds`` of training (``clock``: the training wall time logged at each
+        evaluation, validation left out): ``metric`` holds one point, its value at the last evaluation
+        made by then (none when there was none), so that runs are compared at equal time."""
+        times = dict(self.curves.get(clock, []))
+        made = [(epoch, value) for epoch, value in self.curves.get(metric, [])
+                if epoch in times and times[epoch] <= seconds]
+        return dataclasses.replace(self, curves=self.curves | {metric: made[-1:]})
 
     @property
     def epochs(self) -> int:

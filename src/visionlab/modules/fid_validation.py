@@ -4,6 +4,7 @@ modules that draw images from noise (GAN, LAPGAN)."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -15,6 +16,9 @@ from visionlab.metrics.class_coverage import ClassCoverage, ClassifierJudge, Lin
 
 log = logging.getLogger(__name__)
 
+# The tag of the training wall time so far (validation left out), logged at every FID evaluation: runs
+# compared at equal time (TensorBoard's x-axis, `visionlab compare --at-time`).
+TRAIN_TIME = "time/train_seconds"
 # Real training images the class metrics' probe is fitted on, at most: their features cost about
 # as much as 1000 training steps' worth of images on a CPU (5 s for shapes_net), and more add
 # little (validation accuracy on shapes_mono 0.994 / 1.000 from 1000 / 4000, shapes_plain 0.944 / 0.950).
@@ -140,6 +144,32 @@ class FIDValidation:
     _real_labels: list | None = None
     _drawn_labels: list | None = None
 
+    # The training wall time so far without validation (TRAIN_TIME), counted from the first training
+    # epoch's start; kept in checkpoints, so a resumed run goes on counting.
+    _train_seconds = 0.0
+    _since: float | None = None
+
+    def on_train_epoch_start(self) -> None:
+        """Start (or go on) counting training time."""
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def on_validation_epoch_start(self) -> None:
+        """Stop counting training time while validating (the FID evaluation included)."""
+        if self._since is not None:
+            self._train_seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the training time so far beside the module's own records."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["visionlab_train_seconds"] = self._train_seconds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A resumed run counts on from the time its checkpoint recorded."""
+        super().on_load_checkpoint(checkpoint)
+        self._train_seconds = float(checkpoint.get("visionlab_train_seconds", 0.0))
+
     def _fid_due(self) -> bool:
         every = self.hparams.fid_every
         return bool(every) and not self.trainer.sanity_checking and (self.current_epoch + 1) % every == 0
@@ -168,7 +198,10 @@ class FIDValidation:
             self._coverage.update(probabilities, labels)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/fid``, ``val/kid`` and the PRDC scores on FID epochs."""
+        """Log ``val/fid``, ``val/kid``, the PRDC scores and :data:`TRAIN_TIME` on FID epochs; training
+        time counts on from here."""
+        if not self.trainer.sanity_checking:
+            self._since = time.perf_counter()
         if not self._fid_due():
             return
         scores = self._generative.compute()
@@ -183,3 +216,4 @@ class FIDValidation:
             scores |= self._coverage.compute()
             self._coverage.reset()
         self.log_dict({f"val/{name}": value for name, value in scores.items()}, sync_dist=False)
+        self.log(TRAIN_TIME, self._train_seconds, sync_dist=False)
