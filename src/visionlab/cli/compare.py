@@ -10,8 +10,10 @@ directory (or ``--out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -74,49 +76,48 @@ def markdown(rows: list[list[str]]) -> str:
 
 def plot(records: list[RunRecord], metric: str, labels: dict[Path, str], out: Path) -> None:
     """The curves of ``metric``, one colour per run, labelled by its differing overrides."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(8, 5))
-    for record in records:
-        points = record.curves.get(metric)
-        if points:
-            epochs, values = zip(*points, strict=True)
-            ax.plot(epochs, values, marker=".", label=labels[record.path][:60])
-    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    with chart(out, "epoch", metric, f"{metric} per epoch") as ax:
+        for record in records:
+            points = record.curves.get(metric)
+            if points:
+                epochs, values = zip(*points, strict=True)
+                ax.plot(epochs, values, marker=".", label=labels[record.path][:60])
 
 
 def plot_over_time(records: list[RunRecord], metric: str, labels: dict[Path, str], at_time: float, out: Path,
                    clock: str = "time/train_seconds") -> None:
     """The curves of ``metric`` against training time (``clock``), one colour per run, with the time
     the runs are compared at marked."""
+    xlabel = "training time (s, validation left out)"
+    with chart(out, xlabel, metric, f"{metric} against training time") as ax:
+        for record in records:
+            times = dict(record.curves.get(clock, []))
+            points = [(times[epoch], value) for epoch, value in record.curves.get(metric, [])
+                      if epoch in times]
+            if points:
+                seconds, values = zip(*points, strict=True)
+                ax.plot(seconds, values, marker=".", label=labels[record.path][:60])
+        ax.axvline(at_time, color="grey", linestyle="--")
+
+
+@contextlib.contextmanager
+def chart(out: Path, xlabel: str, ylabel: str, title: str) -> Iterator:
+    """Axes for the block to draw on, then labelled, gridded, with a legend, saved to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(8, 5))
-    for record in records:
-        times = dict(record.curves.get(clock, []))
-        points = [(times[epoch], value) for epoch, value in record.curves.get(metric, []) if epoch in times]
-        if points:
-            seconds, values = zip(*points, strict=True)
-            ax.plot(seconds, values, marker=".", label=labels[record.path][:60])
-    ax.axvline(at_time, color="grey", linestyle="--")
-    ax.set(xlabel="training time (s, validation left out)", ylabel=metric,
-           title=f"{metric} against training time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    try:
+        yield ax
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(out, dpi=100)
+    finally:
+        plt.close(figure)
 
 
 def readable_runs(run_dirs: list[Path]) -> list[RunRecord]:
@@ -178,30 +179,19 @@ def mean_std(stats: tuple[float, float, int] | None) -> str:
 def plot_groups(groups: list[RunGroup], metric: str, over: str, labels: dict[int, str], out: Path) -> None:
     """Each group's mean curve of ``metric`` per epoch, with the standard deviation over its runs as
     error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(8, 5))
-    for group in groups:
-        by_epoch: dict[int, list[float]] = {}
-        for record in group.records:
-            for epoch, value in record.curves.get(metric, []):
-                by_epoch.setdefault(epoch, []).append(value)
-        if by_epoch:
-            epochs = sorted(by_epoch)
-            means = [statistics.fmean(by_epoch[e]) for e in epochs]
-            spreads = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
-            n = len(group.records)
-            ax.errorbar(epochs, means, yerr=spreads, marker=".", capsize=3,
-                        label=f"{labels[id(group)]} (n={n})"[:70])
-    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch: mean ± std over {over}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    with chart(out, "epoch", metric, f"{metric} per epoch: mean ± std over {over}") as ax:
+        for group in groups:
+            by_epoch: dict[int, list[float]] = {}
+            for record in group.records:
+                for epoch, value in record.curves.get(metric, []):
+                    by_epoch.setdefault(epoch, []).append(value)
+            if by_epoch:
+                epochs = sorted(by_epoch)
+                means = [statistics.fmean(by_epoch[e]) for e in epochs]
+                spreads = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+                n = len(group.records)
+                ax.errorbar(epochs, means, yerr=spreads, marker=".", capsize=3,
+                            label=f"{labels[id(group)]} (n={n})"[:70])
 
 
 def compare_kind(records: list[RunRecord], metric: str, sort: str | None, top: int | None, over: str | None,
