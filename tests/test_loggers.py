@@ -34,6 +34,9 @@ def test_mlflow_and_tensorboard_log_the_same_run_name_params_and_results(in_proj
     assert "val/acc" in run.data.metrics
     (events,) = (p for p in (in_project / "outputs").rglob("tensorboard/*") if p.is_dir())
     assert events.name == run.info.run_name  # the same name in both
+    tags = client.get_experiment(experiment.experiment_id).tags  # the runs table's columns in MLflow's UI
+    shared = json.loads(tags["mlflow.sharedViewState.visionlab"])
+    assert {"metrics.`hparams/test_acc`", "params.`freeze`"} <= set(shared["selectedColumns"])
     served = mlflow_ui_runs(in_project, experiment.experiment_id)  # the README's `mlflow ui` command
     assert [r["info"]["run_name"] for r in served] == [run.info.run_name]
     params = {p["key"]: p["value"] for p in served[0]["data"]["params"]}

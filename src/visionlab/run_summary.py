@@ -85,11 +85,30 @@ def log_run_summary(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, floa
         elif isinstance(logger, (MLFlowLogger, WandbLogger)):  # the same params and results as HPARAMS
             logger.log_hyperparams(params)
             logger.log_metrics(summary, step=trainer.global_step)
-        if isinstance(logger, MLFlowLogger):  # MLflow 3's UI then opens on the runs table, not GenAI's
-            logger.experiment.set_experiment_tag(logger.experiment_id, "mlflow.experimentKind",
-                                                 "custom_model_development")
+        if isinstance(logger, MLFlowLogger):
+            share_mlflow_view(logger, params, summary)
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # the offline run's file complete, for `wandb sync`
+
+
+# MLflow's shared view of an experiment's runs table (``?viewStateShareKey=visionlab`` in its URL).
+MLFLOW_VIEW = "visionlab"
+
+
+def share_mlflow_view(logger: MLFlowLogger, params: dict, summary: dict[str, float]) -> None:
+    """The experiment's runs table as MLflow's UI opens it under ``viewStateShareKey=visionlab``:
+    the results and the params every run of the experiment logged, as columns (the union over
+    its runs, kept in the experiment's ``mlflow.sharedViewState.visionlab`` tag)."""
+    import json
+
+    client, experiment = logger.experiment, logger.experiment_id
+    tag = f"mlflow.sharedViewState.{MLFLOW_VIEW}"
+    shared = client.get_experiment(experiment).tags.get(tag)
+    columns = json.loads(shared).get("selectedColumns", []) if shared else []
+    wanted = [*(f"metrics.`{key}`" for key in summary if key.startswith("hparams/")),
+              *(f"params.`{key}`" for key in params)]
+    columns += [column for column in wanted if column not in columns]
+    client.set_experiment_tag(experiment, tag, json.dumps({"selectedColumns": columns}))
 
 
 SESSION_FOLDER = "hparams"  # beside the training curves, under the TensorBoard run's folder
