@@ -74,8 +74,3 @@ def preprocessed_batches(images: Images, config: DataConfig, batch_size: int) ->
             yield transform(chunk)
         else:
             yield torch.stack([transform(single_image(image)) for image in chunk])
-
-
-def count(images: Images) -> int:
-    """How many images ``images`` holds."""
-    return len(image_list(images))
