@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,77 @@ def test_every_visionlab_command_parses():
         if unknown and not REGISTERED[words[0]].trailing_overrides:
             broken.append(f"{doc}: {command}: unrecognized {unknown}")
     assert not broken, broken
+
+
+# Why a training command of the docs is not run by test_every_training_command_runs_in_a_fast_mode.
+def skip_reason(cfg) -> str | None:
+    """A reason to skip running a composed command here (no GPU, no cluster, no network), or None."""
+    if cfg.trainer.get("accelerator") == "gpu" or "16-mixed" == str(cfg.trainer.get("precision")):
+        return "needs a GPU"
+    if "submitit" in str(cfg.hydra.launcher.get("_target_", "")):
+        return "needs a SLURM cluster"
+    if "ddp" in str(cfg.trainer.get("strategy", "")):
+        return "starts processes of its own (tests/test_ddp.py runs DDP on the CPU in a subprocess)"
+    if "torchvision_datasets" in str(cfg.data.get("_target_", "")):
+        return "downloads a dataset"
+    backbone = cfg.get("backbone") or {}
+    hub = backbone.get("source") in ("timm", "torchvision")
+    if backbone.get("pretrained") and hub and not backbone.get("weights"):
+        return "downloads pretrained weights"
+    if cfg.get("ckpt_path"):
+        return "resumes a run the reader made"
+    return None
+
+
+def fast(cfg) -> list[str]:
+    """Overrides that make a run of ``cfg`` short: two batches of one epoch, tiny shapes splits, two
+    Optuna trials, a short range test."""
+    overrides = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+    if "shapes" in str(cfg.data.get("_target_", "")):
+        overrides += ["data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2"]
+    if "visionlab_optuna" in str(cfg.hydra.sweeper.get("_target_", "")):
+        overrides += ["hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1"]
+    if cfg.get("tune"):
+        overrides += ["tune.num_steps=10", "tune.window=2"]
+    return overrides
+
+
+@pytest.mark.docs
+def test_every_training_command_runs_in_a_fast_mode(in_project, capsys):
+    """Each ``python train.py`` / ``visionlab train|lr-find`` line of the docs runs to its end with
+    :func:`fast` overrides, in a folder with the user's image folders (``~/...``) made of shapes; a
+    line that needs a GPU, a cluster or a download is skipped, and the skips are listed."""
+    from hydra import compose, initialize_config_dir
+
+    from visionlab.cli.commands import COMMANDS as REGISTERED
+    from visionlab.cli.main import load_commands, main
+
+    load_commands()
+    main(["shapes", "shapes_target", "--out", str(in_project / "shapes")])
+    home = in_project / "home" / "user"
+    for name in {m for _, c in COMMANDS for m in re.findall(r"/home/user/([\w-]+)", c)}:
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to(in_project / "shapes" / "shapes_target" / "test", target_is_directory=True)
+    lines = [(doc, command.replace("/home/user/", f"{home}/")) for doc, command in COMMANDS
+             if command.startswith("python train.py") or (command.startswith("visionlab")
+                                                        and REGISTERED[shlex.split(command)[1]].hydra)]
+    skipped, ran = [], 0
+    for doc, command in dict.fromkeys(lines):
+        words = shlex.split(command)
+        prefix = ["tune=lr_find"] if words[:2] == ["visionlab", "lr-find"] else []
+        overrides = [*prefix, *words[2:]]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=job_overrides(" ".join(["python", "train.py",
+                                                                                 *overrides]))[0],
+                          return_hydra_config=True)
+        reason = skip_reason(cfg)
+        if reason:
+            skipped.append(f"{doc}: {command}: {reason}")
+            continue
+        try:
+            main(["train", *overrides, *fast(cfg)])
+        except SystemExit as exit_:
+            raise AssertionError(f"{doc}: {command} exited {exit_.code}") from None
+        ran += 1
+    print("\n".join(["skipped:", *skipped]), file=sys.stderr)
+    assert ran > 30, (ran, skipped)
