@@ -260,3 +260,41 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     assert order(1, 3) == order(1, 2, then=3)
     assert order(1, 3)[0] != order(1, 4)[0] and order(1, 3)[0] != order(2, 3)[0]
     assert sorted(order(1, 3)[0]) == list(range(50))
+
+
+def test_in_memory_batches_are_the_loaders_batches_in_the_same_order_every_epoch(data_dir):
+    from visionlab.data.in_memory import InMemoryBatches, decoded
+    from visionlab.data.shapes_datamodule import ShapesDataModule
+
+    data = ShapesDataModule(data_dir=str(data_dir / "shapes"), variant="shapes_mono", train_per_class=3,
+                            val_per_class=1, test_per_class=1, data_config=DataConfig(1, 32, (0.5,), (0.5,)),
+                            batch_size=5, seed=7)
+    data.prepare_data()
+    data.setup("fit")
+    loader = data.train_dataloader()  # in_memory=false: the DataLoader
+    memory = InMemoryBatches(*decoded(data.train_set), batch_size=5, seed=7, epoch=0)
+    assert len(memory) == len(loader) == 5  # 24 images: 4 full batches and one of 4
+    for epoch in (0, 1, 4):  # Lightning sets the epoch on both through their samplers
+        loader.sampler.set_epoch(epoch)
+        memory.sampler.set_epoch(epoch)
+        pairs = list(zip(loader, memory, strict=True))
+        for (images, labels), (held, held_labels) in pairs:
+            assert torch.equal(images, held) and torch.equal(labels, held_labels)
+    assert not torch.equal(pairs[0][1][0], next(iter(InMemoryBatches(*decoded(data.train_set), 5, 7, 0)))[0])
+
+
+def test_in_memory_is_chosen_for_small_unaugmented_sets_on_one_process_and_refused_otherwise():
+    from visionlab.data.in_memory import in_memory_choice
+
+    small = [(torch.zeros(1, 32, 32), 0)] * 100
+    assert in_memory_choice("auto", small, augmented=False, world_size=1) == (True,
+                                                                              "100 images, 0.4 MB decoded")
+    assert in_memory_choice("auto", small, augmented=True, world_size=1) == (False, "augmented every epoch")
+    assert in_memory_choice("auto", small, augmented=False, world_size=2) == (False, "several processes")
+    huge = [(torch.zeros(3, 512, 512), 0)] * 1000
+    assert in_memory_choice("auto", huge, augmented=False, world_size=1)[0] is False
+    assert in_memory_choice(False, small, augmented=False, world_size=1) == (False, "asked")
+    with pytest.raises(UserError, match="in_memory=true holds one decoded copy .* augments it every epoch"):
+        in_memory_choice(True, small, augmented=True, world_size=1)
+    with pytest.raises(UserError, match="data.in_memory='yes' must be true, false or auto"):
+        in_memory_choice("yes", small, augmented=False, world_size=1)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from visionlab.data.in_memory import InMemoryBatches, decoded, in_memory_choice
 from visionlab.data.loading import resolve_num_workers, train_loader, worker_options
 from visionlab.data.transforms import AugmentFactory, eval_transform, train_transform
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -27,6 +32,10 @@ class ClassificationDataModule(L.LightningDataModule):
     functions of ``(seed, epoch)`` (:class:`~visionlab.data.loading.EpochShuffleSampler`), so a
     resumed run replays the uninterrupted one exactly, workers or not; the training loader's
     workers therefore restart every epoch, while validation and test workers persist.
+    ``in_memory`` (``auto``, true, false): the training set decoded once into one tensor on the
+    training device and served as the same batches in the same order
+    (:mod:`visionlab.data.in_memory`; ``auto``: when it is small, not augmented, and one process
+    trains).
     """
 
     def __init__(
@@ -39,6 +48,7 @@ class ClassificationDataModule(L.LightningDataModule):
         cache_features: bool | str = False,
         cache_memory_mb: float = 1024.0,
         seed: int | None = None,
+        in_memory: bool | str = False,
     ) -> None:
         super().__init__()
         if cache_features not in (True, False, "auto"):
@@ -55,6 +65,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.cache_features = cache_features
         self.seed = seed
         self.cache_memory_mb = cache_memory_mb
+        self.in_memory = in_memory
+        self._held: tuple | None = None  # the decoded training set, once in_memory decided to hold it
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -92,9 +104,20 @@ class ClassificationDataModule(L.LightningDataModule):
             return self.pin_memory
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches."""
-        return self._loader(self.train_set, train=True)
+    def train_dataloader(self) -> DataLoader | InMemoryBatches:
+        """Shuffled, augmented training batches; from memory when ``in_memory`` holds the set."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        augments = self.augment is not None and bool(list(self.augment(self.data_config.input_size)))
+        hold, why = in_memory_choice(self.in_memory, self.train_set, augments, world_size)
+        if self.in_memory == "auto":
+            log.info("in-memory batches (data.in_memory=auto): %s: %s", "on" if hold else "off", why)
+        if not hold or self.seed is None:
+            return self._loader(self.train_set, train=True)
+        if self._held is None:
+            device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+            self._held = tuple(tensor.to(device) for tensor in decoded(self.train_set))
+        epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0
+        return InMemoryBatches(*self._held, self.batch_size, self.seed, epoch)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in a fixed order, never augmented."""
