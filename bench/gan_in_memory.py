@@ -26,8 +26,8 @@ def run(folder: Path, held: bool, epochs: int, number: list[int]) -> float:
     number[0] += 1
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=dcgan_shapes",
-                    f"trainer.max_epochs={epochs}", "model.fid_every=0", f"data.in_memory={str(held).lower()}",
-                    "logger=csv", *QUIET,
+                    f"trainer.max_epochs={epochs}", "model.fid_every=0",
+                    f"data.in_memory={str(held).lower()}", "logger=csv", *QUIET,
                     f"hydra.run.dir={folder / f'run{number[0]}'}", f"paths.data_dir={folder / 'data'}"],
                    check=True, capture_output=True)
     return time.perf_counter() - start
