@@ -269,3 +269,19 @@ def test_a_checkpoint_written_before_checkpoints_were_self_contained_works_throu
     with pytest.raises(UserError, match="written before checkpoints held their run's config, and no .* is "
                                         "beside it: keep it in its run directory"):
         visionlab.load(copied, conf_dir=CONF_DIR)
+
+
+def test_a_checkpoint_records_the_runs_paths_as_absolute_ones(make_cfg, tmp_path, monkeypatch):
+    """A run launched with relative paths (the default PROJECT_ROOT is '.') still names its data once
+    its checkpoint is used from another folder."""
+    from omegaconf import open_dict
+
+    from visionlab.modules.base import plain_run_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.paths.root_dir, cfg.paths.data_dir, cfg.paths.cache_dir = ".", "${paths.root_dir}/data", None
+    paths = plain_run_config(cfg)["paths"]
+    assert paths["data_dir"] == str(tmp_path / "data") and paths["root_dir"] == str(tmp_path)
+    assert paths["cache_dir"] is None

@@ -85,7 +85,9 @@ def plain_run_config(cfg: DictConfig) -> dict:
     """The composed config of a run as plain values a checkpoint can hold (``weights_only``).
     Interpolations are kept (``data.root: ${paths.data_dir}/shapes`` follows an override of
     ``paths.data_dir``), except under ``paths``, which read the environment and Hydra's run folder
-    and are resolved to what this run used (a value that cannot be resolved here is left out)."""
+    and are resolved to what this run used, as absolute paths (``PROJECT_ROOT`` defaults to the
+    launch folder, and a checkpoint used from another folder must still find the run's data); a
+    value that cannot be resolved here is left out."""
     config = OmegaConf.to_container(cfg, resolve=False)
     paths = {}
     for key in cfg.get("paths") or {}:
@@ -93,6 +95,8 @@ def plain_run_config(cfg: DictConfig) -> dict:
             value = cfg.paths[key]  # reading a key resolves it
         except Exception:  # e.g. ${hydra:runtime.output_dir} outside a Hydra job
             continue
+        if isinstance(value, str):
+            value = str(Path(value).expanduser().absolute())
         paths[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     config["paths"] = paths
     return config
