@@ -198,22 +198,31 @@ def compare_kind(records: list[RunRecord], metric: str, sort: str | None, top: i
                  plot_to: Path, at_time: float | None = None) -> list[list[str]]:
     """The table of runs of one model kind (averaged over ``over`` or the seeds when they vary),
     its figure written to ``plot_to``; with ``at_time``, ``metric`` is each run's value at that many
-    seconds of training (:meth:`RunRecord.at_time`), and the runs are ranked by it."""
-    if at_time is not None:
-        rows = compare_kind([r.at_time(metric, at_time) for r in records], metric, None, top, over, plot_to)
-        plot_over_time(records, metric, differing(records), at_time, plot_to)
-        rows[0] = [cell.replace(f"best {metric}", f"{metric} at {at_time:g} s") for cell in rows[0]]
-        return rows
+    seconds of training (:meth:`RunRecord.at_time`), the runs ranked by it and drawn against time."""
+    if at_time is None:
+        return kind_table(records, metric, sort, top, over, plot_to)
+    rows = kind_table([r.at_time(metric, at_time) for r in records], metric, None, top, over, None)
+    plot_over_time(records, metric, differing(records), at_time, plot_to)
+    rows[0] = [cell.replace(f"best {metric}", f"{metric} at {at_time:g} s") for cell in rows[0]]
+    return rows
+
+
+def kind_table(records: list[RunRecord], metric: str, sort: str | None, top: int | None, over: str | None,
+               plot_to: Path | None) -> list[list[str]]:
+    """The ranked table of :func:`compare_kind` (runs, or groups of runs over ``over`` or the seeds),
+    its per-epoch figure written to ``plot_to`` unless None."""
     key = seed_like_key(records, over)
     if key is None:
         labels = differing(records)  # told apart among all the runs, before --top keeps some
         ranked = rank(records, sort or metric, top)
-        plot(ranked, metric, labels, plot_to)
+        if plot_to is not None:
+            plot(ranked, metric, labels, plot_to)
         return kept_of(table(ranked, metric, labels), len(records), top, "runs")
     groups = rank_groups(group_runs(records, key), sort or metric)
     labels = group_labels(groups)
     kept = groups[:top or None]
-    plot_groups(kept, metric, key, labels, plot_to)
+    if plot_to is not None:
+        plot_groups(kept, metric, key, labels, plot_to)
     return kept_of(group_table(kept, metric, key, labels), len(groups), top, "groups")
 
 

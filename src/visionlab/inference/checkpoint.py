@@ -45,9 +45,8 @@ def composed_run_config(checkpoint: Path, conf_dir: Path, overrides: list[str]) 
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         raise UserError(f"{checkpoint} was written before checkpoints held their run's config, and no "
-                        f"{saved} "
-                        "is beside it: keep it in its run directory (<run>/checkpoints/*.ckpt beside "
-                        "<run>/.hydra/), as train.py wrote it")
+                        f"{saved} is beside it: keep it in its run directory (<run>/checkpoints/*.ckpt "
+                        "beside <run>/.hydra/), as train.py wrote it")
     regrouped = {o.split("=")[0] for o in overrides if "=" in o and "." not in o.split("=")[0]}
     run_overrides = [str(o) for o in OmegaConf.load(saved)
                      if str(o).split("=")[0].split(".")[0].lstrip("+~") not in regrouped]

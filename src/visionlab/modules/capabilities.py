@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visionlab.data.image_inputs import Images, image_list, preprocessed_batches, read_rgb
+from visionlab.data.image_inputs import Images, image_list, preprocessed_batches, single_image
 from visionlab.data.transforms import MatchChannels
 from visionlab.data.tta import averaged_log_probabilities, tta_views
 from visionlab.data_config import DataConfig
@@ -99,10 +99,8 @@ class Classifies:
             raise UserError(f"--top-k {top_k} must be between 1 and the model's {len(names)} classes")
         items = image_list(images)
         top = self.probabilities(items, tta, batch_size, progress).topk(top_k, dim=-1)
-        sources = [item if isinstance(item, (str, Path)) else index
-                   for index, item in enumerate(items if isinstance(items, list) else range(len(items)))]
-        return [Prediction(Path(source) if isinstance(source, str) else source, [names[i] for i in indices],
-                           values)
+        sources = [Path(item) if isinstance(item, (str, Path)) else index for index, item in enumerate(items)]
+        return [Prediction(source, [names[i] for i in indices], values)
                 for source, values, indices in zip(sources, top.values.tolist(), top.indices.tolist(),
                                                    strict=True)]
 
@@ -202,12 +200,9 @@ class Restores:
         in [-1, 1] with the model's channels, at :meth:`restore_size`."""
         from torchvision.transforms.functional import pil_to_tensor, resize
 
-        if isinstance(image, (str, Path)):
-            image = read_rgb(image)
+        image = single_image(image)
         if not torch.is_tensor(image):
-            image = pil_to_tensor(image.convert("RGB"))
-        if image.dim() != 3:
-            raise UserError(f"an image tensor is (C, H, W), not {tuple(image.shape)}")
+            image = pil_to_tensor(image)
         x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
         x = MatchChannels(self.hparams.channels)(x)
         size = self.restore_size()
