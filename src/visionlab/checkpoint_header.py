@@ -185,9 +185,8 @@ def read_header(path: Path, wanted: str) -> CheckpointHeader:
     target = state.get("visionlab_target")
     if target and not module_found(target.rsplit(".", 1)[0]):
         raise UserError(f"{path} was written by the model kind {state.get('visionlab_module')!r} of "
-                        f"{target}, "
-                        f"whose module is not on the import path: install its package or add its folder "
-                        "to PYTHONPATH")
+                        f"{target}, whose module is not on the import path: install its package or add "
+                        "its folder to PYTHONPATH")
     options = tuple(state.get("visionlab_sample_options") or ())
     if "visionlab_capabilities" in state:
         capabilities = frozenset(state["visionlab_capabilities"])

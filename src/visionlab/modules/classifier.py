@@ -242,9 +242,9 @@ class ClassifierModule(Classifies, RunModule):
         missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
         if missing or unexpected:
             raise UserError(f"{checkpoint} does not fit the network its recorded settings build "
-                            f"({len(missing)} "
-                            f"tensors missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. "
-                            f"{unexpected[:2]}): did the backbone's code change since the run?")
+                            f"({len(missing)} tensors missing, e.g. {missing[:2]}; {len(unexpected)} "
+                            f"unexpected, e.g. {unexpected[:2]}): did the backbone's code change since the "
+                            "run?")
         return model.eval()
 
     # --- what it serves (visionlab.modules.capabilities.Classifies)
