@@ -29,8 +29,9 @@ def tiny_gan(**options) -> GANModule:
     """A DCGAN at 32 px with 8-channel layers and 16-d noise, seeded."""
     torch.manual_seed(0)
     options = {"width": 8, "latent_dim": 16, "num_classes": CLASSES, "num_samples": 9,
-               "class_names": [f"c{i}" for i in range(CLASSES)], **options}
-    return GANModule(optimizer=functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), **options)
+               "class_names": [f"c{i}" for i in range(CLASSES)],
+               "optimizer": functools.partial(torch.optim.Adam, betas=(0.5, 0.999)), **options}
+    return GANModule(**options)
 
 
 def fit(model: GANModule, root: Path, epochs: int = 1, ckpt_path: str | None = None, callbacks=(),
@@ -795,7 +796,8 @@ def first_losses(model: GANModule) -> dict[str, float]:
     return losses
 
 
-def test_auxiliary_classifier_learns_the_real_classes_and_pulls_the_generator_towards_them(tmp_path):
+def test_auxiliary_classifier_learns_the_real_classes_and_pulls_the_generator_towards_them(tmp_path,
+                                                                                           monkeypatch):
     model = tiny_gan(conditional=True, class_loss_weight=1.0)
     head = model.discriminator.head
     assert head.classifier.out_features == CLASSES
@@ -803,14 +805,21 @@ def test_auxiliary_classifier_learns_the_real_classes_and_pulls_the_generator_to
     assert logits.shape == (4,) and model.class_logits().shape == (4, CLASSES)
     before = head.classifier.weight.detach().clone()
     losses = first_losses(model)
+    entropies = []  # the cross-entropies of the first step: D's on the real images, then G's on its own
+    cross_entropy = F.cross_entropy
+    monkeypatch.setattr(F, "cross_entropy", lambda *a, **k: entropies.append(cross_entropy(*a, **k)) or
+                        entropies[-1])
     fit(model, tmp_path)
     assert not torch.equal(before, head.classifier.weight)  # trained with D
+    monkeypatch.undo()
     plain = tiny_gan(conditional=True)
     plain_losses = first_losses(plain)
     fit(plain, tmp_path / "plain")
-    # the same first batches: both losses carry a cross-entropy of about ln(classes) on top
-    for name in ("discriminator", "generator"):
-        assert losses[name] - plain_losses[name] == pytest.approx(math.log(CLASSES), abs=0.3)
+    # the same first batches: the untrained classifier's cross-entropy on the real images is about
+    # ln(classes); G's, after D's update, is on top of an adversarial loss close to the plain GAN's
+    assert entropies[0].item() == pytest.approx(math.log(CLASSES), abs=0.3) and entropies[1].item() > 0.5
+    for name, entropy in zip(("discriminator", "generator"), entropies, strict=False):
+        assert losses[name] - entropy.item() == pytest.approx(plain_losses[name], abs=0.1)
 
 
 @pytest.mark.parametrize("options, message", [

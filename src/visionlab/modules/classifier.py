@@ -24,6 +24,7 @@ from visionlab.metrics.classification import ConfusionMetrics
 from visionlab.modules.base import RunModule, freeze_plan_for, register_kind
 from visionlab.modules.batch_mixing import BatchMixing, soft_target_cross_entropy
 from visionlab.modules.capabilities import Classifies
+from visionlab.modules.speed_options import compiled
 from visionlab.modules.weight_ema import WeightEMA
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.factory import backbone_from_recipe, build_backbone
@@ -31,22 +32,6 @@ from visionlab.nets.head import ClassifierHead
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
-
-
-def compiled(function: Callable, compile: bool | str) -> Callable:
-    """``function`` compiled with ``torch.compile`` (``true``: inductor, or the named backend), or as is.
-
-    Dynamo guards on whether parameters require gradients and on train/eval mode, so each
-    freeze-plan phase compiles once more (a staged plan with one unfreeze: 3-4 graphs in
-    all), never once per step.
-    """
-    if compile is False or compile is None:
-        return function
-    backend = "inductor" if compile is True else str(compile)
-    if backend not in torch._dynamo.list_backends(exclude_tags=()):
-        raise UserError(f"model.compile={compile!r} is not a torch.compile backend: use true (inductor) or "
-                        f"one of: {', '.join(torch._dynamo.list_backends(exclude_tags=()))}")
-    return torch.compile(function, backend=backend)
 
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,29 @@ from visionlab.modules.base import register_kind
 from visionlab.modules.diffaugment import diff_augment
 from visionlab.modules.gan_losses import gradient_penalty, r1_penalty
 from visionlab.modules.noise_gan import NoiseGAN
+from visionlab.modules.speed_options import compile_backend
 from visionlab.nets.backbone import Backbone
 from visionlab.nets.gan import LogitHead, build_gan_nets, uses_backbone
+
+
+def detached(features: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """A discriminator front's features (a tensor, or a projected discriminator's list of maps),
+    cut from the graph that made them."""
+    return [f.detach() for f in features] if isinstance(features, list) else features.detach()
+
+
+@contextlib.contextmanager
+def parameters_frozen(network: torch.nn.Module) -> Iterator[None]:
+    """``network``'s parameters require no gradient inside the block (gradients still flow through it
+    to its input), then each is as it was: the freeze plan's choices are kept."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def check_pack(pack: int, conditional: bool, sample_shape: tuple) -> None:
@@ -83,6 +105,9 @@ class GANModule(NoiseGAN):
         pack: int = 1,
         backbone: Backbone | None = None,
         freeze_plan: FreezePlan | None = None,
+        reuse_fakes: bool = True,
+        channels_last: bool = False,
+        compile: bool | str = False,
         **options,
     ) -> None:
         """GAN's own settings (architectures, ``d_steps``, penalties, label smoothing, PacGAN packing,
@@ -93,7 +118,8 @@ class GANModule(NoiseGAN):
                       if uses_backbone(discriminator) and backbone is not None else None)
         own = {"generator": generator, "discriminator": discriminator, "d_steps": d_steps,
                "gp_weight": gp_weight, "r1_weight": r1_weight, "class_loss_weight": class_loss_weight,
-               "label_smoothing": label_smoothing, "pack": pack, "d_backbone": d_backbone}
+               "label_smoothing": label_smoothing, "pack": pack, "d_backbone": d_backbone,
+               "reuse_fakes": reuse_fakes, "channels_last": channels_last, "compile": compile}
         super().__init__(optimizer, own, **options)
         h = self.hparams
         shape = tuple(sample_shape) if sample_shape else (h.channels, h.image_size, h.image_size)
@@ -123,6 +149,25 @@ class GANModule(NoiseGAN):
             head.add_classifier(h.num_classes)
         self.init_ema()
         self.register_fixed_noise(h.num_samples, h.latent_dim, self.classes)
+        self.apply_speed_options(channels_last, compile)
+
+    def apply_speed_options(self, channels_last: bool, compile: bool | str) -> None:
+        """GPU speed options, off by default: ``channels_last`` (NHWC networks and batches; images
+        only) and ``compile`` (``torch.compile`` of the generator and of the discriminator's trained
+        part, its head when it has a feature network: the frozen front runs eagerly). Modules are
+        compiled in place, so checkpoints keep the same keys; the EMA copy, which only draws
+        samples, stays eager."""
+        if channels_last:
+            if len(self.hparams.sample_shape) != 3:
+                raise UserError(f"model.channels_last=true lays out images, not samples of shape "
+                                f"{tuple(self.hparams.sample_shape)}: set model.channels_last=false")
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        backend = compile_backend(compile)
+        if backend is not None:
+            self.generator.compile(backend=backend)
+            trained = self.discriminator.head if hasattr(self.discriminator, "front") else self.discriminator
+            trained.compile(backend=backend)
 
     def sample_latent(self, n: int) -> torch.Tensor:
         """``n`` noise vectors on the module's device."""
@@ -142,10 +187,10 @@ class GANModule(NoiseGAN):
         """Samples from the generator (its EMA copy when there is one) for noise ``z``."""
         return self.sampling_generator(z, labels if self.conditional else None)
 
-    def judge(self, samples: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """The discriminator's logits for ``samples`` (real or generated), after the
-        differentiable augmentation ``diffaugment`` when one is configured; with ``pack`` > 1, for
-        groups of ``pack`` samples stacked along the channels (a remainder is left out)."""
+    def discriminator_input(self, samples: torch.Tensor) -> torch.Tensor:
+        """``samples`` as the discriminator takes them: after the differentiable augmentation
+        ``diffaugment`` when one is configured; with ``pack`` > 1, in groups of ``pack`` samples
+        stacked along the channels (a remainder is left out)."""
         if self.hparams.diffaugment:
             samples = diff_augment(samples, self.hparams.diffaugment)
         pack = self.hparams.get("pack", 1)
@@ -155,36 +200,72 @@ class GANModule(NoiseGAN):
                 raise UserError(f"a batch of {len(samples)} samples is smaller than model.pack={pack}: raise "
                                 "data.batch_size or lower model.pack")
             samples = samples[:groups * pack].reshape(groups, pack * samples.shape[1], *samples.shape[2:])
-        return self.discriminator(samples, labels)
+        return samples
+
+    def judge(self, samples: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The discriminator's logits for ``samples`` (real or generated), as it takes them
+        (:meth:`discriminator_input`)."""
+        return self.discriminator(self.discriminator_input(samples), labels)
+
+    def frozen_front(self):
+        """The discriminator's feature network as a function of images, when none of its parameters
+        trains at this point of the freeze plan (a backbone or projected discriminator under
+        ``freeze=feature_extraction``), else None. Its features of an image are then the same
+        before and after the discriminator's update, so a step computes them once."""
+        front = getattr(self.discriminator, "front", None)
+        if front is None or any(p.requires_grad for p in self.discriminator.backbone.parameters()):
+            return None
+        return front
 
     def training_step(self, batch, batch_idx: int) -> None:
-        """``d_steps`` discriminator updates on this real batch, then one generator update."""
+        """``d_steps`` discriminator updates on this real batch, then one generator update.
+
+        With ``reuse_fakes`` (the default, as PyTorch's DCGAN example does) the last discriminator
+        update's generated batch, augmented once, also serves the generator's update, so G runs
+        forward once per step; and a frozen feature network inside D (:meth:`frozen_front`) sees
+        each real and generated image once per step, D's trained head judging its features twice
+        (before and after D's update). ``reuse_fakes=false`` draws a fresh batch for G's update and
+        runs all of D on it. In both, D's parameters build no graph during G's update.
+        """
         real, labels = batch
         labels = labels if self.conditional else None
         g_opt, d_opt = self.optimizers()
-        objective, n = self.adversarial_loss, len(real)
-        for _ in range(self.hparams.d_steps):
-            with torch.no_grad():
+        h, objective, n = self.hparams, self.adversarial_loss, len(real)
+        if h.channels_last and real.dim() == 4:
+            real = real.contiguous(memory_format=torch.channels_last)
+        front = self.frozen_front() if h.pack == 1 else None
+        features = front or (lambda x: x)
+        head = self.discriminator.head if front else self.discriminator
+        for step in range(h.d_steps):
+            shared = h.reuse_fakes and step == h.d_steps - 1
+            with torch.set_grad_enabled(shared):  # the fakes' graph is kept only for G's update
                 fake = self.generator(self.sample_latent(n), labels)
-            seen = real.detach().requires_grad_(True) if self.hparams.r1_weight else real
-            d_real = self.judge(seen, labels)
+                fake_seen = features(self.discriminator_input(fake))
+            seen = real.detach().requires_grad_(True) if h.r1_weight else real
+            with torch.set_grad_enabled(bool(h.r1_weight) or not front):
+                real_seen = features(self.discriminator_input(seen))
+            d_real = head(real_seen, labels)
             real_classes = self.class_logits()
-            d_fake = self.judge(fake, labels)
-            d_loss = objective.discriminator(d_real, d_fake, 1.0 - self.hparams.label_smoothing)
+            d_fake = head(detached(fake_seen), labels)
+            d_loss = objective.discriminator(d_real, d_fake, 1.0 - h.label_smoothing)
             if objective.needs_gradient_penalty:
-                d_loss = d_loss + self.hparams.gp_weight * gradient_penalty(
-                    lambda x: self.discriminator(x, labels), real, fake)
-            if self.hparams.r1_weight:
-                d_loss = d_loss + self.hparams.r1_weight * r1_penalty(d_real, seen)
+                d_loss = d_loss + h.gp_weight * gradient_penalty(
+                    lambda x: self.discriminator(x, labels), real, fake.detach())
+            if h.r1_weight:
+                d_loss = d_loss + h.r1_weight * r1_penalty(d_real, seen)
             if real_classes is not None:  # AC-GAN: D learns to classify the real images...
-                d_loss = d_loss + self.hparams.class_loss_weight * F.cross_entropy(real_classes, labels)
+                d_loss = d_loss + h.class_loss_weight * F.cross_entropy(real_classes, labels)
             self.update(d_opt, d_loss, self.discriminator, "discriminator")
-        fake = self.generator(self.sample_latent(n), labels)
-        g_loss = objective.generator(self.judge(fake, labels))
-        fake_classes = self.class_logits()
-        if fake_classes is not None:  # ... and G to draw images it classifies as the class asked for
-            g_loss = g_loss + self.hparams.class_loss_weight * F.cross_entropy(fake_classes, labels)
-        self.update(g_opt, g_loss, self.generator, "generator")
+        with parameters_frozen(self.discriminator):
+            if shared:
+                d_judged = head(fake_seen, labels)
+            else:
+                d_judged = self.judge(self.generator(self.sample_latent(n), labels), labels)
+            g_loss = objective.generator(d_judged)
+            fake_classes = self.class_logits()
+            if fake_classes is not None:  # ... and G to draw images it classifies as the class asked for
+                g_loss = g_loss + h.class_loss_weight * F.cross_entropy(fake_classes, labels)
+            self.update(g_opt, g_loss, self.generator, "generator")
         self.update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", d_real.mean()),
                             ("d_fake", d_fake.mean())):

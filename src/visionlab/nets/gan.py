@@ -253,9 +253,13 @@ class BackboneDiscriminator(nn.Module):
         self.input = BackboneInput(backbone.data_config)
         self.head = LogitHead(int(backbone.num_features), num_classes, spectral_norm)
 
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled features of images ``x`` in [-1, 1]: what :attr:`head` judges."""
+        return self.backbone(self.input(x * 0.5 + 0.5))
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(N,)`` for images ``x`` in [-1, 1]: higher means "real"."""
-        return self.head(self.backbone(self.input(x * 0.5 + 0.5)), labels)
+        return self.head(self.front(x), labels)
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,10 @@ class ProjectedDiscriminator(nn.Module):
         """The feature network (what the freeze plan acts on)."""
         return self.features.backbone
 
+    def front(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's maps at the chosen stages for images ``x`` in [-1, 1]: what :attr:`head` judges."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Patch logits ``(N, K)`` over all scales for images ``x`` in [-1, 1]: higher means "real"."""
-        return self.head(self.features(x), labels)
+        return self.head(self.front(x), labels)
