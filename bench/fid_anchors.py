@@ -28,7 +28,7 @@ import torch
 from common import ROOT, print_table
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import DictConfig, open_dict
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from visionlab.cas import stacked
@@ -38,10 +38,10 @@ from visionlab.modules.base import module_class
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 
-def load_splits(experiment: str, data_dir: str
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str], str]:
+def load_splits(experiment: str, data_dir: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                        torch.Tensor, list[str], str, DictConfig]:
     """Validation images and labels, training images and labels, class names (as the preset's run
-    loads them) and the preset's ``model.fid_features``."""
+    loads them), the preset's ``model.fid_features`` and its whole ``model`` config."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
     with open_dict(cfg):
@@ -52,7 +52,7 @@ def load_splits(experiment: str, data_dir: str
 
     val, val_labels = stacked(data.val_set)
     train, labels = stacked(data.train_set)
-    return val, val_labels, train, labels, list(data.class_names), cfg.model.fid_features
+    return val, val_labels, train, labels, list(data.class_names), cfg.model.fid_features, cfg.model
 
 
 def scores(metrics: GenerativeMetrics, images: torch.Tensor) -> dict[str, float]:
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5, help="disjoint training slices per row")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     args = parser.parse_args()
-    val, val_labels, train, labels, classes, fid_features = load_splits(args.experiment, args.data_dir)
+    val, val_labels, train, labels, classes, fid_features, _ = load_splits(args.experiment, args.data_dir)
     n = len(val)
     metrics = GenerativeMetrics(feature_network(fid_features), keep_real=True)
     for batch in val.split(256):
