@@ -4,6 +4,9 @@ their bash blocks (collected with mktestdocs) is one the project accepts: a trai
 overrides compose with ``conf/`` (Hydra's own checks: an unknown group option, key or value type is
 refused), and a ``visionlab`` command parses with the commands' own parser. Placeholders (``<date>``,
 ``~/photos``, ``model.ckpt``) are filled with stand-ins of the right shape.
+
+The tests marked ``docs`` (a CI step of their own, ``pytest -m docs -n 0``) run them: every training
+command in a fast mode, then every ``visionlab`` command on runs of its kind made in a fast mode.
 """
 
 from __future__ import annotations
@@ -178,6 +181,101 @@ def fast(cfg) -> list[str]:
     return overrides
 
 
+def user_folders(project: Path) -> Path:
+    """The user's image folders the docs name (``~/photos``...), made of shapes_target's test split
+    under ``project/home/user``, and a single image ``project/photo.png``: that home folder."""
+    from visionlab.cli.main import main
+
+    main(["shapes", "shapes_target", "--out", str(project / "shapes")])
+    home, images = project / "home" / "user", project / "shapes" / "shapes_target" / "test"
+    for name in {m for _, c in COMMANDS for m in re.findall(r"/home/user/([\w-]+)", c)}:
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to(images, target_is_directory=True)
+    (project / "photo.png").symlink_to(next(images.rglob("*.png")))
+    (project / "folder").symlink_to(next(p for p in images.iterdir() if p.is_dir()), target_is_directory=True)
+    return home
+
+
+def train_fast(*overrides: str, after: tuple[str, ...] = ()) -> None:
+    """``visionlab train`` of ``overrides`` with :func:`fast`'s, then ``after`` (which win over them)."""
+    from hydra import compose, initialize_config_dir
+
+    from visionlab.cli.main import main
+
+    first_job = job_overrides(shlex.join(["python", "train.py", *overrides]))[0]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=first_job, return_hydra_config=True)
+    main(["train", *overrides, *fast(cfg), *after])
+
+
+# Why a visionlab command of the docs is not run by test_every_visionlab_command_runs_on_a_run_of_its_kind.
+COMMAND_SKIPS = {"board": "serves TensorBoard until stopped (tests/test_board.py starts it and stops it)",
+                 "train": "a training command (test_every_training_command_runs_in_a_fast_mode)",
+                 "lr-find": "a training command (test_every_training_command_runs_in_a_fast_mode)"}
+
+
+def stand_in(command: str, runs: dict[str, str]) -> str:
+    """``command`` with the docs' run folders and files replaced by this test's runs of the same kind:
+    a GAN's for ``sample`` and ``cas`` (SRGAN's with ``--input``, inpainting's with ``--mask``), a
+    sweep's for ``outputs/multirun/...``, else the classifier's (``RUN``, ``model.ckpt``, ``outputs/A``)."""
+    words = shlex.split(command)
+    kind = "classifier"
+    if words[1] in ("sample", "cas"):
+        kind = "inpaint" if "--mask" in words else "srgan" if "--input" in words else "gan"
+    command = command.replace("outputs/multirun/2026-12-07/10-00-00", runs["multirun"])
+    command = command.replace("outputs/2026-12-07/10-00-00", runs[kind])
+    command = re.sub(r"outputs/A/checkpoints/\S+", runs["classifier_ckpt"], command)
+    command = re.sub(r"outputs/B/checkpoints/\S+", runs["other_ckpt"], command)
+    command = re.sub(r"\bRUN\b", runs["classifier"], command).replace("model.ckpt", runs["classifier_ckpt"])
+    return re.sub(r"\s*\[[^]]*\]", "", command)  # [optional] parts left out
+
+
+@pytest.mark.docs
+def test_every_visionlab_command_runs_on_a_run_of_its_kind(in_project, capsys):
+    """Each ``visionlab`` line of the docs runs to its end (exit 0) on runs this test makes in a fast
+    mode: a classifier of the user's image folder, a two-job sweep, a conditional GAN, an SRGAN and an
+    inpainting GAN; a command that downloads or serves until stopped is skipped, and the skips listed."""
+    from visionlab.cli.main import load_commands, main
+
+    load_commands()
+    home = user_folders(in_project)
+    folder = ["data=image_folder", f"data.root={home}/photos"]
+    train_fast(*folder, "hydra.run.dir=outputs/classifier")
+    train_fast("-m", "seed=1,2", *folder, "hydra.sweep.dir=outputs/sweep")
+    gans = {"gan": "cgan_shapes_mono", "srgan": "srgan_shapes", "inpaint": "inpaint_shapes"}
+    for kind, experiment in gans.items():  # cas --per-class 50 needs as many real images of each class
+        train_fast(f"experiment={experiment}", f"hydra.run.dir=outputs/{kind}",
+                   after=("data.train_per_class=50",))
+    outputs = in_project / "outputs"
+    runs = {kind: str(outputs / kind) for kind in ("classifier", *gans)}
+    runs |= {"multirun": str(outputs / "sweep"),
+             "classifier_ckpt": str(next((outputs / "classifier" / "checkpoints").glob("epoch_*"))),
+             "other_ckpt": str(next((outputs / "sweep").rglob("epoch_*.ckpt")))}
+    skipped, ran = [], 0
+    for doc, command in dict.fromkeys(COMMANDS):
+        words = shlex.split(command)
+        reason = COMMAND_SKIPS.get(words[1]) if words[0] == "visionlab" else "not a visionlab command"
+        if words[0] == "visionlab" and words[1] == "prefetch" and "cifar10" in command:
+            reason = "downloads a dataset"
+        if reason:
+            skipped.append(f"{doc}: {command}: {reason}")
+            continue
+        run = stand_in(command.replace("/home/user/", f"{home}/"), runs)
+        trailing = ["trainer.max_epochs=1", "data.num_workers=0"] if words[1] == "cas" else []
+        before = set(in_project.rglob("*"))
+        try:
+            main([*shlex.split(run)[1:], *trailing])
+        except SystemExit as exit_:
+            if exit_.code:
+                said = capsys.readouterr().err.strip().splitlines()[-1:]
+                raise AssertionError(f"{doc}: {command} (run as {run}) exited {exit_.code}: {said}") from None
+        ran += 1
+        for path in sorted(set(in_project.rglob("*")) - before, reverse=True):  # the next line meets the runs
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()  # as they were made
+    print("\n".join(["skipped:", *(s for s in skipped if "not a visionlab" not in s)]), file=sys.stderr)
+    assert ran > 15, (ran, skipped)
+
+
 @pytest.mark.docs
 def test_every_training_command_runs_in_a_fast_mode(in_project, capsys):
     """Each ``python train.py`` / ``visionlab train|lr-find`` line of the docs runs to its end with
@@ -189,11 +287,7 @@ def test_every_training_command_runs_in_a_fast_mode(in_project, capsys):
     from visionlab.cli.main import load_commands, main
 
     load_commands()
-    main(["shapes", "shapes_target", "--out", str(in_project / "shapes")])
-    home = in_project / "home" / "user"
-    for name in {m for _, c in COMMANDS for m in re.findall(r"/home/user/([\w-]+)", c)}:
-        (home / name).parent.mkdir(parents=True, exist_ok=True)
-        (home / name).symlink_to(in_project / "shapes" / "shapes_target" / "test", target_is_directory=True)
+    home = user_folders(in_project)
     lines = [(doc, command.replace("/home/user/", f"{home}/")) for doc, command in COMMANDS
              if command.startswith("python train.py") or (command.startswith("visionlab")
                                                         and REGISTERED[shlex.split(command)[1]].hydra)]
