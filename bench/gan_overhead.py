@@ -8,9 +8,11 @@ latent 64, BCE, DiffAugment translation + cutout, a generator EMA, Adam 2e-4 wit
 0.999; seeded weights) on the same in-memory batches of 64. The visionlab side is a Lightning
 ``Trainer`` as a run configures it (manual optimization, its per-step logging, the fixed-noise
 grid written every epoch, the progress bar of ``conf/callbacks/default.yaml``, a CSV logger);
-the hand loop calls the module's own networks, augmentation and losses: a discriminator step on
-a detached fake batch, a generator step, the EMA update. The ratio is taken over the epochs
-after the first (steady state), alternating, median over the repetitions. Target >= 0.95.
+the hand loop calls the module's own networks, augmentation and losses in the module's step: a
+discriminator step on the real batch and on a detached generated one, a generator step on that
+same batch through the updated D (whose parameters take no gradient then), the EMA update. The
+ratio is taken over the epochs after the first (steady state), alternating, median over the
+repetitions. Target >= 0.95.
 """
 
 from __future__ import annotations
@@ -51,17 +53,18 @@ def hand_loop(loader: DataLoader, epochs: int) -> float:
         if epoch == 1:
             start = time.perf_counter()
         for real, _ in loader:
-            with torch.no_grad():
-                fake = module.generator(torch.randn(len(real), latent), None)
-            d_loss = objective.discriminator(module.judge(real, None), module.judge(fake, None), 1.0)
+            seen = module.discriminator_input(module.generator(torch.randn(len(real), latent), None))
+            d_real = module.discriminator(module.discriminator_input(real), None)
+            d_loss = objective.discriminator(d_real, module.discriminator(seen.detach(), None), 1.0)
             d_opt.zero_grad()
             d_loss.backward()
             d_opt.step()
-            fake = module.generator(torch.randn(len(real), latent), None)
-            g_loss = objective.generator(module.judge(fake, None))
+            module.discriminator.requires_grad_(False)
+            g_loss = objective.generator(module.discriminator(seen, None))
             g_opt.zero_grad()
             g_loss.backward()
             g_opt.step()
+            module.discriminator.requires_grad_(True)
             steps += 1
             decay = min(module.hparams.ema_decay, (1 + steps) / (10 + steps))
             with torch.no_grad():
