@@ -12,10 +12,13 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 def test_device_bench_measures_every_row_and_writes_its_table(in_project, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCH))
-    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # bench's modules leave with the test
-    import device
+    try:
+        import device
 
-    rows = device.main(["--tiny", "--json", str(in_project / "device.json")])
+        rows = device.main(["--tiny", "--json", str(in_project / "device.json")])
+    finally:
+        for name in ("device", "common", "step_timer"):  # bench's modules (generic names) leave with the test
+            sys.modules.pop(name, None)
     written = json.loads((in_project / "device.json").read_text())
     assert written["rows"] == rows and written["device"] == "cpu"
     assert [(r["job"], r["side"]) for r in rows] == [
