@@ -15,6 +15,7 @@ from tiny import assert_trained_alike
 from visionlab.errors import UserError
 from visionlab.finetune.callback import FreezeScheduleCallback, apply_plan
 from visionlab.finetune.plans import FeatureExtraction
+from visionlab.modules.gan import GANModule
 
 LR = 0.05
 # Plain SGD: a step is -LR x the gradient, so equal steps mean equal gradients
@@ -126,6 +127,13 @@ def test_a_gan_trains_under_bf16_mixed_with_manual_optimization(tmp_path, eager_
     reference, initial = eager_gan
     assert all(value.dtype == torch.float32 for value in trained.values() if value.is_floating_point())
     assert_trained_alike(trained, reference, initial, rel=0.1)
+
+
+def test_a_compiled_runs_checkpoint_is_rebuilt_for_sampling_without_compiling():
+    model = tiny_gan(compile="aot_eager")
+    assert model.generator._compiled_call_impl is not None
+    rebuilt = GANModule.for_sampling(dict(model.hparams))
+    assert rebuilt.hparams.compile is False and rebuilt.generator._compiled_call_impl is None
 
 
 def test_gan_speed_options_are_checked():

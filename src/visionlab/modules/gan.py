@@ -175,9 +175,10 @@ class GANModule(NoiseGAN):
 
     @classmethod
     def sampling_hparams(cls, hparams: dict) -> dict:
-        """Sampling needs the generator alone: a small stand-in replaces a backbone discriminator."""
+        """Sampling needs the generator alone: a small stand-in replaces a backbone discriminator, and
+        nothing is compiled (a compiled run's checkpoint would otherwise compile again to draw)."""
         hparams.pop("d_backbone", None)
-        return hparams | {"discriminator": "mlp"}
+        return hparams | {"discriminator": "mlp", "compile": False}
 
     def fake_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` images (samples) in [-1, 1] from the EMA generator, for fresh noise (the metrics')."""
