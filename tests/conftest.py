@@ -44,8 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Exempt what the imports created (torch, Lightning, timm: millions of objects that live
     as long as the process) from the garbage collector's full passes, which otherwise walk
-    them all again, a quarter of a second each, a dozen times per worker."""
+    them all again, a quarter of a second each, a dozen times per worker.
+
+    Then collect less often: a composed Hydra config is tens of thousands of short-lived OmegaConf
+    nodes, and at Python's default thresholds (700, 10, 10) the collector ran 6,500 times for 6.4 s
+    of the 73 s that test_config, test_mistakes, test_experiments and test_gan take in one process;
+    at (50 000, 20, 100) it runs 1,100 times for 3.3 s, with no higher peak memory."""
     gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

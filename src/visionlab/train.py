@@ -178,6 +178,7 @@ def run(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     model_class = module_class(cfg.model)
     check_batch_mixing(cfg, model_class)
+    model_class.check_run_config(cfg)
     tuner = instantiate(cfg.tune, reference_lr=cfg.optimizer.get("lr")) if cfg.get("tune") else None
     # The backbone first: its data config decides the data's resizing and normalisation.
     backbone = build_backbone(cfg.backbone) if model_class.needs_backbone(cfg.model) else None

@@ -101,9 +101,20 @@ class InceptionFeatures(nn.Module):
         return self.inception((images * 255).to(torch.uint8)).reshape(len(images), -1)
 
 
+def check_feature_spec(spec: str) -> None:
+    """A UserError for a ``model.fid_features`` that names no feature network (a run checks this
+    before it prepares its data, which takes seconds)."""
+    if spec in ("shapes_net", "inception") or (Path(spec).suffix == ".ckpt" and Path(spec).is_file()):
+        return
+    raise UserError(f"model.fid_features={spec!r}: use shapes_net (shipped, offline), the path of a "
+                    "visionlab classifier .ckpt whose backbone knows your data, or inception (when its "
+                    "weights are present)")
+
+
 def feature_network(spec: str) -> nn.Module:
     """The feature network ``model.fid_features`` names: ``shapes_net``, a classifier checkpoint,
     or ``inception`` (torchmetrics' Inception, when its weights are in the torch hub cache)."""
+    check_feature_spec(spec)
     if spec == "shapes_net":
         return BackboneFeatures(create_backbone("shapes_net", source="custom", pretrained=True))
     if spec == "inception":
@@ -114,17 +125,12 @@ def feature_network(spec: str) -> nn.Module:
                             "prefetch model.fid_features=inception <the run's overrides>` once online); "
                             "offline use shapes_net or a visionlab classifier .ckpt")
         return InceptionFeatures(weights)
-    path = Path(spec)
-    if path.suffix == ".ckpt" and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        info = state.get("hyper_parameters", {}).get("backbone")
-        if not isinstance(info, dict) or "name" not in info:
-            raise UserError(f"model.fid_features={spec} is not a visionlab classifier checkpoint")
-        backbone = create_backbone(info["name"], source=info["source"], pretrained=False, weights=str(path))
-        return BackboneFeatures(backbone)
-    raise UserError(f"model.fid_features={spec!r}: use shapes_net (shipped, offline), the path of a "
-                    "visionlab classifier .ckpt whose backbone knows your data, or inception (when its "
-                    "weights are present)")
+    state = torch.load(spec, map_location="cpu", weights_only=True)  # a .ckpt file, as checked
+    info = state.get("hyper_parameters", {}).get("backbone")
+    if not isinstance(info, dict) or "name" not in info:
+        raise UserError(f"model.fid_features={spec} is not a visionlab classifier checkpoint")
+    backbone = create_backbone(info["name"], source=info["source"], pretrained=False, weights=spec)
+    return BackboneFeatures(backbone)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -149,6 +149,11 @@ class RunModule(L.LightningModule):
         return False
 
     @classmethod
+    def check_run_config(cls, cfg: DictConfig) -> None:
+        """A UserError for a setting of ``cfg`` this kind cannot run with, found before the run
+        builds its data and networks (which take seconds); here: none."""
+
+    @classmethod
     def data_config(cls, cfg: DictConfig, backbone) -> DataConfig:
         """The input the data must deliver to this module (size, channels, mean and std)."""
         raise NotImplementedError

@@ -89,6 +89,15 @@ class FIDValidation:
     and the images drawn for that class. The feature network and the judge are built at fit time
     and kept out of the checkpoint."""
 
+    @classmethod
+    def check_run_config(cls, cfg) -> None:
+        """A ``model.fid_features`` that names no feature network, refused before the run starts."""
+        if cfg.model.get("fid_every"):
+            from visionlab.metrics.generative import check_feature_spec
+
+            check_feature_spec(cfg.model.fid_features)
+        super().check_run_config(cfg)
+
     def fake_images(self, n: int, labels: torch.Tensor | None) -> torch.Tensor:
         """``n`` generated images in [-1, 1] (class ``labels`` for conditional models)."""
         raise NotImplementedError
