@@ -19,11 +19,17 @@ SMALL = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=n
          "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", "freeze=two_phase"]
 
 
-def test_mlflow_and_tensorboard_log_the_same_run_name_params_and_results(in_project):
+def test_mlflow_wandb_and_tensorboard_log_the_same_run_name_params_and_results(in_project, monkeypatch):
+    """One run with the three loggers (each read back as its own tool reads it)."""
     pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
     import mlflow
 
-    main(["train", "logger=[tensorboard,mlflow]", *SMALL])
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    main(["train", "logger=[tensorboard,mlflow,wandb]", *SMALL])
+    (run_dir,) = (in_project / "outputs").glob("*/*")
+    check_wandb_offline_run(run_dir)
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{in_project / 'outputs' / 'mlflow.db'}")
     (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
     (run,) = client.search_runs([experiment.experiment_id])
@@ -55,13 +61,13 @@ def mlflow_ui_runs(project: Path, experiment_id: str) -> list[dict]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(300):
             try:
                 urllib.request.urlopen(f"{url}/health", timeout=1)
                 break
             except OSError:
                 assert server.poll() is None, server.stderr.read()  # it crashed (e.g. on the store's schema)
-                time.sleep(0.5)
+                time.sleep(0.2)
         request = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", method="POST",
                                          data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -93,12 +99,9 @@ def wandb_records(path: Path):
             yield record
 
 
-def test_wandb_logs_offline_without_an_account(in_project, monkeypatch):
-    pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    main(["train", "logger=[tensorboard,wandb]", *SMALL])
-    (run_dir,) = (in_project / "outputs").glob("*/*")
+def check_wandb_offline_run(run_dir: Path) -> None:
+    """W&B logged ``run_dir``'s run offline (no account): under the TensorBoard run's name, with the
+    run's params and results, in the file ``wandb sync`` uploads later."""
     (offline,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")  # `wandb sync` uploads it later
     (events,) = (p for p in run_dir.glob("tensorboard/*") if p.is_dir())
     deadline = time.monotonic() + 30  # wandb's service process may still be writing the file's tail
