@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from visionlab.checkpoint_header import require, run_dir_of
 from visionlab.errors import UserError
@@ -90,7 +90,7 @@ class FIDValidation:
     and kept out of the checkpoint."""
 
     @classmethod
-    def check_run_config(cls, cfg) -> None:
+    def check_run_config(cls, cfg: DictConfig) -> None:
         """A ``model.fid_features`` that names no feature network, refused before the run starts."""
         if cfg.model.get("fid_every"):
             from visionlab.metrics.generative import check_feature_spec
