@@ -91,6 +91,19 @@ def test_train_val_test_layout(tmp_path):
     assert all(path.parts[-3] == "test" for path, _ in dm.test_set.samples)
 
 
+def test_a_held_out_folder_is_test_data_whole_in_the_class_layout_and_by_its_test_split_otherwise(tmp_path):
+    make_folder(tmp_path / "flat", {"a": 3, "b": 4})
+    dm = module(tmp_path / "flat", held_out=True)  # a folder the model never trained on
+    dm.setup("test")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (0, 0, 7)
+    assert [batch[1].tolist() for batch in dm.test_dataloader()] == [[0, 0, 0, 1], [1, 1, 1]]
+    for split, n in (("train", 4), ("test", 2)):
+        make_folder(tmp_path / "split" / split, {"a": n, "b": n})
+    dm = module(tmp_path / "split", held_out=True)
+    dm.setup("test")
+    assert len(dm.test_set) == 4 and all(path.parts[-3] == "test" for path, _ in dm.test_set.samples)
+
+
 def test_train_without_val_splits_val_off_train(tmp_path):
     make_folder(tmp_path / "train", {"a": 5, "b": 5})
     make_folder(tmp_path / "test", {"a": 1, "b": 1})

@@ -272,6 +272,12 @@ MISTAKES = {
         ("eval", "{ws}"),
         "holds no checkpoints/best.ckpt, epoch_*.ckpt or last.ckpt: give a run folder or a .ckpt file",
     ),
+    "eval-on-a-folder-of-images": Mistake(
+        "file in the wrong place",
+        ("eval", "{classifier}", "{folders}/two"),
+        "two is a folder of images, not a run: to evaluate on it, give after the checkpoint "
+        "data=image_folder data.root=",
+    ),
     "predict-on-a-text-file": Mistake(
         "file in the wrong place",
         ("predict", "{classifier}", "{readme}"),
@@ -527,6 +533,7 @@ def test_the_command_line_checks_answer_before_torch_loads(workspace):
         "sample-srgan-without-input",
         "predict-with-a-gan",
         "eval-a-run-folder",
+        "eval-on-a-folder-of-images",
         "sample-zero-images",
         "eval-a-kind-that-cannot-be-imported",
         "predict-with-a-newer-format",

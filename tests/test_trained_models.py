@@ -80,6 +80,24 @@ def test_a_copied_classifier_checkpoint_predicts_evaluates_and_exports_from_an_e
     assert not any(nowhere.iterdir())  # nothing written where the commands ran
 
 
+def test_eval_on_another_folder_scores_every_image_and_on_the_runs_own_its_held_out_split(
+        trained_run, data_dir, tmp_path, capsys):
+    from visionlab.inference.checkpoint import another_image_folder
+
+    _, best, _, _ = trained_run
+    test_split = next(data_dir.rglob("shapes_target-*/test"))  # <class>/ folders the run never trained on
+    folder = tmp_path / "photos"
+    shutil.copytree(test_split, folder)
+    main(["eval", str(best), "data=image_folder", f"data.root={folder}"])
+    assert "on 24 test images" in capsys.readouterr().out  # all of them, not a validation fifth
+    image_folder = {"_target_": "visionlab.data.image_folder.ImageFolderDataModule", "root": str(folder)}
+    own = OmegaConf.create({**image_folder, "root": f"{folder}/../photos"})  # the same, written otherwise
+    assert not another_image_folder(own, image_folder)  # the run's own folder: its held-out split
+    assert another_image_folder(OmegaConf.create(image_folder), {**image_folder, "root": str(test_split)})
+    shapes = OmegaConf.create({"_target_": "visionlab.data.shapes_datamodule.ShapesDataModule"})
+    assert not another_image_folder(shapes, {})  # its own test split
+
+
 def test_predict_takes_paths_pil_images_and_tensors_with_the_same_preprocessing(trained_run, data_dir,
                                                                                  tmp_path):
     _, best, _, _ = trained_run

@@ -10,6 +10,7 @@ With two or more checkpoints, their metrics side by side (feature extraction vs 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 from pathlib import Path
@@ -20,6 +21,7 @@ from visionlab.cli.checks import chosen_checkpoint
 from visionlab.cli.commands import command
 from visionlab.data.tta import TTA_VIEWS
 from visionlab.errors import UserError
+from visionlab.image_files import is_readable_image
 from visionlab.project import conf_dir_if_any
 
 if TYPE_CHECKING:
@@ -116,8 +118,24 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ema", action="store_true", help="the trained weights, not their EMA")
 
 
+def refuse_a_folder_of_images(target: Path) -> None:
+    """A UserError naming the overrides that evaluate on ``target`` when it is a folder of images
+    given where a checkpoint goes (``visionlab eval model.ckpt photos/``)."""
+    if not target.is_dir() or (target / "checkpoints").is_dir():
+        return
+    found = (p for p in target.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = list(itertools.islice(found, 20))  # a look at the first files: a dataset may be large
+    if files and all(is_readable_image(p) for p in files):
+        raise UserError(f"{target} is a folder of images, not a run: to evaluate on it, give after the "
+                        f"checkpoint data=image_folder data.root={target} (images in <class>/ folders, or "
+                        "in train/ val/ test/ with <class>/ folders in each)")
+
+
 def check_eval(args: argparse.Namespace) -> argparse.Namespace:
     """Every checkpoint (a run folder: its checkpoint) before the overrides classifies."""
+    for target in args.targets:
+        if "=" not in target:
+            refuse_a_folder_of_images(Path(target))
     checkpoints = [chosen_checkpoint(Path(t)) for t in args.targets if "=" not in t]
     if not checkpoints:
         raise UserError("eval needs at least one checkpoint (.ckpt) before the overrides")

@@ -138,16 +138,19 @@ class ImageFolderDataModule(ClassificationDataModule):
     Without a ``val/`` folder, ``val_fraction`` of each training class (seeded by
     ``split_seed``, stratified) becomes the validation set. Without ``test/`` there is no
     test split (testing then uses the validation set). ``skip_corrupt`` skips unreadable
-    files with a warning instead of stopping.
+    files with a warning instead of stopping. ``held_out``: no image of ``root`` was trained on
+    (a folder other than the run's, evaluated): in the ``root/<class>/`` layout every image is
+    then test data, instead of a validation split being taken from it.
     """
 
     def __init__(self, root: str, val_fraction: float = 0.2, split_seed: int = 0,
-                 skip_corrupt: bool = False, **kwargs) -> None:
+                 skip_corrupt: bool = False, held_out: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.skip_corrupt = skip_corrupt
+        self.held_out = held_out
 
     def _build(self, train_tf, eval_tf):
         present = [name for name in SPLIT_DIRS if (self.root / name).is_dir()]
@@ -163,12 +166,15 @@ class ImageFolderDataModule(ClassificationDataModule):
                 log.info("%s has no val/ folder: using %.0f%% of train/ for validation",
                          self.root, 100 * self.val_fraction)
                 train, val = stratified_split(train, self.val_fraction, self.split_seed)
+        elif self.held_out:
+            train, val = [], []
+            test, class_names = scan_class_folders(self.root, self.skip_corrupt)
         else:
             samples, class_names = scan_class_folders(self.root, self.skip_corrupt)
             train, val = stratified_split(samples, self.val_fraction, self.split_seed)
             test = None
         for split, samples in (("train", train), ("val", val), ("test", test)):
-            if samples is not None:
+            if samples:
                 log_class_distribution(samples, class_names, split)
         return (ImageFileDataset(train, train_tf), ImageFileDataset(val, eval_tf),
                 ImageFileDataset(test, eval_tf) if test is not None else None, class_names)

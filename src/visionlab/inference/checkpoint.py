@@ -117,11 +117,26 @@ def evaluation_data(model: RunModule, overrides: list[str] = (), conf_dir: Path 
                         "checkpoint): evaluate it with visionlab.inference.evaluate.evaluate(model, loader, "
                         "class_names)")
     cfg = with_overrides(model.run_config, list(overrides), conf_dir)
-    datamodule = instantiate(cfg.data, data_config=model.input_config, augment=None)
+    held_out = {"held_out": True} if another_image_folder(cfg.data, model.run_config.get("data", {})) else {}
+    datamodule = instantiate(cfg.data, data_config=model.input_config, augment=None, **held_out)
     datamodule.prepare_data()
     datamodule.setup("test")
     check_classes(model.class_names, list(datamodule.class_names))
     return datamodule
+
+
+def another_image_folder(data: DictConfig, trained_on: dict) -> bool:
+    """Whether ``data`` is an image folder other than the one the run trained on (``trained_on``,
+    its saved data config): none of its images were trained on, so all of them can be test data."""
+    from hydra.utils import get_class
+
+    from visionlab.data.image_folder import ImageFolderDataModule
+
+    if "root" not in data or not issubclass(get_class(data._target_), ImageFolderDataModule):
+        return False  # e.g. shapes, which has its own test split
+    trained_root = trained_on.get("root")
+    return trained_root is None or Path(str(trained_root)).expanduser().resolve() != \
+        Path(str(data.root)).expanduser().resolve()
 
 
 def check_classes(expected: list[str], found: list[str]) -> None:
