@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visionlab.checkpoint_header import run_checkpoint, run_dir_of
+from visionlab.data.image_folder import ImageFolderDataModule
 from visionlab.errors import UserError, first_line, hydra_error_line
 from visionlab.modules.base import RunModule, load_module
 from visionlab.project import find_conf_dir
@@ -128,10 +129,6 @@ def evaluation_data(model: RunModule, overrides: list[str] = (), conf_dir: Path 
 def another_image_folder(data: DictConfig, trained_on: dict) -> bool:
     """Whether ``data`` is an image folder other than the one the run trained on (``trained_on``,
     its saved data config): none of its images were trained on, so all of them can be test data."""
-    from hydra.utils import get_class
-
-    from visionlab.data.image_folder import ImageFolderDataModule
-
     if "root" not in data or not issubclass(get_class(data._target_), ImageFolderDataModule):
         return False  # e.g. shapes, which has its own test split
     trained_root = trained_on.get("root")
