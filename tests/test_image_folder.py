@@ -102,6 +102,13 @@ def test_a_held_out_folder_is_test_data_whole_in_the_class_layout_and_by_its_tes
     dm = module(tmp_path / "split", held_out=True)
     dm.setup("test")
     assert len(dm.test_set) == 4 and all(path.parts[-3] == "test" for path, _ in dm.test_set.samples)
+    for alone in ("test", "val"):  # a test set on its own is no layout mistake here
+        make_folder(tmp_path / f"{alone}_alone" / alone, {"a": 2, "b": 3})
+        dm = module(tmp_path / f"{alone}_alone", held_out=True)
+        dm.setup("test")
+        assert dm.class_names == ["a", "b"] and len(dm.test_set) == 5
+    with pytest.raises(UserError, match="has test/ but no train/ folder"):  # for training it is
+        module(tmp_path / "test_alone").setup("fit")
 
 
 def test_train_without_val_splits_val_off_train(tmp_path):

@@ -139,8 +139,9 @@ class ImageFolderDataModule(ClassificationDataModule):
     ``split_seed``, stratified) becomes the validation set. Without ``test/`` there is no
     test split (testing then uses the validation set). ``skip_corrupt`` skips unreadable
     files with a warning instead of stopping. ``held_out``: no image of ``root`` was trained on
-    (a folder other than the run's, evaluated): in the ``root/<class>/`` layout every image is
-    then test data, instead of a validation split being taken from it.
+    (a folder other than the run's, evaluated): without a ``train/`` folder, ``root/test/<class>/``,
+    else ``root/val/<class>/``, else ``root/<class>/`` is then the test set, whole (no validation
+    split is taken from it, and a ``test/`` folder alone is no layout mistake).
     """
 
     def __init__(self, root: str, val_fraction: float = 0.2, split_seed: int = 0,
@@ -154,6 +155,12 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def _build(self, train_tf, eval_tf):
         present = [name for name in SPLIT_DIRS if (self.root / name).is_dir()]
+        if self.held_out and "train" not in present:  # a test set alone: its test/, val/ or <class>/ folders
+            source = next((self.root / name for name in ("test", "val") if name in present), self.root)
+            test, class_names = scan_class_folders(source, self.skip_corrupt)
+            log_class_distribution(test, class_names, "test")
+            empty = ImageFileDataset([], eval_tf)
+            return empty, empty, ImageFileDataset(test, eval_tf), class_names
         if present and "train" not in present:
             raise UserError(f"{self.root} has {'/, '.join(present)}/ but no train/ folder: "
                             f"rename your training folder to train/ ({LAYOUT_HINT})")
@@ -166,15 +173,12 @@ class ImageFolderDataModule(ClassificationDataModule):
                 log.info("%s has no val/ folder: using %.0f%% of train/ for validation",
                          self.root, 100 * self.val_fraction)
                 train, val = stratified_split(train, self.val_fraction, self.split_seed)
-        elif self.held_out:
-            train, val = [], []
-            test, class_names = scan_class_folders(self.root, self.skip_corrupt)
         else:
             samples, class_names = scan_class_folders(self.root, self.skip_corrupt)
             train, val = stratified_split(samples, self.val_fraction, self.split_seed)
             test = None
         for split, samples in (("train", train), ("val", val), ("test", test)):
-            if samples:
+            if samples is not None:
                 log_class_distribution(samples, class_names, split)
         return (ImageFileDataset(train, train_tf), ImageFileDataset(val, eval_tf),
                 ImageFileDataset(test, eval_tf) if test is not None else None, class_names)
