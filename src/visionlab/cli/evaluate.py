@@ -133,10 +133,10 @@ def refuse_a_folder_of_images(target: Path) -> None:
 
 def check_eval(args: argparse.Namespace) -> argparse.Namespace:
     """Every checkpoint (a run folder: its checkpoint) before the overrides classifies."""
-    for target in args.targets:
-        if "=" not in target:
-            refuse_a_folder_of_images(Path(target))
-    checkpoints = [chosen_checkpoint(Path(t)) for t in args.targets if "=" not in t]
+    given = [Path(t) for t in args.targets if "=" not in t]
+    for target in given:
+        refuse_a_folder_of_images(target)
+    checkpoints = [chosen_checkpoint(target) for target in given]
     if not checkpoints:
         raise UserError("eval needs at least one checkpoint (.ckpt) before the overrides")
     for checkpoint in checkpoints:

@@ -132,8 +132,9 @@ def another_image_folder(data: DictConfig, trained_on: dict) -> bool:
     if "root" not in data or not issubclass(get_class(data._target_), ImageFolderDataModule):
         return False  # e.g. shapes, which has its own test split
     trained_root = trained_on.get("root")
-    return trained_root is None or Path(str(trained_root)).expanduser().resolve() != \
-        Path(str(data.root)).expanduser().resolve()
+    if trained_root is None:  # the run trained on data of another kind
+        return True
+    return Path(str(trained_root)).expanduser().resolve() != Path(str(data.root)).expanduser().resolve()
 
 
 def check_classes(expected: list[str], found: list[str]) -> None:
