@@ -3,21 +3,18 @@ classifier whose stage unfreezes mid-run, and a conditional GAN with an EMA gene
 staged backbone discriminator. Both must train and stay identical on the two ranks.
 
 The ranks are started as torchrun or SLURM start them (``LOCAL_RANK`` and the rendezvous
-address in the environment), forked from one process after its imports: Lightning's own
-launcher would start rank 1 only after rank 0's imports, and then import everything again."""
+address in the environment), forked from the test process (``tests/forked.py``): Lightning's own
+launcher would start rank 1 as a new interpreter, which imports everything again."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
+import ddp_runs
 import torch
-
-SCRIPT = Path(__file__).with_name("ddp_script.py")
+from forked import run_forked
 
 
 def free_port() -> int:
@@ -28,21 +25,17 @@ def free_port() -> int:
 
 
 def launch_two_ranks(out: Path) -> None:
-    """Run ``ddp_script.py`` for both models on 2 ranks; ``out`` gets each rank's weights."""
+    """Train every model of ``ddp_runs`` on 2 ranks; ``out`` gets each rank's weights."""
     rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "NODE_RANK": "0",
                   "WORLD_SIZE": "2"}
+
+    def rank(local_rank: int) -> None:
+        os.environ.update(rendezvous, LOCAL_RANK=str(local_rank))
+        ddp_runs.train(out, ["classifier", "gan", "projected_gan"])
+
     log = out / "ranks.log"
-    with log.open("w") as stderr:  # a file, not a pipe that could fill up
-        runs = ["classifier", "gan", "projected_gan"]
-        ranks = subprocess.Popen([sys.executable, str(SCRIPT), str(out), *runs],
-                                 env={**os.environ, **rendezvous}, cwd=SCRIPT.parents[1],
-                                 stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-        try:
-            code = ranks.wait(timeout=300)
-        except subprocess.TimeoutExpired:  # e.g. one rank failed and the other waits for it
-            os.killpg(ranks.pid, signal.SIGKILL)
-            code = ranks.wait()
-    assert code == 0, f"the ranks exited with {code}:\n{log.read_text()[-3000:]}"
+    codes = run_forked([lambda: rank(0), lambda: rank(1)], log)
+    assert codes == [0, 0], f"the ranks exited with {codes}:\n{log.read_text()[-3000:]}"
 
 
 def test_ddp_keeps_the_ranks_identical_for_a_staged_classifier_and_a_gan(tmp_path):

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from forked import run_forked
 
 from visionlab.cli.main import main
 from visionlab.errors import UserError
@@ -144,22 +143,24 @@ def test_the_search_space_follows_hydras_sweep_grammar_and_a_fixed_override_leav
 
 def test_two_searches_at_once_share_one_study_with_no_lost_duplicated_or_extra_trials(tmp_path):
     """Two searches started together on one journal file, each in a process of its own, as SLURM
-    array tasks would be (forked after one import: tests/forked_commands.py)."""
+    array tasks would be (forked from this one: tests/forked.py)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     journal = tmp_path / "shared" / "study.log"
-    env = {**os.environ, "VISIONLAB_DATA_DIR": str(tmp_path / "data"), "PROJECT_ROOT": str(tmp_path)}
-    searches = ["|".join(["train", "hparams_search=optuna", f"hydra.sweeper.storage=journal://{journal}",
-                          "hydra.sweeper.study_name=shared", "hydra.sweeper.n_trials=4",
-                          "hydra.sweeper.sampler.n_startup_trials=1",
-                          f"hydra.sweep.dir={tmp_path / f'sweep_{index}'}", *SMALL_DATA])
-                for index in (0, 1)]
-    script = Path(__file__).with_name("forked_commands.py")
-    result = subprocess.run([sys.executable, str(script), *searches], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+
+    def search(index: int) -> None:
+        os.chdir(tmp_path)
+        os.environ.update(VISIONLAB_DATA_DIR=str(tmp_path / "data"), PROJECT_ROOT=str(tmp_path))
+        main(["train", "hparams_search=optuna", f"hydra.sweeper.storage=journal://{journal}",
+              "hydra.sweeper.study_name=shared", "hydra.sweeper.n_trials=4",
+              "hydra.sweeper.sampler.n_startup_trials=1",
+              f"hydra.sweep.dir={tmp_path / f'sweep_{index}'}", *SMALL_DATA])
+
+    log = tmp_path / "searches.log"
+    codes = run_forked([lambda: search(0), lambda: search(1)], log)
+    assert codes == [0, 0], log.read_text()[-3000:]
     study = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(str(journal))))
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}

@@ -1,4 +1,4 @@
-"""Tiny models, data and trainers shared by the fine-tuning tests and ``ddp_script.py``."""
+"""Tiny models, data and trainers shared by the fine-tuning tests and ``ddp_runs.py``."""
 
 from __future__ import annotations
 

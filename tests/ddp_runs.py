@@ -1,26 +1,19 @@
 """Two-process CPU DDP runs of a staged plan and of a GAN, one after the other in the same
-two processes (``test_ddp.py``: one launch and one process group serve both tests).
+two processes (``test_ddp.py`` forks them from the test process, one per rank, with torchrun's
+environment: one process group serves every model).
 
-    python tests/ddp_script.py <out_dir> classifier gan projected_gan
-
-Uses the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
+``train`` takes the trainer settings of ``conf/trainer/ddp_cpu.yaml`` (2 processes, gloo,
 ``ddp_find_unused_parameters_true``). ``classifier``: the backbone is frozen in epoch 0 and
 unfrozen in epoch 1; each rank writes ``rank<r>.pt`` with its initial, after-epoch-0 and
 final weights. ``gan``: a conditional GAN with an EMA generator and a staged backbone
 discriminator (manual optimization, two optimizers) trains 2 epochs; each rank writes
 ``gan_rank<r>.pt``; ``projected_gan`` the same with the projected discriminator
-(``projected_gan_rank<r>.pt``). With ``WORLD_SIZE`` and the rendezvous address in the environment but no
-``LOCAL_RANK`` (``test_ddp.py``), the process forks itself into the ranks after its imports and
-sets ``LOCAL_RANK`` in each, as torchrun would set it (one import of torch and Lightning for all
-ranks); run alone, Lightning's launcher re-executes it for the second rank.
+(``projected_gan_rank<r>.pt``).
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import sys
-import traceback
 from pathlib import Path
 
 import lightning as L
@@ -86,41 +79,8 @@ def train_gan(out: Path, discriminator: str = "backbone", name: str = "gan") -> 
                out / f"{name}_rank{trainer.global_rank}.pt")
 
 
-def fork_ranks(world_size: int) -> list[int]:
-    """Fork this process into the other ranks, with ``LOCAL_RANK`` set in every rank; the child
-    pids (in rank 0; none in the others)."""
-    children = []
-    for rank in range(1, world_size):
-        pid = os.fork()
-        if pid == 0:
-            os.environ["LOCAL_RANK"] = str(rank)
-            return []
-        children.append(pid)
-    os.environ["LOCAL_RANK"] = "0"
-    return children
-
-
 def train(out: Path, runs: list[str]) -> None:
     """Train the named models, one after the other, in this rank."""
     projected = functools.partial(train_gan, discriminator="projected", name="projected_gan")
     for run in runs:
         {"classifier": train_classifier, "gan": train_gan, "projected_gan": projected}[run](out)
-
-
-if __name__ == "__main__":
-    out, runs = Path(sys.argv[1]), sys.argv[2:]
-    if "WORLD_SIZE" not in os.environ or "LOCAL_RANK" in os.environ:
-        train(out, runs)
-        sys.exit(0)
-    children = fork_ranks(int(os.environ["WORLD_SIZE"]))
-    try:
-        train(out, runs)
-        failed = False
-    except BaseException:
-        traceback.print_exc()
-        failed = True
-    if os.environ["LOCAL_RANK"] != "0":  # a forked rank: leave without running rank 0's exit handlers
-        sys.stderr.flush()
-        os._exit(int(failed))
-    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
-    sys.exit(int(failed or any(codes)))
