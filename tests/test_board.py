@@ -53,7 +53,7 @@ def tensorboard(tmp_path):
                     return port
             except OSError:
                 pass
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise AssertionError("tensorboard did not answer within 90 s")
 
     yield start
@@ -117,7 +117,7 @@ def test_board_stops_tensorboard_and_removes_its_links_on_sigterm_and_sighup(tmp
             if request(port, "/data/runs"):
                 break
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     assert list(scratch.glob("visionlab-board-*"))  # the folder of links, while it serves
     board.send_signal(getattr(signal, stop))
     out, err = board.communicate(timeout=60)
