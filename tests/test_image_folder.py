@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -204,3 +205,17 @@ def test_class_with_only_corrupt_files_is_an_error_even_when_skipping(tmp_path):
     (tmp_path / "dog" / "broken.png").write_bytes(b"junk")
     with pytest.raises(UserError, match="dog has no readable images"):
         scan_class_folders(tmp_path, skip_corrupt=True)
+
+
+def test_a_folder_of_16_bit_and_float_images_is_read_as_its_8_bit_twin(tmp_path):
+    """The training data's loader scales high-bit-depth pixels as predict does (Pillow clipped them)."""
+    from visionlab.data.image_folder import ImageFileDataset
+
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    paths = [tmp_path / "8-bit.png", tmp_path / "16-bit.tif", tmp_path / "float.tiff"]
+    Image.fromarray(grey).save(paths[0])
+    Image.fromarray(grey.astype(np.uint16) * 257).save(paths[1])
+    Image.fromarray(grey.astype(np.float32) / 255).save(paths[2])
+    images = [np.asarray(image) for image, _ in ImageFileDataset([(path, 0) for path in paths])]
+    assert images[0].shape == (16, 16, 3) and (images[0][..., 0] == grey).all()
+    assert all((image == images[0]).all() for image in images[1:])

@@ -117,6 +117,24 @@ def test_predict_takes_paths_pil_images_and_tensors_with_the_same_preprocessing(
     assert single.source == paths[0] and single.probabilities[0] == pytest.approx(float(from_paths[0].max()))
 
 
+def test_a_16_bit_or_float_image_predicts_as_its_8_bit_twin(trained_run, data_dir, tmp_path):
+    """Pillow's own conversion clipped 16-bit pixels to 255 (an almost white image); they are scaled."""
+    _, best, _, _ = trained_run
+    (path,) = copy_test_images(data_dir, tmp_path / "photos", 1)
+    grey = np.asarray(Image.open(path).convert("L"))
+    twins = {"8-bit.png": Image.fromarray(grey),
+             "16-bit.png": Image.fromarray(grey.astype(np.uint16) * 257),  # 0..65535, as a 16-bit file holds
+             "float.tiff": Image.fromarray(grey.astype(np.float32) / 255)}  # 0..1, as normalised data is
+    for name, image in twins.items():
+        image.save(tmp_path / name)
+    assert [Image.open(tmp_path / name).mode for name in twins] == ["L", "I;16", "F"]
+    model = visionlab.load(best)
+    from_files = model.probabilities([tmp_path / name for name in twins])
+    assert torch.equal(from_files[1], from_files[0]) and torch.equal(from_files[2], from_files[0])
+    alone = model.probabilities([tmp_path / "8-bit.png"])  # one image: the same batch size as below
+    assert torch.equal(model.probabilities([Image.open(tmp_path / "16-bit.png")]), alone)
+
+
 def test_visionlab_load_takes_a_run_folder_and_a_device_and_keeps_the_average_unless_asked(trained_run):
     run_dir, best, _, _ = trained_run
     model = visionlab.load(run_dir, device="cpu")

@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from visionlab.data.datamodule import ClassificationDataModule
+from visionlab.data.pixels import as_rgb
 from visionlab.errors import UserError
 from visionlab.image_files import is_readable_image
 
@@ -24,7 +25,8 @@ SPLIT_DIRS = ("train", "val", "test")
 
 
 class ImageFileDataset(Dataset):
-    """(image path, label) pairs loaded with PIL as RGB and passed through ``transform``."""
+    """(image path, label) pairs loaded with PIL as 8-bit RGB (:func:`~visionlab.data.pixels.as_rgb`)
+    and passed through ``transform``."""
 
     def __init__(self, samples: list[Sample], transform=None) -> None:
         self.samples = samples
@@ -37,7 +39,7 @@ class ImageFileDataset(Dataset):
         path, label = self.samples[index]
         try:
             with Image.open(path) as img:
-                image = img.convert("RGB")
+                image = as_rgb(img)
         except (OSError, UnidentifiedImageError) as err:
             raise UserError(f"cannot read image {path}: {err}; fix or remove it, "
                             "or set data.skip_corrupt=true") from err

@@ -2,8 +2,9 @@
 into the batches the model reads, with the same preprocessing ``visionlab predict`` applies to files.
 
 A tensor is an image in torchvision's convention: ``(C, H, W)`` or a batch ``(N, C, H, W)``, ``uint8``
-in [0, 255] or floating point in [0, 1]. Paths and PIL images are read as RGB; the model's
-preprocessing then fixes the channels (gray models average them), resizes and normalises.
+in [0, 255] or floating point in [0, 1]. Paths and PIL images are read as 8-bit RGB (16-bit ones
+scaled, :mod:`visionlab.data.pixels`); the model's preprocessing then fixes the channels (gray models
+average them), resizes and normalises.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from visionlab.data.pixels import as_rgb
 from visionlab.data.transforms import eval_transform
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
@@ -40,7 +42,7 @@ def read_rgb(path: str | Path) -> Image.Image:
     """The image file at ``path`` as RGB; a UserError naming a file PIL cannot read."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return as_rgb(image)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist: give image files, PIL images or tensors") from None
     except (OSError, UnidentifiedImageError) as err:
@@ -53,7 +55,7 @@ def single_image(image: ImageInput) -> Image.Image | torch.Tensor:
     if isinstance(image, (str, Path)):
         return read_rgb(image)
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return as_rgb(image)
     if isinstance(image, torch.Tensor) and image.dim() == 3:
         return image
     shape = f" of shape {tuple(image.shape)}" if isinstance(image, torch.Tensor) else ""
