@@ -51,7 +51,7 @@ def preprocessing(model, output: str) -> dict:
         "input_size": [config.in_chans, config.input_size, config.input_size],
         "layout": "NCHW", "channel_order": "RGB" if config.in_chans == 3 else "gray",
         "resize": f"to {config.input_size}x{config.input_size} pixels (bilinear, antialiased), no crop",
-        "scale": "pixel values / 255 -> [0, 1]",
+        "scale": "8-bit pixel values / 255 -> [0, 1] (16-bit ones / 65535)",
         "mean": list(config.mean), "std": list(config.std),
         "normalize": "(x - mean) / std per channel",
         "output": output,
