@@ -134,6 +134,27 @@ def log_class_distribution(samples: list[tuple[Any, int]], class_names: list[str
                     split, max(present), min(present))
 
 
+def log_input_size(samples: list[Sample], input_size: int, sampled: int = 20) -> None:
+    """Say the size the images are resized to, beside theirs (the median of ``sampled`` of them,
+    read from their headers), and when that upscales small images several times over: a timm
+    model's default input is its pretrained size (224 px, 176 px...), which costs tens of times the
+    compute of the images' own size and rarely helps them."""
+    if not samples:
+        return
+    step = max(1, len(samples) // sampled)
+    sides = []
+    for path, _ in samples[::step][:sampled]:
+        with Image.open(path) as image:
+            sides.append(min(image.size))
+    sides.sort()
+    median = sides[len(sides) // 2]
+    log.info("images: resized to %dx%d px for the backbone (theirs: %d px on the short side, median of %d)",
+             input_size, input_size, median, len(sides))
+    if input_size >= 4 * median:
+        log.info("the images are upscaled %.0fx: backbone.input_size=%d (e.g.) trains on a fraction of the "
+                 "compute", input_size / median, max(32, median))
+
+
 class ImageFolderDataModule(ClassificationDataModule):
     """A user's image folder: ``root/<class>/`` or ``root/train/<class>/`` [+ ``val/``, ``test/``].
 
@@ -182,6 +203,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         for split, samples in (("train", train), ("val", val), ("test", test)):
             if samples is not None:
                 log_class_distribution(samples, class_names, split)
+        log_input_size(train, self.data_config.input_size)
         return (ImageFileDataset(train, train_tf), ImageFileDataset(val, eval_tf),
                 ImageFileDataset(test, eval_tf) if test is not None else None, class_names)
 
