@@ -182,13 +182,15 @@ def test_compare_on_a_folder_without_runs_says_what_it_looked_for(tmp_path, caps
 
 
 def fake_run(root: Path, name: str, overrides: list[str], values: list[float],
-             target: str = "ClassifierModule", monitor: str = "val/acc", mode: str = "max") -> Path:
+             target: str = "ClassifierModule", monitor: str = "val/acc", mode: str = "max",
+             data: str | None = None) -> Path:
     """A run folder as train.py leaves it (.hydra/, csv/metrics.csv, status.json) with ``values`` of
-    ``monitor`` per epoch and the last as ``test/acc``."""
+    ``monitor`` per epoch and the last as ``test/acc``; ``data``: the image folder it trained on."""
     run_dir = root / name
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(
-        f"monitor: {monitor}\nmode: {mode}\nmodel:\n  _target_: visionlab.modules.x.{target}\n")
+        f"monitor: {monitor}\nmode: {mode}\nmodel:\n  _target_: visionlab.modules.x.{target}\n"
+        + (f"data:\n  root: {data}\n" if data else ""))
     (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     (run_dir / "csv").mkdir()
     rows = [f"{epoch},{value},\n" for epoch, value in enumerate(values)]
@@ -231,6 +233,24 @@ def test_compare_ranks_each_model_kind_on_its_own_metric(tmp_path, capsys):
     assert "best val/fid" in gan
     assert gan.index("model.loss=bce") < gan.index("model.loss=hinge")  # the lower FID first
     assert all((tmp_path / f"compare-{kind}.png").is_file() for kind in ("GANModule", "ClassifierModule"))
+
+
+def test_compare_ranks_runs_on_different_data_apart(tmp_path, capsys):
+    from visionlab.cli.compare import cmd_compare
+
+    fake_run(tmp_path, "f1", ["data.root=/data/faces", "freeze=a"], [0.5, 0.9], data="/data/faces")
+    fake_run(tmp_path, "f2", ["data.root=/data/faces", "freeze=b"], [0.5, 0.6], data="/data/faces")
+    fake_run(tmp_path, "t1", ["data.root=/data/textures", "freeze=a"], [0.5, 0.7], data="/data/textures")
+    fake_run(tmp_path, "g1", ["model=gan"], [30.0, 20.0], "GANModule", "val/fid", "min", data="/data/faces")
+    cmd_compare([tmp_path], None, None, None, None)
+    text = (tmp_path / "compare.md").read_text()
+    sections = {section.splitlines()[0]: section for section in text.split("## ")[1:]}
+    assert set(sections) == {"ClassifierModule on /data/faces", "ClassifierModule on /data/textures",
+                             "GANModule"}
+    faces = sections["ClassifierModule on /data/faces"]
+    assert faces.index("freeze=a") < faces.index("freeze=b") and "textures" not in faces
+    assert (tmp_path / "compare-ClassifierModule-on-_data_faces.png").is_file()
+    assert (tmp_path / "compare-GANModule.png").is_file()
 
 
 def test_a_sweep_over_seeds_ends_with_the_best_group_as_mean_and_std():

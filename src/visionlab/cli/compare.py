@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import statistics
 import sys
 from collections.abc import Iterator
@@ -236,7 +237,8 @@ def kept_of(rows: list[list[str]], total: int, top: int | None, what: str) -> li
 def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, top: int | None,
                 out: Path | None, over: str | None = None, at_time: float | None = None) -> list[list[str]]:
     """Print, and write to ``compare.md`` / ``compare.png``, the ranked table of the runs found: per
-    model kind (a GAN's FID is not ranked against a classifier's accuracy), and as mean ± std over
+    model kind and data (a GAN's FID is not ranked against a classifier's accuracy, nor an accuracy
+    on one folder against one on another), and as mean ± std over
     the runs that differ only in ``over`` (default: the seed, when the runs vary it)."""
     missing = [d for d in directories if not d.is_dir()]
     if missing:
@@ -250,38 +252,54 @@ def cmd_compare(directories: list[Path], metric: str | None, sort: str | None, t
         if not any(name in record.curves for record in records):
             logged = sorted({key for record in records for key in record.curves if "/" in key})
             raise UserError(f"no run logged {name}: choose one the runs have ({', '.join(logged)})")
-    kinds: dict[str, list[RunRecord]] = {}
-    for record in records:
-        kinds.setdefault(record.kind, []).append(record)
+    groups = ranked_apart(records)
     out = out or directories[0]
     out.mkdir(parents=True, exist_ok=True)
     sections = []
-    for kind, members in kinds.items():
+    for name, members in groups.items():
         own_metric = metric if metric and any(metric in r.curves for r in members) else None
         own_metric = own_metric or next((r.monitor for r in members if r.monitor in r.curves), None)
         logged_val = sorted(t for r in members for t in r.curves if t.startswith("val/"))
         own_metric = own_metric or next(iter(logged_val), None)  # no monitor (a GAN without FID)
         if own_metric is None:
-            print(f"{kind or 'runs'}: {len(members)} run(s) without a monitor or val/* metric, not ranked "
+            print(f"{name}: {len(members)} run(s) without a monitor or val/* metric, not ranked "
                   "(--metric names one)", file=sys.stderr)
             continue
-        figure = out / ("compare.png" if len(kinds) == 1 else f"compare-{kind or 'runs'}.png")
+        figure = out / ("compare.png" if len(groups) == 1 else f"compare-{figure_name(name)}.png")
         rows = compare_kind(members, own_metric, sort if sort and any(sort in r.curves for r in members)
                             else None, top, over, figure, at_time)
-        sections.append((kind, rows, figure))
+        sections.append((name, rows, figure))
     if not sections:
         raise UserError("the runs have no monitor or val/* metric: choose one with --metric (e.g. val/acc)")
-    for kind, rows, _ in sections:
+    for name, rows, _ in sections:
         if len(sections) > 1:
-            print(f"\n{kind} ({len(rows) - 1} row(s)):")
+            print(f"\n{name} ({len(rows) - 1} row(s)):")
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     text = (markdown(sections[0][1]) if len(sections) == 1
-            else "\n".join(f"## {kind}\n\n{markdown(rows)}" for kind, rows, _ in sections))
+            else "\n".join(f"## {name}\n\n{markdown(rows)}" for name, rows, _ in sections))
     (out / "compare.md").write_text(text)
     print(f"written: {out / 'compare.md'}, {', '.join(str(figure) for _, _, figure in sections)}")
     return sections[0][1]
+
+
+def ranked_apart(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """The runs by model kind and data, each group under its name: the kind (``ClassifierModule``),
+    with ``on <data>`` after it when runs of that kind trained on different data (an accuracy on one
+    folder says nothing of one on another)."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault((record.kind or "runs", record.data), []).append(record)
+    kinds = [kind for kind, _ in groups]
+    return {f"{kind} on {data}" if kinds.count(kind) > 1 else kind: members
+            for (kind, data), members in groups.items()}
+
+
+def figure_name(section: str) -> str:
+    """``section`` as a file name: ``ClassifierModule on /data/faces`` is
+    ``ClassifierModule-on-_data_faces``."""
+    return re.sub(r"[^\w.=-]+", "_", section.replace(" on ", "-on-"))
 
 
 def compare_arguments(parser: argparse.ArgumentParser) -> None:

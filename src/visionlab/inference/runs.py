@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from visionlab.overrides import result_overrides
 
@@ -32,6 +32,7 @@ class RunRecord:
     status: str = "finished"
     seconds: float | None = None
     kind: str = ""  # the model's class (ClassifierModule, GANModule...): runs of one kind compare
+    data: str = ""  # what it trained on (see data_identity): runs on other data are ranked apart
 
     def override(self, key: str) -> str | None:
         """The value this run's command line gave ``key`` (None if it gave none)."""
@@ -127,13 +128,21 @@ def run_overrides(run_dir: Path) -> list[str]:
     return [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
 
 
+def data_identity(config: DictConfig) -> str:
+    """What a run trained on, as its config names it: an image folder's ``data.root``, a shapes
+    ``variant``, a torchvision dataset's ``name``, a toy ``shape``; "" for a run that names none."""
+    data = config.get("data") or {}
+    return next((str(data[key]) for key in ("root", "variant", "name", "shape") if data.get(key)), "")
+
+
 def read_run(run_dir: Path) -> RunRecord:
     """A :class:`RunRecord` of ``run_dir``."""
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     record = RunRecord(run_dir, result_overrides(run_overrides(run_dir)), config.get("monitor"),
                        config.get("mode", "max"),
                        OmegaConf.select(config, "trainer.max_epochs", default=None),
-                       kind=str(OmegaConf.select(config, "model._target_", default="")).rsplit(".", 1)[-1])
+                       kind=str(OmegaConf.select(config, "model._target_", default="")).rsplit(".", 1)[-1],
+                       data=data_identity(config))
     record.curves, record.seconds = _event_curves(run_dir)
     if not record.curves:
         record.curves = _csv_curves(run_dir)
