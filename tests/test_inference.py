@@ -37,6 +37,20 @@ def test_eval_reproduces_the_test_metrics_of_the_run_and_writes_its_figures(trai
     assert "macro-F1" in capsys.readouterr().out
 
 
+def test_class_names_in_any_script_are_drawn_with_one_note_for_the_characters_no_font_has(tmp_path, recwarn):
+    """Matplotlib warned once per missing character and drawing (CJK class names: four warnings per
+    eval); the characters come back as one set, other warnings still pass."""
+    from visionlab.inference.figures import any_script_labels, confusion_figure
+
+    with any_script_labels() as missing:
+        figure = confusion_figure(torch.eye(2, dtype=torch.long), ["狗 dog", "cat"], "a run")
+        figure.savefig(tmp_path / "confusion.png")
+        warnings.warn("another warning", UserWarning, stacklevel=1)
+    assert missing <= {"狗"}  # empty where a CJK font is installed
+    assert [str(w.message) for w in recwarn] == ["another warning"]
+    assert (tmp_path / "confusion.png").stat().st_size > 0
+
+
 def test_a_truncated_backbone_is_rebuilt_from_the_checkpoint_alone(trained_run):
     run_dir, best, _, overrides = trained_run
     model = load(best)

@@ -45,26 +45,30 @@ def print_per_class(evaluation: Evaluation) -> None:
               f"{row['support']:7d}")
 
 
-def write_outputs(evaluation: Evaluation, dataset, data_config, run_dir: Path, out: Path, title: str) -> None:
-    """``eval.json``, the confusion-matrix figure (also to TensorBoard) and the top-losses grid."""
+def write_outputs(evaluation: Evaluation, dataset, data_config, run_dir: Path, out: Path,
+                  title: str) -> set[str]:
+    """``eval.json``, the confusion-matrix figure (also to TensorBoard) and the top-losses grid; the
+    characters of the class names no installed font draws in the figure."""
     import matplotlib.pyplot as plt
 
-    from visionlab.inference.figures import confusion_figure, top_losses_grid
+    from visionlab.inference.figures import any_script_labels, confusion_figure, top_losses_grid
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(evaluation.as_dict(), indent=2))
-    figure = confusion_figure(evaluation.confusion, evaluation.class_names, title)
-    figure.savefig(out / "confusion_matrix.png", dpi=100)
-    tensorboard = run_dir / "tensorboard"
-    if tensorboard.is_dir():
-        from torch.utils.tensorboard import SummaryWriter
+    with any_script_labels() as missing:
+        figure = confusion_figure(evaluation.confusion, evaluation.class_names, title)
+        figure.savefig(out / "confusion_matrix.png", dpi=100)
+        tensorboard = run_dir / "tensorboard"
+        if tensorboard.is_dir():
+            from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(str(tensorboard / "eval")) as writer:
-            writer.add_figure("eval/confusion_matrix", figure, 0, close=False)
+            with SummaryWriter(str(tensorboard / "eval")) as writer:
+                writer.add_figure("eval/confusion_matrix", figure, 0, close=False)
     plt.close(figure)
     wrong = evaluation.most_confidently_wrong(TOP_LOSSES)
     if wrong:
         top_losses_grid(dataset, wrong, evaluation, data_config).save(out / "top_losses.png")
+    return missing
 
 
 def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path | None = None, tta: str = "none",
@@ -84,8 +88,8 @@ def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path | Non
         evaluation = evaluate(model, description=f"evaluating {checkpoint.name}", data=data)
         run_dir = output_root(checkpoint)
         out = output_dir(run_dir, checkpoint, overrides)
-        write_outputs(evaluation, data.test_set if data.test_set is not None else data.val_set,
-                      model.input_config, run_dir, out, f"{run_dir.name}/{checkpoint.name}")
+        unfontable = write_outputs(evaluation, data.test_set if data.test_set is not None else data.val_set,
+                                   model.input_config, run_dir, out, f"{run_dir.name}/{checkpoint.name}")
         print(f"{checkpoint}: accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
               f"loss {evaluation.loss:.4f} on {int(evaluation.confusion.sum())} test images")
         print_per_class(evaluation)
@@ -99,6 +103,9 @@ def cmd_eval(checkpoints: list[Path], overrides: list[str], conf_dir: Path | Non
             report["tta"] = {"views": tta, "accuracy": augmented.accuracy, "macro_f1": augmented.macro_f1,
                              "loss": augmented.loss}
             (out / "eval.json").write_text(json.dumps(report, indent=2))
+        if unfontable:
+            print(f"  confusion_matrix.png: no installed font draws {' '.join(sorted(unfontable))} of the "
+                  "class names, shown as boxes (a font with them, e.g. Noto Sans CJK, draws them)")
         print(f"  written to {out}")
         results.append(evaluation)
     if len(results) > 1:

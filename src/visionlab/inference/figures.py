@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator
+
 import torch
 from PIL import Image
 
 from visionlab.data_config import DataConfig
 from visionlab.drawing import labelled_grid
+
+# Fonts with the scripts matplotlib's DejaVu Sans lacks (CJK, Arabic, Devanagari...), tried in this
+# order after it when installed: class names are often in the user's language.
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Source Han Sans",
+                  "WenQuanYi Zen Hei", "Droid Sans Fallback", "Microsoft YaHei", "SimHei", "Malgun Gothic",
+                  "Apple SD Gothic Neo", "Arial Unicode MS", "Noto Sans Arabic", "Noto Sans Devanagari",
+                  "Noto Sans Thai", "Noto Sans")
+MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from font")
+
+
+@contextlib.contextmanager
+def any_script_labels() -> Iterator[set[str]]:
+    """Draw matplotlib text (figures made and saved inside) with DejaVu Sans, then the installed
+    :data:`FALLBACK_FONTS` for characters it lacks. Yields the set of characters no installed font
+    has, filled on leaving (they are drawn as boxes), in place of matplotlib's warning per character
+    and drawing."""
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed)]
+    missing: set[str] = set()
+    with plt.rc_context({"font.family": families}), warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=MISSING_GLYPH.pattern)  # every character, every drawing
+        yield missing
+    for warning in caught:
+        glyph = MISSING_GLYPH.match(str(warning.message))
+        if glyph:
+            missing.add(chr(int(glyph.group(1))))
+        else:  # recorded too (record=True takes every warning): not ours to silence
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str):
