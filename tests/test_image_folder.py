@@ -148,14 +148,14 @@ def test_the_input_size_is_said_beside_the_images_and_a_large_upscale_suggests_a
     make_folder(tmp_path, {"a": 5, "b": 5}, size=12)
     with caplog.at_level(logging.INFO, logger="visionlab.data.image_folder"):
         module(tmp_path).setup("fit")  # 16 px: a third more than the images' 12 px
-    said = "images: resized to 16x16 px for the backbone (theirs: 12 px on the short side, median of 8)"
+    said = "images: resized to 16x16 px for the model (theirs: 12 px on the short side, median of 8)"
     assert said in caplog.text
     assert "upscaled" not in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="visionlab.data.image_folder"):
         ImageFolderDataModule(root=str(tmp_path), data_config=DataConfig(3, 176, (0.5,) * 3, (0.5,) * 3),
                               batch_size=4).setup("fit")  # a timm model's pretrained size
-    assert "the images are upscaled 15x: backbone.input_size=32 (e.g.)" in caplog.text
+    assert "the images are upscaled 15x: a smaller input (e.g. backbone.input_size=32 for a" in caplog.text
 
 
 def test_balanced_data_gives_no_imbalance_warning(tmp_path, caplog):

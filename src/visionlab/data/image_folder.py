@@ -148,11 +148,12 @@ def log_input_size(samples: list[Sample], input_size: int, sampled: int = 20) ->
             sides.append(min(image.size))
     sides.sort()
     median = sides[len(sides) // 2]
-    log.info("images: resized to %dx%d px for the backbone (theirs: %d px on the short side, median of %d)",
+    log.info("images: resized to %dx%d px for the model (theirs: %d px on the short side, median of %d)",
              input_size, input_size, median, len(sides))
     if input_size >= 4 * median:
-        log.info("the images are upscaled %.0fx: backbone.input_size=%d (e.g.) trains on a fraction of the "
-                 "compute", input_size / median, max(32, median))
+        log.info("the images are upscaled %.0fx: a smaller input (e.g. backbone.input_size=%d for a "
+                 "classifier, model.image_size for a GAN) trains on a fraction of the compute",
+                 input_size / median, max(32, median))
 
 
 class ImageFolderDataModule(ClassificationDataModule):

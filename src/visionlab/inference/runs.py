@@ -131,8 +131,9 @@ def run_overrides(run_dir: Path) -> list[str]:
 def data_identity(config: DictConfig) -> str:
     """What a run trained on, as its config names it: an image folder's ``data.root``, a shapes
     ``variant``, a torchvision dataset's ``name``, a toy ``shape``; "" for a run that names none."""
-    data = config.get("data") or {}
-    return next((str(data[key]) for key in ("root", "variant", "name", "shape") if data.get(key)), "")
+    data = config.get("data")  # read unresolved: an interpolation may need Hydra's runtime
+    raw = OmegaConf.to_container(data, resolve=False) if isinstance(data, DictConfig) else {}
+    return next((str(raw[key]) for key in ("root", "variant", "name", "shape") if raw.get(key)), "")
 
 
 def read_run(run_dir: Path) -> RunRecord:
