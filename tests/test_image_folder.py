@@ -112,6 +112,13 @@ def test_a_held_out_folder_is_test_data_whole_in_the_class_layout_and_by_its_tes
         module(tmp_path / "test_alone").setup("fit")
 
 
+def test_a_held_out_folder_is_refused_for_training(tmp_path):
+    make_folder(tmp_path, {"a": 3, "b": 3})
+    with pytest.raises(UserError, match=r"data.held_out=true makes .* a test set .* remove data.held_out"):
+        module(tmp_path, held_out=True).setup("fit")
+    module(tmp_path, held_out=True).setup("test")  # what eval asks of it
+
+
 def test_train_without_val_splits_val_off_train(tmp_path):
     make_folder(tmp_path / "train", {"a": 5, "b": 5})
     make_folder(tmp_path / "test", {"a": 1, "b": 1})

@@ -177,6 +177,14 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.skip_corrupt = skip_corrupt
         self.held_out = held_out
 
+    def setup(self, stage: str | None = None) -> None:
+        """As :meth:`ClassificationDataModule.setup`; a held-out folder is refused for training."""
+        if self.held_out and stage == "fit":
+            raise UserError(f"data.held_out=true makes {self.root} a test set that no image of is trained on "
+                            "(eval sets it for another folder): a training run cannot use it; remove "
+                            "data.held_out")
+        super().setup(stage)
+
     def _build(self, train_tf, eval_tf):
         present = [name for name in SPLIT_DIRS if (self.root / name).is_dir()]
         if self.held_out and "train" not in present:  # a test set alone: its test/, val/ or <class>/ folders
