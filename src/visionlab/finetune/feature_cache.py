@@ -25,8 +25,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm import tqdm
 
 from visionlab.data.loading import train_loader, worker_options
 from visionlab.errors import UserError
@@ -207,16 +207,18 @@ def extract_features(backbone: Backbone, pool: str, loader: DataLoader, device: 
     home = next(backbone.parameters()).device
     features: np.ndarray | None = None
     labels, start = [], 0
-    with eval_mode(backbone), torch.no_grad():
+    with eval_mode(backbone), torch.no_grad(), Progress(transient=True) as bar:
+        task = bar.add_task(desc, total=len(loader))
         backbone.to(device)
         try:
-            for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+            for x, y in loader:
                 batch = backbone.pool(backbone.forward_features(x.to(device)), pool).float().cpu().numpy()
                 if features is None:
                     features = _allocate(len(loader.dataset), batch.shape[1], path)
                 features[start:start + len(batch)] = batch
                 labels.append(torch.as_tensor(y))
                 start += len(batch)
+                bar.advance(task)
         finally:
             backbone.to(home)
     label_tensor = torch.cat(labels)
