@@ -131,7 +131,9 @@ def test_large_features_go_to_disk_keyed_by_weights_and_files(tmp_path, monkeypa
     image = next((tmp_path / "data").rglob("train/*/*.png"))
     os.utime(image, ns=(1, 1))  # a changed dataset file -> new key
     CachedFeatureDataModule(shapes(), backbone, "avg", cache_dir, max_memory_mb=0).setup("fit")
-    assert len(list(cache_dir.glob("train-*.labels.npy"))) == 3
+    monkeypatch.setattr(feature_cache, "DECODING", "files decoded otherwise")  # -> new key
+    CachedFeatureDataModule(shapes(), backbone, "avg", cache_dir, max_memory_mb=0).setup("fit")
+    assert len(list(cache_dir.glob("train-*.labels.npy"))) == 4
 
 
 def test_a_second_run_reads_the_features_of_the_first_from_the_data_dir(make_cfg, tmp_path, monkeypatch):

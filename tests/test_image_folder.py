@@ -241,3 +241,19 @@ def test_a_folder_of_16_bit_and_float_images_is_read_as_its_8_bit_twin(tmp_path)
     images = [np.asarray(image) for image, _ in ImageFileDataset([(path, 0) for path in paths])]
     assert images[0].shape == (16, 16, 3) and (images[0][..., 0] == grey).all()
     assert all((image == images[0]).all() for image in images[1:])
+
+
+def test_a_photo_stored_sideways_with_an_exif_orientation_is_read_upright(tmp_path):
+    """Phones store a portrait photo as landscape pixels plus an EXIF tag; viewers turn it."""
+    from visionlab.data.image_folder import ImageFileDataset
+
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)
+    stored[:, :20] = 255  # as stored: 40 wide, the left half white
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view"
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=95)
+    ((image, _),) = ImageFileDataset([(tmp_path / "photo.jpg", 0)])
+    pixels = np.asarray(image)
+    assert pixels.shape == (40, 20, 3)  # upright: 20 wide, 40 high
+    assert pixels[:15].mean() > 200 and pixels[25:].mean() < 50  # the white half now on top
+

@@ -202,6 +202,7 @@ def test_export_matches_pytorch_with_a_dynamic_batch_and_writes_the_preprocessin
     preprocessing = json.loads((out / "preprocessing.json").read_text())
     trained = load(best)
     assert preprocessing["class_names"] == trained.class_names and preprocessing["input_size"] == [3, 64, 64]
+    assert "EXIF orientation applied" in preprocessing["decoding"]  # what a deployment must do first
     test_set = evaluation_data(trained, overrides).test_set
     images = torch.stack([test_set[i][0] for i in range(3)])  # another batch size
     with torch.no_grad():

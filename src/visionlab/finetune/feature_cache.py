@@ -29,6 +29,7 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from visionlab.data.loading import train_loader, worker_options
+from visionlab.data.pixels import DECODING
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
 from visionlab.nets.backbone import Backbone
@@ -261,7 +262,8 @@ def _labels(path: Path) -> Path:
 
 
 def cache_key(backbone: Backbone, pool: str, dataset: Dataset) -> str | None:
-    """A hash of the backbone weights, pooling, transform and dataset files, or None.
+    """A hash of the backbone weights, pooling, transform, how files are decoded
+    (:data:`~visionlab.data.pixels.DECODING`) and dataset files, or None.
 
     None when the dataset's content cannot be fingerprinted (neither image files nor
     tensors): its features then stay in memory.
@@ -270,7 +272,7 @@ def cache_key(backbone: Backbone, pool: str, dataset: Dataset) -> str | None:
     if content is None:
         return None
     h = hashlib.sha256()
-    h.update(f"{backbone.name}|{pool}|{getattr(dataset, 'transform', None)!r}|".encode())
+    h.update(f"{backbone.name}|{pool}|{getattr(dataset, 'transform', None)!r}|{DECODING}|".encode())
     for name, tensor in backbone.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())

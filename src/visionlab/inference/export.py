@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from visionlab.data.pixels import DECODING
 from visionlab.errors import UserError, first_line
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # the file each format writes
@@ -49,9 +50,10 @@ def preprocessing(model, output: str) -> dict:
     return {
         "class_names": list(model.class_names),
         "input_size": [config.in_chans, config.input_size, config.input_size],
+        "decoding": DECODING,
         "layout": "NCHW", "channel_order": "RGB" if config.in_chans == 3 else "gray",
         "resize": f"to {config.input_size}x{config.input_size} pixels (bilinear, antialiased), no crop",
-        "scale": "8-bit pixel values / 255 -> [0, 1] (16-bit ones / 65535)",
+        "scale": "pixel values / 255 -> [0, 1]",
         "mean": list(config.mean), "std": list(config.std),
         "normalize": "(x - mean) / std per channel",
         "output": output,
