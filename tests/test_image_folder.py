@@ -202,7 +202,7 @@ def test_empty_class_folder(tmp_path):
 
 
 @pytest.mark.parametrize(("name", "content"), [("broken.png", b"\x89PNG\r\n\x1a\n garbage"),
-                                               ("notes.txt", b"not an image")])
+                                               ("notes.JPG", b"not an image")])
 def test_unreadable_file_is_named(tmp_path, name, content):
     make_folder(tmp_path, {"cat": 3, "dog": 3})
     (tmp_path / "dog" / name).write_bytes(content)
@@ -214,11 +214,29 @@ def test_unreadable_file_is_named(tmp_path, name, content):
 def test_skip_corrupt_skips_and_counts(tmp_path, caplog):
     make_folder(tmp_path, {"cat": 3, "dog": 3})
     (tmp_path / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    (tmp_path / "cat" / "notes.txt").write_text("hello")
+    (tmp_path / "cat" / "broken.png").write_text("hello")
     with caplog.at_level(logging.WARNING):
         samples, names = scan_class_folders(tmp_path, skip_corrupt=True)
     assert len(samples) == 6 and names == ["cat", "dog"]
     assert "skipped 2 unreadable file(s)" in caplog.text
+
+
+def test_files_that_are_not_images_by_their_extension_are_left_out_and_counted(tmp_path, caplog):
+    """A README, Windows' Thumbs.db or a labels file beside the images is no image of the dataset
+    (torchvision's and Keras's folder loaders leave them out too); a class of only such is an error."""
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    (tmp_path / "cat" / "README.txt").write_text("photos from the shelter")
+    (tmp_path / "dog" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (tmp_path / "dog" / "more").mkdir()
+    Image.new("RGB", (12, 12)).save(tmp_path / "dog" / "more" / "nested.PNG")  # an image, however named
+    with caplog.at_level(logging.INFO, logger="visionlab.data.image_folder"):
+        samples, names = scan_class_folders(tmp_path)
+    assert len(samples) == 7 and all(path.suffix.lower() == ".png" for path, _ in samples)
+    assert "left out 2 file(s) under" in caplog.text and "(.db, .txt)" in caplog.text
+    (tmp_path / "bird").mkdir()
+    (tmp_path / "bird" / "labels.csv").write_text("a,b")
+    with pytest.raises(UserError, match="bird has no images \\(1 other file\\(s\\)\\): add images"):
+        scan_class_folders(tmp_path)
 
 
 def test_class_with_only_corrupt_files_is_an_error_even_when_skipping(tmp_path):

@@ -10,6 +10,13 @@ from PIL import Image
 from visionlab.errors import UserError
 
 
+def named_as_image(path: Path) -> bool:
+    """True if ``path``'s extension is one of the image formats PIL knows (``.png``, ``.JPG``,
+    ``.tif``...): what is not (``notes.txt``, ``Thumbs.db``, a labels ``.csv``) is no image of a
+    dataset, whatever it holds."""
+    return path.suffix.lower() in Image.registered_extensions()
+
+
 def is_readable_image(path: Path) -> bool:
     """True if PIL can identify and verify ``path`` as an image."""
     try:

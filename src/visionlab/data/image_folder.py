@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from visionlab.data.datamodule import ClassificationDataModule
 from visionlab.data.pixels import as_rgb
 from visionlab.errors import UserError
-from visionlab.image_files import is_readable_image
+from visionlab.image_files import is_readable_image, named_as_image
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,11 @@ class ImageFileDataset(Dataset):
 def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sample], list[str]]:
     """List the images under ``root/<class>/`` with integer labels in sorted class order.
 
-    Every file is checked to be a readable image; a bad one is a ``UserError`` naming it,
-    or is skipped and counted when ``skip_corrupt``. A missing ``root``, fewer than two
-    classes, or a class folder without (readable) images is an error showing the fix.
+    Files that are not images by their extension (notes, ``Thumbs.db``, annotations) are left out
+    and counted in one line, as torchvision's and Keras's folder loaders leave them out. Every
+    image file is checked to be readable; a bad one is a ``UserError`` naming it, or is skipped and
+    counted when ``skip_corrupt``. A missing ``root``, fewer than two classes, or a class folder
+    without (readable) images is an error showing the fix.
     """
     if root.is_file():
         raise UserError(f"data directory {root} is a file, not a folder: set data.root to your image "
@@ -68,9 +70,12 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
                         f"needs at least two class sub-folders ({LAYOUT_HINT})")
     samples: list[Sample] = []
     skipped: list[Path] = []
+    others: list[Path] = []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.rglob("*")  # broken links too: a link to a moved image
+        found = sorted(p for p in class_dir.rglob("*")  # broken links too: a link to a moved image
                        if (p.is_file() or p.is_symlink() and not p.exists()) and not p.name.startswith("."))
+        files = [p for p in found if named_as_image(p)]
+        others += [p for p in found if not named_as_image(p)]
         readable = 0
         for path in files:
             if is_readable_image(path):
@@ -84,8 +89,13 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
                 raise UserError(f"{path} is {what}: fix or remove it, or set data.skip_corrupt=true to skip "
                                 "such files")
         if not readable:
-            what = "has no readable images" if files else "is empty"
+            what = ("has no readable images" if files else
+                    f"has no images ({len(found)} other file(s))" if found else "is empty")
             raise UserError(f"class folder {class_dir} {what}: add images or remove the folder")
+    if others:
+        kinds = sorted({p.suffix.lower() or p.name for p in others})
+        log.info("left out %d file(s) under %s that are not images by their extension (%s)", len(others),
+                 root, ", ".join(kinds[:5]))
     if skipped:
         log.warning("skipped %d unreadable file(s) under %s (first: %s)",
                     len(skipped), root, skipped[0])
