@@ -45,26 +45,41 @@ def any_script_labels() -> Iterator[set[str]]:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+# Beyond these many classes a cell is too small for its count, a tick for its class name: the
+# figure then shows the matrix alone, indexed, at a bounded size (eval.json has every count).
+COUNTED_CLASSES = 30
+NAMED_CLASSES = 60
+LARGEST_FIGURE = 20.0  # inches
+
+
 def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str):
-    """A matplotlib figure of the confusion matrix: counts, rows true classes, columns predictions."""
+    """A matplotlib figure of the confusion matrix: rows true classes, columns predictions, each
+    cell's count written in it up to :data:`COUNTED_CLASSES` classes, class names on the axes up to
+    :data:`NAMED_CLASSES` (beyond, class indices: a 150-class matrix with every count took 40 s
+    to draw, and a 1000-class one would not fit in memory)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.5 * len(class_names) + 2)
+    count = len(class_names)
+    size = min(LARGEST_FIGURE, max(4.0, 0.5 * count + 2))
     figure, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(confusion.numpy(), cmap="Blues")
     figure.colorbar(image, ax=ax, label="images")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
-    ax.set_yticks(ticks, class_names)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    threshold = confusion.max().item() / 2
-    for (row, column), count in zip(((r, c) for r in ticks for c in ticks), confusion.flatten().tolist(),
-                                     strict=True):
-        ax.text(column, row, str(count), ha="center", va="center", fontsize=8,
-                color="white" if count > threshold else "black")
+    ticks = range(count)
+    if count <= NAMED_CLASSES:
+        ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+        ax.set_yticks(ticks, class_names)
+        ax.set(xlabel="predicted", ylabel="true", title=title)
+    else:
+        ax.set(xlabel="predicted (class index, as in eval.json)", ylabel="true (class index)", title=title)
+    if count <= COUNTED_CLASSES:
+        threshold = confusion.max().item() / 2
+        for (row, column), cell in zip(((r, c) for r in ticks for c in ticks), confusion.flatten().tolist(),
+                                       strict=True):
+            ax.text(column, row, str(cell), ha="center", va="center", fontsize=8,
+                    color="white" if cell > threshold else "black")
     figure.tight_layout()
     return figure
 
