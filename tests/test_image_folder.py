@@ -13,7 +13,12 @@ import torch
 from PIL import Image
 from tiny import invert
 
-from visionlab.data.image_folder import ImageFolderDataModule, scan_class_folders, stratified_split
+from visionlab.data.image_folder import (
+    ImageFolderDataModule,
+    log_class_distribution,
+    scan_class_folders,
+    stratified_split,
+)
 from visionlab.data.transforms import eval_transform
 from visionlab.data_config import DataConfig
 from visionlab.errors import UserError
@@ -163,6 +168,17 @@ def test_the_input_size_is_said_beside_the_images_and_a_large_upscale_suggests_a
         ImageFolderDataModule(root=str(tmp_path), data_config=DataConfig(3, 176, (0.5,) * 3, (0.5,) * 3),
                               batch_size=4).setup("fit")  # a timm model's pretrained size
     assert "the images are upscaled 15x: a smaller input (e.g. backbone.input_size=32 for a" in caplog.text
+
+
+def test_the_distribution_of_many_classes_is_summed_up_in_one_short_line(tmp_path, caplog):
+    make_folder(tmp_path, {f"c{k:02d}": 2 + (k == 7) for k in range(25)})
+    with caplog.at_level(logging.INFO, logger="visionlab.data.image_folder"):
+        scanned, names = scan_class_folders(tmp_path)
+        log_class_distribution(scanned, names, "train")
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train:")]
+    assert line.startswith("train: 51 images, 25 classes, 2-3 images each (fewest: c00=2, c01=2, c02=2; "
+                           "most: ")
+    assert line.endswith("c07=3)") and len(line) < 150
 
 
 def test_balanced_data_gives_no_imbalance_warning(tmp_path, caplog):

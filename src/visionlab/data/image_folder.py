@@ -22,6 +22,7 @@ Sample = tuple[Path, int]
 Item = TypeVar("Item", bound=tuple[Any, int])
 LAYOUT_HINT = "expected <root>/<class>/<image> or <root>/train/<class>/<image> [+ val/, test/]"
 SPLIT_DIRS = ("train", "val", "test")
+LISTED_CLASSES = 20  # beyond, a split's class distribution is summed up, not listed
 
 
 class ImageFileDataset(Dataset):
@@ -135,8 +136,14 @@ def log_class_distribution(samples: list[tuple[Any, int]], class_names: list[str
     ``imbalance_ratio`` times the images of the smallest.
     """
     counts = Counter(label for _, label in samples)
-    summary = ", ".join(f"{name}={counts.get(i, 0)}" for i, name in enumerate(class_names))
-    log.info("%s: %d images, %s", split, len(samples), summary)
+    named = [f"{name}={counts.get(i, 0)}" for i, name in enumerate(class_names)]
+    if len(class_names) > LISTED_CLASSES:  # a line per split, not thousands of characters
+        order = sorted(range(len(class_names)), key=lambda i: counts.get(i, 0))
+        fewest, most = counts.get(order[0], 0), counts.get(order[-1], 0)
+        ends = [", ".join(named[i] for i in part) for part in (order[:3], order[-3:])]
+        named = [f"{len(class_names)} classes, {fewest}-{most} images each "
+                 f"(fewest: {ends[0]}; most: {ends[1]})"]
+    log.info("%s: %d images, %s", split, len(samples), ", ".join(named))
     present = [counts.get(i, 0) for i in range(len(class_names))]
     if min(present) == 0 or max(present) / min(present) > imbalance_ratio:
         log.warning("%s split is imbalanced (largest/smallest class = %s/%s): consider class "
