@@ -126,3 +126,44 @@ def test_board_stops_tensorboard_and_removes_its_links_on_sigterm_and_sighup(tmp
     with pytest.raises(OSError):  # and TensorBoard, its child, no longer serving
         request(port, "/data/runs")
     assert "TensorFlow installation not found" not in err and "1 run(s)" in out
+
+
+def fake_run(root: Path, name: str, overrides: list[str], evaluated: bool = False) -> Path:
+    """A run folder with its overrides and an (empty) event file, and an ``eval`` one if ``evaluated``."""
+    run_dir = root / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("monitor: val/acc\nmode: max\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    for folder in ["tensorboard/run", *(["tensorboard/eval"] if evaluated else [])]:
+        (run_dir / folder).mkdir(parents=True)
+        (run_dir / folder / "events.out.tfevents.1.host.0.0").write_bytes(b"")
+    (run_dir / "tensorboard" / "run" / "hparams.yaml").write_text("{}\n")  # the training run's (Lightning)
+    return run_dir
+
+
+def test_long_names_leave_out_what_most_runs_share_and_keep_what_tells_them_apart(tmp_path):
+    """Cut at 120 characters, two runs differing only in their last override were 'in_memory=' and
+    'in_memory= #2'."""
+    common = [f"data.root=/data/{'x' * 40}", "backbone=timm", "backbone.name=fastvit_t8", "freeze=none",
+              "backbone.input_size=64", "trainer.max_epochs=6"]
+    fake_run(tmp_path, "a", [*common, "data.in_memory=false"])
+    fake_run(tmp_path, "b", [*common, "data.in_memory=true"])
+    fake_run(tmp_path, "c", ["freeze=gradual"])
+    names = set(link_runs([tmp_path], tmp_path / "farm"))
+    assert {name for name in names if "in_memory" in name} == {
+        "backbone=timm,name=fastvit_t8,freeze=none,input_size=64,max_epochs=6,in_memory=false…",
+        "backbone=timm,name=fastvit_t8,freeze=none,input_size=64,max_epochs=6,in_memory=true…"}
+    assert "freeze=gradual" in names and all(len(name) <= 120 for name in names)
+
+
+def test_an_evaluated_run_is_linked_beside_its_eval_folder_and_its_folder_is_left_as_it_was(tmp_path):
+    """The eval folder's link went inside the run's own link, that is into the run's folder, and a
+    second `visionlab board` then stopped on it (FileExistsError)."""
+    run_dir = fake_run(tmp_path / "outputs", "r", ["optimizer.lr=0.1"], evaluated=True)
+    fake_run(tmp_path / "outputs", "s", ["optimizer.lr=0.2"])
+    before = sorted(run_dir.rglob("*"))
+    for farm in ("farm1", "farm2"):
+        links = link_runs([tmp_path / "outputs"], tmp_path / farm)
+        assert set(links) == {"lr=0.1", "lr=0.1 [eval]", "lr=0.2"}
+        assert (tmp_path / farm / "lr=0.1 [eval]").resolve() == (run_dir / "tensorboard" / "eval").resolve()
+    assert sorted(run_dir.rglob("*")) == before

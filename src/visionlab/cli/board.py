@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from visionlab.cli.commands import command
@@ -27,7 +28,7 @@ from visionlab.errors import UserError
 from visionlab.inference.runs import find_runs, run_overrides
 from visionlab.overrides import result_overrides
 
-MAX_NAME = 120  # characters of a run's name; longer ones are cut and numbered
+MAX_NAME = 120  # characters of a run's name (see fitted)
 
 
 def event_folders(run_dir: Path) -> list[Path]:
@@ -37,22 +38,34 @@ def event_folders(run_dir: Path) -> list[Path]:
 
 
 def run_names(run_dirs: list[Path]) -> dict[Path, str]:
-    """A short, unique, file-safe name per run: the overrides no other run in view shares (the run
-    folder's own name when there are none)."""
+    """A short, unique, file-safe name per run: the overrides not every run in view shares (the run
+    folder's own name when there are none), within :data:`MAX_NAME` (see :func:`fitted`)."""
     overrides = [result_overrides(run_overrides(run_dir)) for run_dir in run_dirs]
     differing = overrides_that_differ(overrides)
     short = short_keys({o.partition("=")[0] for own in differing for o in own})
+    readables = [[re.sub(r"[/\\:]+", "_", f"{short.get(key, key)}={value}")
+                  for key, _, value in (o.partition("=") for o in own)] for own in differing]
+    shared_by = Counter(o for readable in readables for o in readable)
     names: dict[Path, str] = {}
     taken: set[str] = set()
-    for run_dir, own in zip(run_dirs, differing, strict=True):
-        readable = [f"{short.get(key, key)}={value}" for key, _, value in (o.partition("=") for o in own)]
-        name = re.sub(r"[/\\:]+", "_", ",".join(readable))[:MAX_NAME] or run_dir.name
+    for run_dir, readable in zip(run_dirs, readables, strict=True):
+        name = fitted(readable, shared_by) or run_dir.name
         unique, number = name, 2
         while unique in taken:
             unique, number = f"{name} #{number}", number + 1
         taken.add(unique)
         names[run_dir] = unique
     return names
+
+
+def fitted(readable: list[str], shared_by: Counter) -> str:
+    """``readable`` (a run's overrides) joined within :data:`MAX_NAME` characters: when too long,
+    the overrides most runs share are left out first, and a trailing ``…`` says some were (a plain
+    cut dropped the end, where two runs of a long name may be all that tells them apart)."""
+    kept = list(readable)
+    while len(",".join(kept)) > MAX_NAME and len(kept) > 1:
+        kept.remove(max(kept, key=lambda override: shared_by[override]))
+    return (",".join(kept) + ("…" if len(kept) < len(readable) else ""))[:MAX_NAME]
 
 
 def short_keys(keys: set[str]) -> dict[str, str]:
@@ -63,7 +76,8 @@ def short_keys(keys: set[str]) -> dict[str, str]:
 
 def link_runs(directories: list[Path], farm: Path) -> dict[str, Path]:
     """In ``farm``, a link per event folder of every run under ``directories``, named by
-    :func:`run_names` (a run's further folders, such as ``eval``, as ``<name>/<folder>``)."""
+    :func:`run_names` (a run's further folders, such as ``eval``, as ``<name> [<folder>]``: a link
+    inside the run's own link would be written into the run's folder)."""
     runs = [r for r in find_runs(directories) if event_folders(r)]
     if not runs:
         raise UserError(f"no runs with TensorBoard events under {', '.join(map(str, directories))} "
@@ -73,11 +87,10 @@ def link_runs(directories: list[Path], farm: Path) -> dict[str, Path]:
         main, *others = event_folders(run_dir)
         links[name] = main  # its own folders (the HPARAMS session's) come with it
         others = [other for other in others if not other.is_relative_to(main)]
-        links |= {f"{name}/{other.name}": other for other in others}
+        links |= {f"{name} [{other.name}]": other for other in others}
+    farm.mkdir(parents=True, exist_ok=True)
     for name, target in links.items():
-        link = farm / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(target.resolve(), target_is_directory=True)
+        (farm / name).symlink_to(target.resolve(), target_is_directory=True)
     return links
 
 
