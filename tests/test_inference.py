@@ -297,3 +297,15 @@ def test_eval_with_tta_reports_it_beside_the_plain_score(trained_run, capsys):
     written = next(p for p in (run_dir / "eval").iterdir() if (p / "eval.json").is_file())
     report = json.loads((written / "eval.json").read_text())
     assert report["tta"]["views"] == "flip" and 0.0 <= report["tta"]["accuracy"] <= 1.0
+
+
+def test_a_folder_of_images_with_a_readme_beside_them_is_still_refused_as_no_run(tmp_path):
+    from visionlab.cli.evaluate import refuse_a_folder_of_images
+    from visionlab.errors import UserError
+
+    for name in ("a", "b"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "photos" / name / "0.png")
+    (tmp_path / "photos" / "README.txt").write_text("where the photos come from")
+    with pytest.raises(UserError, match="photos is a folder of images, not a run: .* data=image_folder"):
+        refuse_a_folder_of_images(tmp_path / "photos")

@@ -21,7 +21,7 @@ from visionlab.cli.checks import chosen_checkpoint
 from visionlab.cli.commands import command
 from visionlab.data.tta import TTA_VIEWS
 from visionlab.errors import UserError
-from visionlab.image_files import is_readable_image
+from visionlab.image_files import is_readable_image, named_as_image
 from visionlab.project import conf_dir_if_any
 
 if TYPE_CHECKING:
@@ -131,7 +131,8 @@ def refuse_a_folder_of_images(target: Path) -> None:
     if not target.is_dir() or (target / "checkpoints").is_dir():
         return
     found = (p for p in target.rglob("*") if p.is_file() and not p.name.startswith("."))
-    files = list(itertools.islice(found, 20))  # a look at the first files: a dataset may be large
+    first = itertools.islice(found, 20)  # a look at the first files: a dataset may be large
+    files = [p for p in first if named_as_image(p)]  # a README or Thumbs.db beside them is no image
     if files and all(is_readable_image(p) for p in files):
         raise UserError(f"{target} is a folder of images, not a run: to evaluate on it, give after the "
                         f"checkpoint data=image_folder data.root={target} (images in <class>/ folders, or "

@@ -75,8 +75,9 @@ def scan_class_folders(root: Path, skip_corrupt: bool = False) -> tuple[list[Sam
     for label, class_dir in enumerate(class_dirs):
         found = sorted(p for p in class_dir.rglob("*")  # broken links too: a link to a moved image
                        if (p.is_file() or p.is_symlink() and not p.exists()) and not p.name.startswith("."))
-        files = [p for p in found if named_as_image(p)]
-        others += [p for p in found if not named_as_image(p)]
+        files = []
+        for path in found:
+            (files if named_as_image(path) else others).append(path)
         readable = 0
         for path in files:
             if is_readable_image(path):
