@@ -71,7 +71,7 @@ def mlflow_ui_runs(project: Path, experiment_id: str) -> list[dict]:
                 break
             except OSError:
                 assert server.poll() is None, server.stderr.read()  # it crashed (e.g. on the store's schema)
-                time.sleep(0.2)
+                time.sleep(0.1)
         request = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", method="POST",
                                          data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
                                          headers={"Content-Type": "application/json"})
@@ -120,7 +120,7 @@ def check_wandb_offline_run(run_dir: Path) -> None:
         complete = {"hparams/test_acc", "hparams/best_val_acc", "val/acc"} <= logged and "status" in config
         if complete or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert names and set(names) == {events.name}  # the TensorBoard run's name
     assert config["freeze"] == "two_phase" and config["status"] == "finished"
     assert {"hparams/test_acc", "hparams/best_val_acc", "val/acc"} <= logged

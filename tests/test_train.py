@@ -25,6 +25,7 @@ def test_run_writes_loadable_checkpoints_and_returns_metric(make_cfg, capfd):
     value = run(cfg)
     table = capfd.readouterr().out  # Lightning's table of the test results: test metrics only
     assert "test/acc" in table and " epoch " not in table
+    assert "Trainable params" not in table  # callbacks.model_summary=null: no summary, not Lightning's
     run_dir = Path(cfg.paths.output_dir)
     assert 0.0 <= value <= 1.0
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -60,6 +61,19 @@ def test_default_job_transfers_the_shipped_backbone_well_above_chance(make_cfg):
     cfg = make_cfg("trainer.max_epochs=6", "trainer.enable_progress_bar=false", "logger=csv",
                    "callbacks.progress_bar=null", "callbacks.model_summary=null", tiny=False)
     assert run(cfg) > 0.45
+
+
+def test_a_display_set_to_null_is_off_and_a_disabled_one_is_dropped():
+    from omegaconf import OmegaConf
+
+    from visionlab.callbacks.console import RunModelSummary, RunProgressBar
+    from visionlab.train import settle_displays
+
+    bar, summary = RunProgressBar(), RunModelSummary()
+    kept, switches = settle_displays([bar, summary], OmegaConf.create({"enable_progress_bar": False}))
+    assert kept == [summary] and switches == {}  # Lightning refuses a bar beside enable_progress_bar=false
+    kept, switches = settle_displays([], OmegaConf.create({"enable_progress_bar": True}))
+    assert kept == [] and switches == {"enable_progress_bar": False, "enable_model_summary": False}
 
 
 def test_resume_continues_at_the_next_epoch(make_cfg):

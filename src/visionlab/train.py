@@ -39,15 +39,24 @@ def instantiate_named(group: DictConfig | None) -> list:
     return [instantiate(conf) for conf in group.values() if conf is not None and "_target_" in conf]
 
 
-def without_disabled_displays(callbacks: list, trainer_cfg: DictConfig) -> list:
-    """``callbacks`` minus the progress bar when ``trainer.enable_progress_bar=false`` and the
-    model summary when ``trainer.enable_model_summary=false`` (Lightning refuses both pairs)."""
+def settle_displays(callbacks: list, trainer_cfg: DictConfig) -> tuple[list, dict[str, bool]]:
+    """``callbacks`` and the Trainer switches that make the progress bar and model summary what
+    the config says.
+
+    ``trainer.enable_progress_bar=false`` (``enable_model_summary=false``) drops the configured
+    one, since Lightning refuses the pair. A display set to null (``callbacks.progress_bar=null``,
+    ``callbacks.model_summary=null``) is off: Lightning would otherwise add its default one, a bar
+    redrawn 100 times a second or a summary with a column of zero FLOPs.
+    """
     from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 
-    disabled = tuple(kind for kind, flag in ((ProgressBar, "enable_progress_bar"),
-                                             (ModelSummary, "enable_model_summary"))
-                     if trainer_cfg.get(flag) is False)
-    return [c for c in callbacks if not (disabled and isinstance(c, disabled))]
+    switches = {}
+    for kind, flag in ((ProgressBar, "enable_progress_bar"), (ModelSummary, "enable_model_summary")):
+        if trainer_cfg.get(flag) is False:
+            callbacks = [c for c in callbacks if not isinstance(c, kind)]
+        elif not any(isinstance(c, kind) for c in callbacks):
+            switches[flag] = False
+    return callbacks, switches
 
 
 def displays_only(callbacks: list) -> list:
@@ -185,13 +194,14 @@ def run(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data, data_config=model_class.data_config(cfg, backbone),
                              augment=instantiate(cfg.augment))
     seeding = [EpochSeedCallback(cfg.seed)] if cfg.seed is not None else []
-    configured = without_disabled_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
+    configured, display_switches = settle_displays(instantiate_named(cfg.get("callbacks")), cfg.trainer)
     if tuner is not None:  # the range test: the run's displays, none of its checkpoints or early stopping
         configured = [*displays_only(configured), tuner]
     callbacks = [*seeding, *model_class.run_callbacks(cfg), *configured]
     loggers = instantiate_named(cfg.get("logger"))
     with lightning_settings_as_user_errors():
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                         **display_switches,
                                          **(tuner.trainer_options() if tuner is not None else {}))
 
     prepare_and_setup(datamodule, trainer)  # the classes and sample shape the module is built for
