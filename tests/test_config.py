@@ -12,12 +12,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from visionlab.errors import UserError
 from visionlab.finetune.plans import FreezePlan
+from visionlab.modules.batch_mixing import BatchMixing
 from visionlab.nets.custom import shapes_net
 from visionlab.train import instantiate_named
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ["data", "augment", "backbone", "freeze", "model", "optimizer", "scheduler", "trainer",
-          "logger", "callbacks", "experiment", "hparams_search", "debug"]
+GROUPS = ["data", "augment", "mixup", "backbone", "freeze", "model", "optimizer", "scheduler", "trainer",
+          "logger", "callbacks", "experiment", "hparams_search", "tune", "debug"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 # shapes_net stages that train in epoch 0 under each freeze option's defaults (4 in all)
 FIRST_EPOCH_TRAINABLE = {"none": 4, "feature_extraction": 0, "last_n": 2, "staged": 0,
@@ -52,19 +53,51 @@ def _file_leaves(group: str, option: str) -> dict[str, object]:
     return leaves
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_with_its_values(make_cfg, group, option):
-    cfg = make_cfg(f"{group}={option}", *REQUIRED.get((group, option), []), tiny=False)
+def _writes_other_groups(group: str) -> bool:
+    """Whether an option of ``group`` may set keys outside the group (``# @package _global_``)."""
+    return any("# @package _global_" in path.read_text() for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _compositions() -> list[list[tuple[str, str]]]:
+    """Every option once: an option of each group that writes only its own keys composes beside
+    one of every other such group (the same checks, a sixth of the compositions); an option of a
+    group that may set other groups' keys (model, experiment, ...) composes alone."""
+    alone = [[(group, option)] for group, option in OPTIONS if _writes_other_groups(group)]
+    together = {group: [o for g, o in OPTIONS if g == group]
+                for group in GROUPS if not _writes_other_groups(group)}
+    rows = max(len(options) for options in together.values())
+    return [[(group, options[i]) for group, options in together.items() if i < len(options)]
+            for i in range(rows)] + alone
+
+
+COMPOSITIONS = _compositions()
+
+
+@pytest.mark.parametrize("options", COMPOSITIONS,
+                         ids=[",".join(f"{g}={o}" for g, o in c) for c in COMPOSITIONS])
+def test_every_option_composes_with_its_values(make_cfg, options):
+    required = [override for option in options for override in REQUIRED.get(option, [])]
+    cfg = make_cfg(*(f"{group}={option}" for group, option in options), *required, tiny=False)
+    for group, option in options:
+        check_option(cfg, group, option)
+
+
+def check_option(cfg: DictConfig, group: str, option: str) -> None:
+    """The option's values are in ``cfg``, and what is cheap to build from its group builds."""
     for key, value in _file_leaves(group, option).items():
         composed = OmegaConf.select(cfg, key)
         if isinstance(composed, (DictConfig, ListConfig)):
             composed = OmegaConf.to_container(composed)
-        assert composed == value, key
+        assert composed == value, f"{group}={option}: {key}"
     if group == "optimizer":
         optimizer = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
         assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
     elif group == "augment":
         assert all(callable(t) for t in instantiate(cfg.augment)(32))
+    elif group == "mixup":
+        assert isinstance(instantiate(cfg.mixup), BatchMixing)
+    elif group == "tune":
+        assert isinstance(instantiate(cfg.tune, reference_lr=1e-3), L.Callback)
     elif group in ("logger", "callbacks"):
         kinds = (L.pytorch.loggers.Logger,) if group == "logger" else (L.Callback,)
         objects = instantiate_named(cfg[group])
@@ -81,6 +114,10 @@ def test_option_composes_with_its_values(make_cfg, group, option):
         plan.prepare(backbone)
         stages = [s.name for s in backbone.stages(plan.granularity)]
         assert len(plan.trainable_stages(0, stages)) == FIRST_EPOCH_TRAINABLE[option]
+
+
+def test_the_compositions_hold_every_option_once():
+    assert sorted(option for composition in COMPOSITIONS for option in composition) == sorted(OPTIONS)
 
 
 def test_default_config_is_the_offline_transfer_task(make_cfg):
