@@ -121,7 +121,7 @@ def test_the_plan_is_held_at_plan_epoch_for_every_step(tmp_path, plan_epoch, bac
     model = tiny_model(Staged(milestones={0: "head", 1: "all"}), lr=1e-3)
     before = {k: v.clone() for k, v in model.backbone.body.state_dict().items() if "conv" in k}
     test = LRRangeTest(min_lr=1e-5, max_lr=1e-2, num_steps=12, plan_epoch=plan_epoch, reference_lr=1e-3)
-    tiny_range_test(tmp_path, test).fit(model, datamodule=TensorDataModule())  # 4 batches a pass: 3 passes
+    tiny_range_test(tmp_path, test).fit(model, datamodule=TensorDataModule())  # 2 batches a pass: 6 passes
     after = model.backbone.body.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items()) != backbone_trains
 

@@ -29,7 +29,7 @@ def invert(image_size: int) -> list:
 class TensorDataModule(ClassificationDataModule):
     """Random 32x32 images whose mean brightness depends on the class (so learning moves)."""
 
-    def __init__(self, n_train: int = 32, n_val: int = 16, seed: int = 0, **kwargs) -> None:
+    def __init__(self, n_train: int = 16, n_val: int = 8, seed: int = 0, **kwargs) -> None:
         kwargs.setdefault("batch_size", 8)
         super().__init__(data_config=shapes_net(input_size=SIZE).data_config, **kwargs)
         self.n_train, self.n_val, self.seed = n_train, n_val, seed
