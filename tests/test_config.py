@@ -60,11 +60,11 @@ def _writes_other_groups(group: str) -> bool:
 
 def _compositions() -> list[list[tuple[str, str]]]:
     """Every option once: an option of each group that writes only its own keys composes beside
-    one of every other such group (the same checks, a sixth of the compositions); an option of a
-    group that may set other groups' keys (model, experiment, ...) composes alone."""
-    alone = [[(group, option)] for group, option in OPTIONS if _writes_other_groups(group)]
-    together = {group: [o for g, o in OPTIONS if g == group]
-                for group in GROUPS if not _writes_other_groups(group)}
+    one of every other such group (15 compositions for their 66 options); an option of a group that may
+    set other groups' keys (model, experiment, ...) composes alone."""
+    own_keys = {group for group in GROUPS if not _writes_other_groups(group)}
+    alone = [[(group, option)] for group, option in OPTIONS if group not in own_keys]
+    together = {group: [o for g, o in OPTIONS if g == group] for group in GROUPS if group in own_keys}
     rows = max(len(options) for options in together.values())
     return [[(group, options[i]) for group, options in together.items() if i < len(options)]
             for i in range(rows)] + alone
