@@ -62,6 +62,7 @@ def tensorboard(tmp_path):
         process.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_runs_are_named_by_what_differs_and_hparams_list_every_runs_keys_differing_first(
         in_project, tmp_path, tensorboard):
     main(["train", "-m", "optimizer.lr=1e-3,1e-2", *SMALL])
@@ -92,6 +93,7 @@ def test_runs_are_named_by_what_differs_and_hparams_list_every_runs_keys_differi
     assert not [tag for tag in metrics if tag == "epoch" or tag.startswith(("freeze/", "train/"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
 def test_board_stops_tensorboard_and_removes_its_links_on_sigterm_and_sighup(tmp_path, stop):
     import os

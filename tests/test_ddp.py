@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import ddp_runs
+import pytest
 import torch
 from forked import run_forked
 
@@ -38,6 +39,7 @@ def launch_two_ranks(out: Path) -> None:
     assert codes == [0, 0], f"the ranks exited with {codes}:\n{log.read_text()[-3000:]}"
 
 
+@pytest.mark.slow
 def test_ddp_keeps_the_ranks_identical_for_a_staged_classifier_and_a_gan(tmp_path):
     launch_two_ranks(tmp_path)
     check_staged_classifier(tmp_path)

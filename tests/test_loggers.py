@@ -20,6 +20,7 @@ SMALL = ["debug=fast", "callbacks.progress_bar=null", "callbacks.model_summary=n
          "data.train_per_class=4", "data.val_per_class=2", "data.test_per_class=2", "freeze=two_phase"]
 
 
+@pytest.mark.slow
 def test_mlflow_wandb_and_tensorboard_log_the_same_run_name_params_and_results(in_project, monkeypatch):
     """One run with the three loggers (each read back as its own tool reads it)."""
     pytest.importorskip("mlflow")

@@ -23,6 +23,7 @@ def _train_in_process(*overrides: str) -> None:
     main(["train", *overrides])
 
 
+@pytest.mark.slow
 def test_multirun_writes_one_run_dir_per_job_and_survives_a_failing_one(in_project, capfd):
     """Through the joblib launcher: its jobs run two at a time in worker processes of their own."""
     with pytest.raises(SystemExit) as exit_info:  # after every job: scripts read the exit code, not the log
@@ -141,6 +142,7 @@ def test_the_search_space_follows_hydras_sweep_grammar_and_a_fixed_override_leav
     assert fixed == ["model.head.dropout=0.25", "seed=3"]  # a fixed value takes its key out of the search
 
 
+@pytest.mark.slow
 def test_two_searches_at_once_share_one_study_with_no_lost_duplicated_or_extra_trials(tmp_path):
     """Two searches started together on one journal file, each in a process of its own, as SLURM
     array tasks would be (forked from this one: tests/forked.py)."""
