@@ -108,8 +108,10 @@ def test_lp_ft_plateau_switch_survives_resume(tmp_path):
         assert torch.equal(resumed.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("loading", [[], ["data.num_workers=1", "augment=flip_crop", "mixup=mixup_cutmix"]],
-                         ids=["in_process", "worker_augmenting_and_mixing"])
+@pytest.mark.parametrize("loading", [
+    pytest.param([], id="in_process"),
+    pytest.param(["data.num_workers=1", "augment=flip_crop", "mixup=mixup_cutmix"],
+                 id="worker_augmenting_and_mixing", marks=pytest.mark.slow)])  # a DataLoader worker process
 def test_resume_mid_staged_schedule_equals_the_uninterrupted_run(make_cfg, tmp_path, loading):
     common = [*loading, "backbone.pretrained=false", "backbone.input_size=32", "freeze=staged",
               "freeze.milestones={0:head,1:2,3:all}", "freeze.lr_factors={3:0.1}", "scheduler=cosine",
