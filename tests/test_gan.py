@@ -689,6 +689,7 @@ def test_the_lowest_fid_is_best_ckpt_and_sampling_a_run_folder_draws_from_it(mak
     assert f"using {run_dir / 'checkpoints' / 'best.ckpt'}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cas_trains_on_generated_and_on_real_images_and_tests_both_on_real(in_project, capsys):
     from visionlab.cli.main import main
 

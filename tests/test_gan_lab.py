@@ -46,6 +46,7 @@ def ring_gan() -> GANModule:
                      num_classes=8, loss="lsgan")
 
 
+@pytest.mark.slow
 def test_a_short_ring_run_lowers_js_and_draws_the_view(tmp_path):
     data = Toy2DDataModule(shape="ring", n_train=2048, batch_size=32)
     model = ring_gan()

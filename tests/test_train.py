@@ -56,6 +56,7 @@ def test_only_an_augmented_batch_is_shown_in_tensorboard_beside_the_training_cur
     assert images == (["train/augmented_batch"] if augment != "none" else [])
 
 
+@pytest.mark.slow
 def test_default_job_transfers_the_shipped_backbone_well_above_chance(make_cfg):
     # The real default config (shapes_target, 6 classes: chance is 0.17), only shortened.
     cfg = make_cfg("trainer.max_epochs=6", "trainer.enable_progress_bar=false", "logger=csv",
